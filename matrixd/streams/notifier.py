@@ -135,7 +135,13 @@ class Notifier:
                 d.callback(None)
 
         timer = self._clock.call_later(timeout, on_timeout)
-        d.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
+
+        def stop_timer(r: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return r
+
+        d.addBoth(stop_timer)
         return d
 
     def _check_token_waiters(self) -> None:

@@ -29,9 +29,12 @@ class Clock:
         return int(self._reactor.seconds() * 1000)
 
     def sleep(self, seconds: float) -> "defer.Deferred[None]":
-        d: defer.Deferred[None] = defer.Deferred()
+        def cancel(_d: "defer.Deferred[None]") -> None:
+            if call.active():
+                call.cancel()
+
+        d: defer.Deferred[None] = defer.Deferred(cancel)
         call = self._reactor.callLater(seconds, d.callback, None)
-        d.addErrback(lambda f: (call.cancel() if call.active() else None, f)[1])
         return d
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> IDelayedCall:
