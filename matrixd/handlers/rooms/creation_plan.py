@@ -99,7 +99,7 @@ def plan_room_creation(
     if not isinstance(is_direct, bool):
         raise BadJsonError("is_direct must be a boolean")
 
-    creation_content = body.get("creation_content") or {}
+    creation_content = body.get("creation_content", {})
     if not isinstance(creation_content, dict):
         raise BadJsonError("creation_content must be an object")
     create_content: JsonDict = dict(creation_content)
@@ -148,13 +148,13 @@ def plan_room_creation(
         events.append(PlannedEvent("m.room.canonical_alias", "", {"alias": full}))
 
     join_rule, history, guest = PRESETS[preset]
-    for etype, content in (
+    for etype, preset_content in (
         ("m.room.join_rules", {"join_rule": join_rule}),
         ("m.room.history_visibility", {"history_visibility": history}),
         ("m.room.guest_access", {"guest_access": guest}),
     ):
         if (etype, "") not in initial_state:
-            events.append(PlannedEvent(etype, "", content))
+            events.append(PlannedEvent(etype, "", preset_content))
 
     name = body.get("name")
     topic = body.get("topic")
@@ -166,8 +166,8 @@ def plan_room_creation(
         initial_state.pop(("m.room.name", ""), None)
     if topic is not None:
         initial_state.pop(("m.room.topic", ""), None)
-    for (etype, skey), content in initial_state.items():
-        events.append(PlannedEvent(etype, skey, content))
+    for (etype, skey), state_content in initial_state.items():
+        events.append(PlannedEvent(etype, skey, state_content))
     if name is not None:
         events.append(PlannedEvent("m.room.name", "", {"name": name}))
     if topic is not None:
@@ -176,10 +176,10 @@ def plan_room_creation(
         }))
 
     for invitee in invitees:
-        content: JsonDict = {"membership": "invite"}
+        invite_content: JsonDict = {"membership": "invite"}
         if is_direct:
-            content["is_direct"] = True
-        events.append(PlannedEvent("m.room.member", invitee, content))
+            invite_content["is_direct"] = True
+        events.append(PlannedEvent("m.room.member", invitee, invite_content))
 
     return RoomCreationPlan(
         create_content=create_content,
