@@ -12,7 +12,7 @@ from typing import Optional
 
 from matrixd.api.errors import AuthError
 from matrixd.events.event import Event
-from matrixd.events.room_versions import EventFormat, RoomVersion
+from matrixd.events.room_versions import RoomVersion
 from matrixd.state.auth.constants import (
     ALIASES,
     CREATE,
@@ -104,7 +104,7 @@ def check_state_dependent_auth_rules(
         return
 
     # Rooms v1 and v2 (the only ones whose event ids carry a domain) auth redactions.
-    if event_type == REDACTION and room_version.event_format == EventFormat.V1:
+    if event_type == REDACTION and room_version.special_case_redaction_auth:
         redact_level = get_named_level(room_version, "redact", power_levels_content)
         if sender_level >= redact_level:
             return
