@@ -94,7 +94,7 @@ class Cursor:
 
             execute_batch(self._cur, self.engine.convert_sql(sql_text), rows, page_size=200)
         else:
-            self._cur.executemany(sql_text, rows)
+            self._cur.executemany(self.engine.convert_sql(sql_text), rows)
 
     # -- results ------------------------------------------------------------------
 
@@ -201,6 +201,8 @@ class Database:
         max_retries: int = MAX_TXN_RETRIES,
     ) -> None:
         self.engine = create_engine(engine_config)
+        #: The config this Database was built from (to open another pool on the same database).
+        self.config: Mapping[str, Any] = dict(engine_config)
         self._reactor = reactor
         self._metrics = metrics
         self._max_retries = max_retries

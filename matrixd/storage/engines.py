@@ -144,7 +144,6 @@ class PostgresEngine(BaseEngine):
     def __init__(self, args: Mapping[str, Any]) -> None:
         import psycopg2
         import psycopg2.errors
-        import psycopg2.extensions
 
         self._psycopg2 = psycopg2
         self._retryable = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected)

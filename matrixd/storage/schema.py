@@ -115,6 +115,10 @@ async def prepare_database(
 def _prepare_txn(txn: Cursor, layout: SchemaLayout, allow_upgrade: bool) -> None:
     engine = txn.engine.name
     if engine == "postgres":
+        # READ COMMITTED (allowed as the first statement): after waiting for the
+        # lock we must see what a concurrent migrator committed meanwhile, which a
+        # REPEATABLE READ snapshot taken before the wait would hide.
+        txn.execute_raw("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
     tables = _existing_tables(txn)
     if "schema_version" not in tables:

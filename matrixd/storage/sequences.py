@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import threading
+import weakref
 from typing import Optional
 
-from matrixd.storage.database import Cursor
+from matrixd.storage.database import Cursor, Database
 
 
 class SequenceGenerator(abc.ABC):
@@ -51,8 +52,22 @@ class LocalSequenceGenerator(SequenceGenerator):
             return self._current
 
 
-def build_sequence_generator(engine_name: str, sequence_name: str, table: str, column: str) -> SequenceGenerator:
-    """The right generator for the engine; the PostgreSQL sequence must exist in the schema."""
-    if engine_name == "postgres":
-        return PostgresSequenceGenerator(sequence_name)
-    return LocalSequenceGenerator(table, column)
+_generators: "weakref.WeakKeyDictionary[Database, dict[str, SequenceGenerator]]" = weakref.WeakKeyDictionary()
+
+
+def get_sequence_generator(db: Database, sequence_name: str, table: str, column: str) -> SequenceGenerator:
+    """The generator for ``sequence_name`` on ``db``, shared by every store using that database.
+
+    Sharing matters on SQLite, where the counter lives in memory: two
+    independent counters would hand out the same id.  The PostgreSQL sequence
+    must exist in the schema.
+    """
+    per_db = _generators.setdefault(db, {})
+    gen = per_db.get(sequence_name)
+    if gen is None:
+        if db.engine.name == "postgres":
+            gen = PostgresSequenceGenerator(sequence_name)
+        else:
+            gen = LocalSequenceGenerator(table, column)
+        per_db[sequence_name] = gen
+    return gen

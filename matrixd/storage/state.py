@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Optional
 from matrixd.events.event import StateKey, StateMap
 from matrixd.storage.cache import LruCache
 from matrixd.storage.database import Cursor, Database
-from matrixd.storage.sequences import build_sequence_generator
+from matrixd.storage.sequences import get_sequence_generator
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.util.clock import Clock
 
@@ -50,7 +50,7 @@ class StateGroupStore:
         self._db = db
         self._clock = clock
         self._snapshot_interval = snapshot_interval
-        self._ids = build_sequence_generator(db.engine.name, "state_group_id_seq", "state_groups", "id")
+        self._ids = get_sequence_generator(db, "state_group_id_seq", "state_groups", "id")
         self._cache: LruCache[int, StateMap] = LruCache("state_groups", cache_entries, size_of=len)
 
     # -- writing ----------------------------------------------------------------

@@ -262,3 +262,25 @@ class DatabaseTestCase(TestCase):
         finally:
             loop.stop()
         self.assertGreater(len(ticks), 5)
+
+
+class TestDatabaseHelperTestCase(TestCase):
+    async def test_unreachable_postgres_fails_loudly(self) -> None:
+        """With MATRIXD_TEST_DB=postgres and no server, make_test_database raises (never skips)."""
+        import os
+
+        saved = {k: os.environ.get(k) for k in ("MATRIXD_TEST_DB", "MATRIXD_TEST_PG_DSN")}
+
+        def restore() -> None:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+        self.addCleanup(restore)
+        os.environ["MATRIXD_TEST_DB"] = "postgres"
+        os.environ["MATRIXD_TEST_PG_DSN"] = "host=127.0.0.1 port=1 user=postgres dbname=postgres"
+        with self.assertRaises(RuntimeError) as cm:
+            await make_test_database(self, prepare=False)
+        self.assertIn("unreachable", str(cm.exception))

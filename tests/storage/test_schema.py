@@ -155,6 +155,19 @@ class SchemaTestCase(TestCase):
         self.assertIn("SCHEMA_VERSION", str(cm.exception))
         self.assertEqual(await _tables(self.db), set())
 
+    async def test_concurrent_migrations(self) -> None:
+        """Two processes preparing the same empty database at once both succeed; it is created once."""
+        from twisted.internet import defer, reactor
+
+        other = Database(self.db.config, reactor)
+        self.addCleanup(other.close)
+        await defer.gatherResults(
+            [defer.ensureDeferred(prepare_database(d)) for d in (self.db, other)], consumeErrors=True
+        )
+        self.assertEqual(await _version(other), SCHEMA_VERSION)
+        rows = await self.db.execute("n", "SELECT COUNT(*) FROM schema_version")
+        self.assertEqual(rows, [(1,)])
+
     def test_split_statements(self) -> None:
         """Statements split on `;` outside comments and quotes; trailing comments are ignored."""
         text = "-- c; c\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nINSERT INTO a VALUES ('b;c');\n-- end\n"

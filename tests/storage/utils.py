@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 from twisted.trial.unittest import TestCase
 
 from matrixd.events.event import Event, JsonDict
-from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
 from matrixd.storage.events import EventStore
@@ -20,6 +20,7 @@ from matrixd.util.clock import Clock
 
 SERVER = "test.local"
 V10 = KNOWN_ROOM_VERSIONS["10"]
+V1 = KNOWN_ROOM_VERSIONS["1"]
 
 _KEEP_TOP = (
     "event_id", "type", "room_id", "sender", "state_key", "content", "hashes",
@@ -64,6 +65,10 @@ def make_event(
         "hashes": {"sha256": "x"},
         "signatures": {},
     }
+    if room_version.event_format == EventFormat.V1:
+        pdu["event_id"] = event_id
+        pdu["prev_events"] = [[p, {"sha256": "x"}] for p in prev]
+        pdu["auth_events"] = [[a, {"sha256": "x"}] for a in auth]
     if state_key is not None:
         pdu["state_key"] = state_key
     if redacts is not None:
@@ -106,3 +111,13 @@ class StorageTestCase(TestCase):
             event_store=self.events,
             current_state_store=self.current_state,
         )
+
+
+    async def persist(self, *events: Event, backfilled: bool = False, **ctx: Any) -> dict[str, int]:
+        """Persist events with an empty context; returns their new stream orderings."""
+        from matrixd.storage.models import EventContext
+
+        result = await self.writer.persist_events(
+            [(ev, EventContext(**ctx)) for ev in events], backfilled=backfilled
+        )
+        return dict(result.stream_orderings)
