@@ -29,7 +29,12 @@ from matrixd.util.clock import Clock
 PruneEventDict = Callable[[JsonDict, RoomVersion], JsonDict]
 Direction = Literal["f", "b"]
 
-_EVENT_COLUMNS = "e.event_id, e.stream_ordering, e.outlier, e.rejected_reason, j.room_version, j.internal_metadata, j.json"
+_EVENT_COLUMNS = (
+    "e.event_id, e.stream_ordering, e.outlier, e.rejected_reason, e.soft_failed,"
+    " j.room_version, j.internal_metadata, j.json"
+)
+#: What a client may see of a room's timeline.
+_TIMELINE = "NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
 
 
 class EventStore:
@@ -121,7 +126,7 @@ class EventStore:
         return {event_id: self._build_event(row, redactions.get(event_id, ())) for event_id, row in rows.items()}
 
     def _build_event(self, row: tuple[Any, ...], redactions: Iterable[tuple[str, bool, str, str]]) -> Event:
-        event_id, stream_ordering, outlier, rejected_reason, room_version_id, metadata_json, pdu_json = row
+        event_id, stream_ordering, outlier, rejected_reason, soft_failed, room_version_id, metadata_json, pdu_json = row
         room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
         if room_version is None:
             raise RuntimeError(f"event {event_id} is stored with unknown room version {room_version_id!r}")
@@ -130,6 +135,7 @@ class EventStore:
         metadata.stream_ordering = int(stream_ordering)
         metadata.outlier = bool(outlier)
         metadata.rejected_reason = rejected_reason
+        metadata.soft_failed = bool(soft_failed)
         event = Event(pdu, room_version, event_id=event_id, internal_metadata=metadata)
         for redaction_id, authorised, redaction_sender, redaction_room in redactions:
             if _redaction_applies(event, redaction_sender, redaction_room, authorised):
@@ -148,7 +154,7 @@ class EventStore:
         limit: int,
         direction: Direction = "b",
     ) -> list[Event]:
-        """A room's timeline events in arrival (stream) order, outliers and rejected events excluded.
+        """A room's timeline in arrival (stream) order: no outliers, rejected or soft-failed events.
 
         ``direction="f"``: events with ``from_stream < stream_ordering <= to_stream``, oldest first.
         ``direction="b"``: events with ``to_stream < stream_ordering <= from_stream``, newest first.
@@ -156,7 +162,7 @@ class EventStore:
         so a positive lower bound (a sync token) never returns them.
         """
         lower, upper = (from_stream, to_stream) if direction == "f" else (to_stream, from_stream)
-        clauses = ["room_id = ?", "NOT outlier", "rejected_reason IS NULL"]
+        clauses = ["room_id = ?", _TIMELINE]
         args: list[Any] = [room_id]
         if lower is not None:
             clauses.append("stream_ordering > ?")
@@ -187,7 +193,7 @@ class EventStore:
         A None bound is unbounded.
         """
         lower, upper = (from_pos, to_pos) if direction == "f" else (to_pos, from_pos)
-        clauses = ["room_id = ?", "NOT outlier", "rejected_reason IS NULL"]
+        clauses = ["room_id = ?", _TIMELINE]
         args: list[Any] = [room_id]
         if lower is not None:
             clauses.append("(topological_ordering > ? OR (topological_ordering = ? AND stream_ordering > ?))")
@@ -225,7 +231,7 @@ class EventStore:
         rows = await self._db.execute(
             "get_topological_position_at_stream",
             "SELECT topological_ordering, stream_ordering FROM events"
-            " WHERE room_id = ? AND stream_ordering <= ? AND NOT outlier AND rejected_reason IS NULL"
+            f" WHERE room_id = ? AND stream_ordering <= ? AND {_TIMELINE}"
             " ORDER BY topological_ordering DESC, stream_ordering DESC LIMIT 1",
             room_id,
             stream_ordering,
@@ -242,7 +248,23 @@ class EventStore:
         rows = await self._db.execute(
             "get_event_stream_rows",
             "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
-            " WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering ASC LIMIT ?",
+            " WHERE stream_ordering > ? AND stream_ordering <= ? AND stream_ordering > 0"
+            " ORDER BY stream_ordering ASC LIMIT ?",
+            from_token,
+            to_token,
+            limit,
+        )
+        return [EventStreamRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    async def get_backfill_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
+        """Backfilled events with ``to_token <= stream_ordering < from_token`` (both <= 0), newest-allocated first.
+
+        The backfill stream counts down, so "after position p" means "below p".
+        """
+        rows = await self._db.execute(
+            "get_backfill_stream_rows",
+            "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
+            " WHERE stream_ordering < ? AND stream_ordering >= ? ORDER BY stream_ordering DESC LIMIT ?",
             from_token,
             to_token,
             limit,

@@ -36,7 +36,21 @@ from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import IdentifierError, get_domain_from_id
 from matrixd.util.clock import Clock
 
-_METADATA_COLUMNS = ("outlier", "rejected_reason", "stream_ordering")
+_METADATA_COLUMNS = ("outlier", "rejected_reason", "soft_failed", "stream_ordering")
+
+
+async def create_event_stream_generators(db: Database) -> tuple[StreamIdGenerator, StreamIdGenerator]:
+    """The events stream (counting up) and backfill stream (counting down) generators.
+
+    The events stream also numbers ``current_state_delta_stream`` rows, which
+    may use an id no event kept (a batch of duplicates), so allocation must
+    resume after both tables' maxima.
+    """
+    stream_ids = await StreamIdGenerator.create(
+        db, "events", "stream_ordering", extra_tables=[("current_state_delta_stream", "stream_id")]
+    )
+    backfill_ids = await StreamIdGenerator.create(db, "events", "stream_ordering", step=-1)
+    return stream_ids, backfill_ids
 
 
 class EventWriter:
@@ -45,8 +59,7 @@ class EventWriter:
     Args:
         db, clock: as for every store.
         server_name: this server's name; decides which users are local.
-        stream_ids: the events stream generator (``events.stream_ordering``, step 1).
-        backfill_ids: the backfill generator (``events.stream_ordering``, step -1).
+        stream_ids, backfill_ids: from :func:`create_event_stream_generators`.
         event_store, current_state_store: whose caches to invalidate after commit.
     """
 
@@ -178,13 +191,13 @@ class EventWriter:
             return
         txn.execute_batch(
             "INSERT INTO events (event_id, room_id, type, state_key, sender, stream_ordering,"
-            " topological_ordering, origin_server_ts, received_ts, outlier, rejected_reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " topological_ordering, origin_server_ts, received_ts, outlier, rejected_reason, soft_failed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender, orderings[ev.event_id],
                     int(ev.depth), int(ev.origin_server_ts), now, bool(ev.internal_metadata.outlier),
-                    ev.internal_metadata.rejected_reason,
+                    ev.internal_metadata.rejected_reason, bool(ev.internal_metadata.soft_failed),
                 )
                 for ev, _ in new
             ],
@@ -237,8 +250,13 @@ class EventWriter:
         if not promoted:
             return
         txn.execute_batch(
-            "UPDATE events SET outlier = FALSE, stream_ordering = ?, rejected_reason = ? WHERE event_id = ?",
-            [(orderings[ev.event_id], ev.internal_metadata.rejected_reason, ev.event_id) for ev, _ in promoted],
+            "UPDATE events SET outlier = FALSE, stream_ordering = ?, rejected_reason = ?, soft_failed = ?"
+            " WHERE event_id = ?",
+            [
+                (orderings[ev.event_id], ev.internal_metadata.rejected_reason,
+                 bool(ev.internal_metadata.soft_failed), ev.event_id)
+                for ev, _ in promoted
+            ],
         )
         txn.execute_batch(
             "UPDATE event_json SET internal_metadata = ? WHERE event_id = ?",
@@ -377,7 +395,7 @@ def _update_forward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Ev
         clause, args = in_list_clause(txn.engine, "ed.prev_event_id", chunk)
         txn.execute(
             "SELECT ed.prev_event_id FROM event_edges ed JOIN events ev ON ev.event_id = ed.event_id"
-            f" WHERE {clause} AND NOT ev.outlier AND ev.rejected_reason IS NULL",
+            f" WHERE {clause} AND NOT ev.outlier AND ev.rejected_reason IS NULL AND NOT ev.soft_failed",
             args,
         )
         referenced.update(r[0] for r in txn)

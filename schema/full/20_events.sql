@@ -1,7 +1,7 @@
 -- Every event (PDU) the server has stored, one row each. Outliers (events known
--- without their state, e.g. auth events or remote invites) and rejected events
--- are stored too, flagged, so they are never fetched twice; timeline queries
--- skip them.
+-- without their state, e.g. auth events or remote invites), rejected and
+-- soft-failed events are stored too, flagged, so they are never fetched twice;
+-- timeline queries skip them.
 CREATE TABLE events (
     event_id TEXT NOT NULL PRIMARY KEY,
     room_id TEXT NOT NULL,
@@ -15,7 +15,10 @@ CREATE TABLE events (
     origin_server_ts BIGINT NOT NULL,
     received_ts BIGINT NOT NULL,
     outlier BOOLEAN NOT NULL,
-    rejected_reason TEXT
+    rejected_reason TEXT,
+    -- passed auth against its own auth events but not against the room's
+    -- current state: kept for the DAG, never shown to clients
+    soft_failed BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- /messages pagination in (depth, stream) order

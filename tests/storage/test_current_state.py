@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from matrixd.events.event import Event
+from matrixd.storage.events_writer import create_event_stream_generators
 from matrixd.storage.models import EventContext, MemberProfile, StateDelta
 from tests.storage.utils import StorageTestCase, make_event, member_event
 
@@ -117,3 +118,15 @@ class CurrentStateTestCase(StorageTestCase):
             await self.writer.persist_events(
                 [], backfilled=True, state_delta_by_room={ROOM: StateDelta(to_insert={("a", ""): "$alice"})}
             )
+
+    async def test_stream_resumes_after_state_deltas(self) -> None:
+        """A state change in a batch of already-stored events still moves the stream, across restarts."""
+        result = await self.writer.persist_events(
+            [(member_event("$alice", ALICE), EventContext())],
+            state_delta_by_room={ROOM: StateDelta(to_delete=frozenset({("m.room.member", BOB)}))},
+        )
+        self.assertEqual(dict(result.stream_orderings), {})
+        rows = await self.current_state.get_current_state_deltas(3, result.max_stream_ordering)
+        self.assertEqual([(r.stream_id, r.state_key) for r in rows], [(4, BOB)])
+        restarted, _ = await create_event_stream_generators(self.db)
+        self.assertEqual(restarted.get_current_token(), 4)

@@ -78,6 +78,7 @@ class PaginationTestCase(StorageTestCase):
             make_event("$2", depth=2, prev=["$1"]),
             make_event("$out", depth=2, outlier=True),
             make_event("$rej", depth=2, rejected_reason="bad"),
+            make_event("$soft", depth=2, soft_failed=True),
             make_event("$3", depth=3, prev=["$2"]),
             make_event("$4", depth=4, prev=["$3"]),
         ]
@@ -177,6 +178,10 @@ class ExtremitiesTestCase(StorageTestCase):
         )
         self.assertEqual(dict(result.stream_orderings), {"$old1": -1, "$old2": -2})
         self.assertEqual(self.backfill_ids.get_current_token(), -2)
+        rows = await self.events.get_backfill_stream_rows(0, -2, 10)
+        self.assertEqual([(r.stream_ordering, r.event_id) for r in rows], [(-1, "$old1"), (-2, "$old2")])
+        self.assertEqual([r.event_id for r in await self.events.get_backfill_stream_rows(-1, -5, 10)], ["$old2"])
+        self.assertEqual([r.event_id for r in await self.events.get_event_stream_rows(-5, 5, 10)], ["$now"])
         self.assertEqual(_ids(await self.events.get_room_events_stream(ROOM, 0, None, 10, "f")), ["$now"])
         history = await self.events.get_room_events_topological(ROOM, None, None, 10, "b")
         self.assertEqual(_ids(history), ["$now", "$old2", "$old1"])

@@ -11,10 +11,9 @@ from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomV
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.events_writer import EventWriter
+from matrixd.storage.events_writer import EventWriter, create_event_stream_generators
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
-from matrixd.storage.streams import StreamIdGenerator
 from matrixd.testing.database import make_test_database
 from matrixd.util.clock import Clock
 
@@ -100,8 +99,7 @@ class StorageTestCase(TestCase):
         self.state = StateGroupStore(self.db, self.clock)
         self.current_state = CurrentStateStore(self.db, self.clock, self.events)
         self.rooms = RoomStore(self.db, self.clock)
-        self.stream_ids = await StreamIdGenerator.create(self.db, "events", "stream_ordering")
-        self.backfill_ids = await StreamIdGenerator.create(self.db, "events", "stream_ordering", step=-1)
+        self.stream_ids, self.backfill_ids = await create_event_stream_generators(self.db)
         self.writer = EventWriter(
             self.db,
             self.clock,
