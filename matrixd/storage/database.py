@@ -178,6 +178,33 @@ class _ConnectionPool:
                 logger.exception("error closing database connection")
 
 
+class _InlinePool(_ConnectionPool):
+    """Runs every transaction synchronously on the calling thread, on one connection.
+
+    For in-process tests on a memory reactor: a request's database work then
+    completes before ``make_request`` returns, with no real threads or waiting.
+    """
+
+    def __init__(self, engine: BaseEngine, reactor: IReactorFromThreads) -> None:
+        self._engine = engine
+        self._reactor = reactor
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections = []
+
+    def run(self, fn: Callable[..., R], *args: Any) -> "defer.Deferred[R]":
+        try:
+            return defer.succeed(self._with_connection(fn, *args))
+        except BaseException:
+            return defer.fail()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._connections = self._connections, []
+        for conn in conns:
+            conn.close()
+
+
 class Database:
     """The database of one homeserver process.
 
@@ -199,6 +226,7 @@ class Database:
         *,
         metrics: Optional[TxnMetricsCallback] = observe_txn,
         max_retries: int = MAX_TXN_RETRIES,
+        inline: bool = False,
     ) -> None:
         self.engine = create_engine(engine_config)
         #: The config this Database was built from (to open another pool on the same database).
@@ -207,7 +235,8 @@ class Database:
         self._metrics = metrics
         self._max_retries = max_retries
         self._closed = False
-        self._pool = _ConnectionPool(self.engine, cast(IReactorFromThreads, reactor))
+        pool_class = _InlinePool if inline else _ConnectionPool
+        self._pool = pool_class(self.engine, cast(IReactorFromThreads, reactor))
         logger.info("using database %s", self.engine.describe())
 
     @property

@@ -48,23 +48,47 @@ def selected_engine() -> str:
     return engine
 
 
-def make_test_database(testcase: TestCase, *, prepare: bool = True) -> "defer.Deferred[Database]":
-    """A fresh Database for ``testcase`` on the real reactor, closed and dropped in cleanup.
+def make_test_database(
+    testcase: TestCase, *, prepare: bool = True, reactor: Any = None
+) -> "defer.Deferred[Database]":
+    """A fresh Database for ``testcase``, closed and dropped in cleanup.
 
     With ``prepare`` (the default) it holds the full current schema; without,
     it is empty (for testing the migration runner itself).
+
+    Without ``reactor`` transactions run on a real thread pool and trial's real
+    reactor (storage tests).  With a ``reactor`` (a memory reactor) they run
+    inline on the calling thread, so the returned Deferred, and every request
+    of an in-process test homeserver, completes synchronously.
     """
-    return defer.ensureDeferred(_make(testcase, prepare))
+    return defer.ensureDeferred(_make(testcase, prepare, reactor))
 
 
-async def _make(testcase: TestCase, prepare: bool) -> Database:
-    # Storage tests run transactions on real threads, so they use trial's real
-    # reactor; this is test support, not a server component.
-    from twisted.internet import reactor
+def make_test_database_sync(testcase: TestCase, reactor: Any) -> Database:
+    """The inline variant of :func:`make_test_database`, returned directly."""
+    d = make_test_database(testcase, reactor=reactor)
+    result: list[Database] = []
+    failures: list[Any] = []
+    d.addCallbacks(result.append, failures.append)
+    if failures:
+        failures[0].raiseException()
+    assert result, "inline test database creation did not complete synchronously"
+    return result[0]
 
+
+async def _make(testcase: TestCase, prepare: bool, given_reactor: Any) -> Database:
+    inline = given_reactor is not None
+    if inline:
+        reactor = given_reactor
+    else:
+        # Storage tests run transactions on real threads, so they use trial's
+        # real reactor; this is test support, not a server component.
+        from twisted.internet import reactor as real_reactor
+
+        reactor = real_reactor
     if selected_engine() == "postgres":
-        return await _make_postgres(testcase, reactor, prepare)
-    return await _make_sqlite(testcase, reactor, prepare)
+        return await _make_postgres(testcase, reactor, prepare, inline)
+    return await _make_sqlite(testcase, reactor, prepare, inline)
 
 
 # -- SQLite ---------------------------------------------------------------------
@@ -78,14 +102,15 @@ def _sqlite_tmpdir() -> str:
     return _sqlite_dir
 
 
-async def _make_sqlite(testcase: TestCase, reactor: Any, prepare: bool) -> Database:
+async def _make_sqlite(testcase: TestCase, reactor: Any, prepare: bool, inline: bool) -> Database:
     global _sqlite_template
     path = os.path.join(_sqlite_tmpdir(), f"test-{next(_counter)}.db")
     if prepare:
         async with _template_lock:
             if _sqlite_template is None:
                 template = os.path.join(_sqlite_tmpdir(), "template.db")
-                tdb = Database({"name": "sqlite3", "args": {"database": template}}, reactor, metrics=None)
+                tdb = Database({"name": "sqlite3", "args": {"database": template}}, reactor, metrics=None,
+                               inline=inline)
                 try:
                     await prepare_database(tdb)
                 finally:
@@ -93,7 +118,7 @@ async def _make_sqlite(testcase: TestCase, reactor: Any, prepare: bool) -> Datab
                 _sqlite_template = template
         shutil.copyfile(_sqlite_template, path)
 
-    db = Database({"name": "sqlite3", "args": {"database": path}}, reactor)
+    db = Database({"name": "sqlite3", "args": {"database": path}}, reactor, inline=inline)
 
     def _cleanup() -> None:
         db.close()
@@ -185,7 +210,7 @@ def _drop_pg_template(name: str) -> None:
         pass
 
 
-async def _make_postgres(testcase: TestCase, reactor: Any, prepare: bool) -> Database:
+async def _make_postgres(testcase: TestCase, reactor: Any, prepare: bool, inline: bool) -> Database:
     global _pg_template
     pid = os.getpid()
     # C collation: byte-order sorting, the same as SQLite, so ORDER BY agrees across engines.
@@ -199,7 +224,7 @@ async def _make_postgres(testcase: TestCase, reactor: Any, prepare: bool) -> Dat
                 _pg_admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
                 _pg_admin(f'CREATE DATABASE "{template}" {create} TEMPLATE template0')
                 atexit.register(_drop_pg_template, template)
-                tdb = Database(_pg_engine_config(template), reactor, metrics=None)
+                tdb = Database(_pg_engine_config(template), reactor, metrics=None, inline=inline)
                 try:
                     await prepare_database(tdb)
                 finally:
@@ -212,7 +237,7 @@ async def _make_postgres(testcase: TestCase, reactor: Any, prepare: bool) -> Dat
     else:
         _pg_admin(f'CREATE DATABASE "{name}" {create} TEMPLATE template0')
 
-    db = Database(_pg_engine_config(name), reactor)
+    db = Database(_pg_engine_config(name), reactor, inline=inline)
 
     def _cleanup() -> None:
         db.close()
