@@ -1,0 +1,195 @@
+"""Creating this server's own events: build on the room's forward extremities,
+cite the right auth events, check the full auth rules, persist.
+
+Creation and persistence for one room are serialised by a per-room lock, so
+each new event extends exactly what the previous one left and the state
+before it is the room's current state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import attrs
+from signedjson.types import SigningKey
+
+from matrixd.api.errors import AuthError, MatrixError
+from matrixd.events.builder import create_local_event
+from matrixd.events.event import Event, StateKey, StateMap
+from matrixd.events.room_versions import RoomVersion
+from matrixd.events.validation import validate_client_event_fields, validate_pdu
+from matrixd.handlers.events.persister import EventPersister, PersistedEvent
+from matrixd.handlers.events.state_calc import StateCalculator
+from matrixd.state.auth import auth_types_for_event, check_auth, get_named_level, get_user_power_level
+from matrixd.storage.events import EventStore
+from matrixd.storage.rooms import RoomStore
+from matrixd.util.clock import Clock
+from matrixd.util.linearizer import Linearizer
+
+# Forward extremities cited by one new event (the spec caps prev_events at 20).
+MAX_PREV_EVENTS = 10
+MAX_DEPTH = 2**63 - 1
+
+
+@attrs.frozen(slots=True)
+class EventSpec:
+    """What a local event should say; the handler fills in the DAG and auth parts."""
+
+    event_type: str
+    sender: str
+    content: Mapping[str, Any]
+    state_key: Optional[str] = None
+    redacts: Optional[str] = None
+
+
+class EventCreationHandler:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        server_name: str,
+        signing_key: SigningKey,
+        event_store: EventStore,
+        rooms: RoomStore,
+        state_calc: StateCalculator,
+        persister: EventPersister,
+        room_lock: Linearizer,
+    ) -> None:
+        self._clock = clock
+        self._server_name = server_name
+        self._signing_key = signing_key
+        self._events = event_store
+        self._rooms = rooms
+        self._state_calc = state_calc
+        self._persister = persister
+        self._room_lock = room_lock
+
+    @property
+    def room_lock(self) -> Linearizer:
+        return self._room_lock
+
+    @property
+    def persister(self) -> EventPersister:
+        return self._persister
+
+    async def send(self, room_id: str, spec: EventSpec) -> PersistedEvent:
+        """Build, auth-check and persist ``spec`` in ``room_id`` (taking the room lock)."""
+        async with self._room_lock.queue(room_id):
+            return await self.send_locked(room_id, spec)
+
+    async def send_locked(self, room_id: str, spec: EventSpec) -> PersistedEvent:
+        """As :meth:`send`, for callers already holding the room lock."""
+        room_version = await self._rooms.get_room_version(room_id)
+        event, state_before, group_before = await self.build(room_id, room_version, spec)
+        redaction_authorised = False
+        if event.type == "m.room.redaction":
+            redaction_authorised = await self._sender_can_redact_others(room_version, event, state_before)
+        return await self._persister.persist_new_event(
+            event, state_before, group_before, redaction_authorised=redaction_authorised
+        )
+
+    async def build(
+        self, room_id: str, room_version: RoomVersion, spec: EventSpec
+    ) -> tuple[Event, StateMap, Optional[int]]:
+        """Build and fully auth-check an event on the room's current extremities (lock held)."""
+        prev_ids = await self._events.get_latest_event_ids_in_room(room_id)
+        prev_events = list((await self._events.get_events(prev_ids)).values())
+        if len(prev_events) > MAX_PREV_EVENTS:
+            prev_events.sort(key=lambda e: e.depth, reverse=True)
+            prev_events = prev_events[:MAX_PREV_EVENTS]
+        at = await self._state_calc.state_after_events(room_id, room_version, [e.event_id for e in prev_events])
+        auth_state = await self._state_calc.load_state_events(at.state_ids, self._auth_keys(room_version, room_id, spec))
+        event = self.build_on(room_version, room_id, spec, prev_events, auth_state)
+        return event, at.state_ids, at.state_group
+
+    def _auth_keys(self, room_version: RoomVersion, room_id: str, spec: EventSpec) -> set[StateKey]:
+        draft = Event(
+            {"type": spec.event_type, "sender": spec.sender, "content": dict(spec.content), "room_id": room_id,
+             **({"state_key": spec.state_key} if spec.state_key is not None else {})},
+            room_version, event_id="$draft",
+        )
+        return set(auth_types_for_event(room_version, draft)) | {("m.room.create", "")}
+
+    def build_on(
+        self,
+        room_version: RoomVersion,
+        room_id: str,
+        spec: EventSpec,
+        prev_events: list[Event],
+        state_events: Mapping[StateKey, Event],
+    ) -> Event:
+        """Build an event on ``prev_events`` whose state is ``state_events`` and auth-check it.
+
+        ``state_events`` needs at least the keys the auth rules read for this
+        event (more is fine).  Pure: nothing is read or written.
+        """
+        validate_client_event_fields(room_version, spec.event_type, spec.state_key, dict(spec.content))
+        depth = min(MAX_DEPTH, max((e.depth for e in prev_events), default=0) + 1)
+        keys = self._auth_keys(room_version, room_id, spec)
+        auth_state = {k: state_events[k] for k in keys if k in state_events}
+        create_event = auth_state.get(("m.room.create", ""))
+        cited = [auth_state[k] for k in keys if k in auth_state
+                 and not (k == ("m.room.create", "") and room_version.room_id_is_create_event_hash)]
+        event = create_local_event(
+            room_version,
+            event_type=spec.event_type,
+            sender=spec.sender,
+            room_id=room_id,
+            content=spec.content,
+            state_key=spec.state_key,
+            prev_events=prev_events,
+            auth_events=cited,
+            depth=depth,
+            origin_server_ts=self._clock.time_msec(),
+            server_name=self._server_name,
+            signing_key=self._signing_key,
+            redacts=spec.redacts,
+        )
+        validate_pdu(room_version, event.get_pdu_json())
+        check_auth(room_version, event, auth_state, create_event=create_event)
+        return event
+
+    def build_create_event(
+        self, room_version: RoomVersion, creator: str, create_content: Mapping[str, Any], room_id: Optional[str],
+        ts_offset_ms: int = 0,
+    ) -> Event:
+        """Build a room's ``m.room.create`` event.
+
+        ``ts_offset_ms`` moves its timestamp: in v12+ the room id is the event's
+        hash, so two identical requests in the same millisecond would otherwise
+        name the same room.
+        """
+        event = create_local_event(
+            room_version,
+            event_type="m.room.create",
+            sender=creator,
+            room_id=None if room_version.room_id_is_create_event_hash else room_id,
+            content=create_content,
+            state_key="",
+            prev_events=[],
+            auth_events=[],
+            depth=1,
+            origin_server_ts=self._clock.time_msec() + ts_offset_ms,
+            server_name=self._server_name,
+            signing_key=self._signing_key,
+        )
+        validate_pdu(room_version, event.get_pdu_json())
+        check_auth(room_version, event, {})
+        return event
+
+    async def persist_create_event(self, event: Event) -> PersistedEvent:
+        return await self._persister.persist_new_event(event, {}, None)
+
+    async def _sender_can_redact_others(self, room_version: RoomVersion, event: Event, state: StateMap) -> bool:
+        """Whether the redaction's sender reaches the redact level (needed to redact others' events)."""
+        auth_state = await self._state_calc.load_state_events(
+            state, [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", event.sender)]
+        )
+        pl = auth_state.get(("m.room.power_levels", ""))
+        level = get_user_power_level(room_version, event.sender, auth_state)
+        return level >= get_named_level(room_version, "redact", pl.content if pl is not None else None)
+
+
+def invalid_room_state_error(err: AuthError) -> MatrixError:
+    """createRoom reports initial events the auth rules refuse as M_INVALID_ROOM_STATE."""
+    return MatrixError(400, f"Invalid initial room state: {err.msg}", "M_INVALID_ROOM_STATE")

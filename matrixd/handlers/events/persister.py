@@ -1,0 +1,115 @@
+"""Persisting events this server accepts into a room's timeline, then announcing them.
+
+The order of effects is the one the architecture requires: write (one
+transaction, caches invalidated by the writer), then advance the stream
+position, then wake waiting requests.  Replication to workers hangs off the
+same announcement.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional, Sequence
+
+import attrs
+
+from matrixd.events.event import Event, StateMap
+from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.events_writer import EventWriter
+from matrixd.storage.models import EventContext, StateDelta
+from matrixd.storage.state import StateGroupStore
+from matrixd.storage.streams import StreamIdGenerator
+from matrixd.streams.notifier import Notifier
+from matrixd.streams.token import StreamName
+
+logger = logging.getLogger(__name__)
+
+#: Called after an event is persisted and announced (push, federation sending, app services...).
+PersistedEventCallback = Callable[[Event], object]
+
+
+@attrs.frozen(slots=True)
+class PersistedEvent:
+    event: Event
+    stream_ordering: int
+    state_group: Optional[int]
+
+
+class EventPersister:
+    """The master's single path for putting new events into rooms."""
+
+    def __init__(
+        self,
+        *,
+        writer: EventWriter,
+        state_store: StateGroupStore,
+        current_state: CurrentStateStore,
+        stream_ids: StreamIdGenerator,
+        notifier: Notifier,
+    ) -> None:
+        self._writer = writer
+        self._state = state_store
+        self._current = current_state
+        self._stream_ids = stream_ids
+        self._notifier = notifier
+        self._callbacks: list[PersistedEventCallback] = []
+
+    def add_persisted_callback(self, cb: PersistedEventCallback) -> None:
+        self._callbacks.append(cb)
+
+    async def persist_new_event(
+        self,
+        event: Event,
+        state_before: StateMap,
+        group_before: Optional[int],
+        *,
+        updates_current_state: bool = True,
+        redaction_authorised: bool = False,
+    ) -> PersistedEvent:
+        """Persist an accepted event whose prev_events are all the room's forward extremities.
+
+        ``state_before`` is the state at the event; the state after it (and, if
+        ``updates_current_state``, the room's new current state) follows.
+        """
+        room_id = event.room_id
+        if event.is_state() and not event.rejected:
+            key = event.state_key_tuple()
+            state_after = dict(state_before)
+            state_after[key] = event.event_id
+            group_after = await self._state.store_state_group(
+                event.event_id, room_id, group_before, {key: event.event_id}, state_after
+            )
+        else:
+            state_after = dict(state_before)
+            if group_before is None:
+                group_before = await self._state.store_state_group(event.event_id, room_id, None, None, state_after)
+            group_after = group_before
+
+        deltas: dict[str, StateDelta] = {}
+        if updates_current_state and event.is_state() and not event.rejected:
+            old_current = await self._current.get_current_state_ids(room_id)
+            deltas[room_id] = StateDelta.between(old_current, state_after)
+
+        ctx = EventContext(
+            state_group=group_after,
+            state_group_before=group_before,
+            redaction_authorised=redaction_authorised,
+        )
+        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas)
+        stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
+        self._announce([event])
+        return PersistedEvent(event, stream_ordering, group_after)
+
+    def _announce(self, events: Sequence[Event]) -> None:
+        keys: set[str] = set()
+        for ev in events:
+            keys.add(ev.room_id)
+            if ev.type == "m.room.member" and ev.state_key is not None:
+                keys.add(ev.state_key)
+        self._notifier.on_new_position(StreamName.EVENTS, self._stream_ids.get_current_token(), keys)
+        for ev in events:
+            for cb in self._callbacks:
+                try:
+                    cb(ev)
+                except Exception:
+                    logger.exception("persisted-event callback %r failed for %s", cb, ev.event_id)

@@ -1,0 +1,54 @@
+"""The room state at a point of the DAG: after a set of events, resolving forks."""
+
+from __future__ import annotations
+
+from typing import Collection, Mapping, Optional
+
+import attrs
+
+from matrixd.events.event import Event, StateKey, StateMap
+from matrixd.events.room_versions import RoomVersion
+from matrixd.storage.events import EventStore
+from matrixd.storage.state import StateGroupStore
+
+
+@attrs.frozen(slots=True)
+class StateAtPoint:
+    """A state map, and the stored group holding exactly it (None if it had to be resolved)."""
+
+    state_ids: StateMap
+    state_group: Optional[int]
+
+
+class StateCalculator:
+    """Works out the state after a set of events (the state before a new event with those prev_events)."""
+
+    def __init__(self, event_store: EventStore, state_store: StateGroupStore) -> None:
+        self._events = event_store
+        self._state = state_store
+
+    async def state_after_events(
+        self, room_id: str, room_version: RoomVersion, event_ids: Collection[str]
+    ) -> StateAtPoint:
+        if not event_ids:
+            return StateAtPoint({}, None)
+        groups = await self._state.get_state_groups_for_events(event_ids)
+        missing = [e for e in event_ids if e not in groups]
+        if missing:
+            raise RuntimeError(f"no state known after events {missing} in {room_id}")
+        distinct = sorted(set(groups.values()))
+        if len(distinct) == 1:
+            group = distinct[0]
+            return StateAtPoint(await self._state.get_state_ids_for_group(group), group)
+        state_sets = await self._state.get_state_ids_for_groups(distinct)
+        from matrixd.state.resolution import resolve_state
+
+        resolved = await resolve_state(room_id, room_version, list(state_sets.values()), self._events.get_events)
+        return StateAtPoint(resolved, None)
+
+    async def load_state_events(self, state_ids: Mapping[StateKey, str],
+                                keys: Collection[StateKey]) -> dict[StateKey, Event]:
+        """The events for ``keys`` of a state map (those present)."""
+        wanted = {k: state_ids[k] for k in keys if k in state_ids}
+        events = await self._events.get_events(wanted.values())
+        return {k: events[eid] for k, eid in wanted.items() if eid in events}

@@ -1,0 +1,204 @@
+"""Membership changes by local users in rooms this server holds state for.
+
+join / invite / leave (incl. rejecting invites and withdrawing knocks) / kick /
+ban / unban / knock; every change is an ``m.room.member`` event checked by the
+auth rules.  Joining a room only known over federation is the federation
+layer's job (``RemoteJoiner``); without it such joins are refused clearly.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
+from matrixd.events.event import Event
+from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
+from matrixd.state.auth import get_named_level, get_user_power_level
+from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.forgotten import ForgottenRoomsStore
+from matrixd.storage.profiles import ProfileStore
+from matrixd.storage.rooms import RoomStore
+from matrixd.types import JsonDict, Requester, UserID, get_domain_from_id
+
+JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
+MAX_REASON_LENGTH = 4096
+
+
+class RemoteJoiner(Protocol):
+    """Joins/knocks on rooms this server is not in, over federation."""
+
+    async def remote_join(self, requester: Requester, room_id: str, servers: list[str],
+                          content: JsonDict) -> str: ...
+
+
+class RoomMemberHandler:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        rooms: RoomStore,
+        current_state: CurrentStateStore,
+        profiles: ProfileStore,
+        forgotten: ForgottenRoomsStore,
+        creation: EventCreationHandler,
+        remote_joiner: Optional[RemoteJoiner] = None,
+    ) -> None:
+        self._server_name = server_name
+        self._rooms = rooms
+        self._current = current_state
+        self._profiles = profiles
+        self._forgotten = forgotten
+        self._creation = creation
+        self._remote_joiner = remote_joiner
+
+    def is_mine(self, user_id: str) -> bool:
+        return get_domain_from_id(user_id) == self._server_name
+
+    async def update_membership(
+        self,
+        requester: Requester,
+        target: str,
+        room_id: str,
+        action: str,
+        *,
+        reason: Optional[str] = None,
+        extra_content: Optional[JsonDict] = None,
+        remote_servers: Optional[list[str]] = None,
+    ) -> str:
+        """Perform ``action`` (join, invite, leave, kick, ban, unban, knock); returns the event id."""
+        if not UserID.is_valid(target):
+            raise MatrixError(400, f"Invalid user id {target!r}", Codes.INVALID_PARAM)
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise MatrixError(400, "reason must be a string", Codes.BAD_JSON)
+            if len(reason) > MAX_REASON_LENGTH:
+                raise MatrixError(400, "reason is too long", Codes.INVALID_PARAM)
+
+        room = await self._rooms.get_room(room_id)
+        if room is None:
+            if action in (JOIN, KNOCK) and self._remote_joiner is not None and remote_servers:
+                return await self._remote_joiner.remote_join(requester, room_id, remote_servers, {})
+            if action in (JOIN, KNOCK):
+                raise NotFoundError("No known servers to join this room through", Codes.NOT_FOUND)
+            raise NotFoundError("Unknown room")
+
+        membership, content = self._membership_for(action, requester.user_id, target)
+        if extra_content:
+            content = {**extra_content, **content}
+        if reason is not None:
+            content["reason"] = reason
+        if membership == JOIN:
+            await self._add_profile(target, content)
+            await self._maybe_authorise_restricted_join(room_id, requester.user_id, content)
+        elif membership == INVITE and self.is_mine(target):
+            profile = await self._profiles.get_profile(target)
+            if profile is not None and profile[0] is not None:
+                content.setdefault("displayname", profile[0])
+
+        async with self._creation.room_lock.queue(room_id):
+            if action == "unban":
+                current = await self._current.get_membership(room_id, target)
+                if current is None or current.membership != BAN:
+                    raise AuthError(403, f"{target} is not banned")
+            elif action == "kick":
+                current = await self._current.get_membership(room_id, target)
+                if current is None or current.membership not in (JOIN, INVITE, KNOCK):
+                    raise AuthError(403, f"{target} is not in the room")
+            elif action == "leave":
+                current = await self._current.get_membership(room_id, target)
+                if current is None or current.membership in (LEAVE, BAN):
+                    raise AuthError(403, f"{target} is not in the room")
+            persisted = await self._creation.send_locked(
+                room_id, EventSpec("m.room.member", requester.user_id, content, target)
+            )
+        if membership == JOIN:
+            await self._forgotten.unforget(target, room_id)
+        return persisted.event.event_id
+
+    def _membership_for(self, action: str, sender: str, target: str) -> tuple[str, JsonDict]:
+        if action == JOIN:
+            if sender != target:
+                raise AuthError(403, "You can only join as yourself")
+            return JOIN, {"membership": JOIN}
+        if action == INVITE:
+            return INVITE, {"membership": INVITE}
+        if action == "leave":
+            if sender != target:
+                raise AuthError(403, "You can only leave as yourself")
+            return LEAVE, {"membership": LEAVE}
+        if action == "kick":
+            if sender == target:
+                raise MatrixError(400, "Use /leave to leave a room", Codes.INVALID_PARAM)
+            return LEAVE, {"membership": LEAVE}
+        if action == "unban":
+            return LEAVE, {"membership": LEAVE}
+        if action == BAN:
+            return BAN, {"membership": BAN}
+        if action == KNOCK:
+            if sender != target:
+                raise AuthError(403, "You can only knock as yourself")
+            return KNOCK, {"membership": KNOCK}
+        raise MatrixError(400, f"Unknown membership action {action!r}", Codes.INVALID_PARAM)
+
+    async def _add_profile(self, user_id: str, content: JsonDict) -> None:
+        if not self.is_mine(user_id):
+            return
+        profile = await self._profiles.get_profile(user_id)
+        if profile is not None:
+            if profile[0] is not None:
+                content.setdefault("displayname", profile[0])
+            if profile[1] is not None:
+                content.setdefault("avatar_url", profile[1])
+
+    async def _maybe_authorise_restricted_join(self, room_id: str, user_id: str, content: JsonDict) -> None:
+        """For restricted rooms, name a local member who can invite if the joiner meets an allow rule."""
+        room_version = await self._rooms.get_room_version(room_id)
+        if not room_version.restricted_join_rule:
+            return
+        join_rules = await self._current.get_current_state_event(room_id, "m.room.join_rules", "")
+        if join_rules is None:
+            return
+        rule = join_rules.content.get("join_rule")
+        if rule not in ("restricted", "knock_restricted"):
+            return
+        current = await self._current.get_membership(room_id, user_id)
+        if current is not None and current.membership in (JOIN, INVITE):
+            return
+        allow = join_rules.content.get("allow")
+        if not isinstance(allow, list):
+            return
+        my_rooms = await self._current.get_rooms_for_user(user_id)
+        if not any(isinstance(a, dict) and a.get("type") == "m.room_membership" and a.get("room_id") in my_rooms
+                   for a in allow):
+            raise AuthError(403, "You do not meet the conditions to join this restricted room")
+        authoriser = await self._find_local_inviter(room_id)
+        if authoriser is None:
+            raise MatrixError(400, "No local user can authorise this join", Codes.UNABLE_TO_GRANT_JOIN)
+        content["join_authorised_via_users_server"] = authoriser
+
+    async def _find_local_inviter(self, room_id: str) -> Optional[str]:
+        room_version = await self._rooms.get_room_version(room_id)
+        state_ids = await self._current.get_current_state_ids(room_id)
+        pl = await self._current.get_current_state_event(room_id, "m.room.power_levels", "")
+        create = await self._current.get_current_state_event(room_id, "m.room.create", "")
+        invite_level = get_named_level(room_version, "invite", pl.content if pl is not None else None)
+        auth_state: dict[tuple[str, str], Event] = {}
+        if pl is not None:
+            auth_state[("m.room.power_levels", "")] = pl
+        if create is not None:
+            auth_state[("m.room.create", "")] = create
+        for user in sorted(await self._current.get_users_in_room(room_id)):
+            if not self.is_mine(user) or ("m.room.member", user) not in state_ids:
+                continue
+            if get_user_power_level(room_version, user, auth_state, create_event=create) >= invite_level:
+                return user
+        return None
+
+    async def forget(self, requester: Requester, room_id: str) -> None:
+        """Forget a room the user has left (their membership must not be join or invite)."""
+        current = await self._current.get_membership(room_id, requester.user_id)
+        if current is not None and current.membership in (JOIN, INVITE, KNOCK):
+            raise MatrixError(400, "You must leave the room before forgetting it", Codes.UNKNOWN)
+        if current is None and await self._rooms.get_room(room_id) is None:
+            raise NotFoundError("Unknown room")
+        await self._forgotten.forget(requester.user_id, room_id)
