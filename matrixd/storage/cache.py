@@ -1,0 +1,106 @@
+"""A small LRU cache for stores, safe against invalidation racing a database read.
+
+Reads run on the DB thread while invalidations arrive on the reactor thread.
+A read that started before an invalidation may return old data; storing that
+would resurrect what was just invalidated.  So a reader takes the cache's
+``generation`` before reading and stores with :meth:`LruCache.set_if_unchanged`,
+which drops the value if any invalidation happened in between.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Generic, Hashable, Iterable, Optional, TypeVar
+
+from prometheus_client import Counter
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+CACHE_LOOKUPS = Counter("matrixd_storage_cache_lookups_total", "Store cache lookups", ["cache", "result"])
+
+
+class LruCache(Generic[K, V]):
+    """Least-recently-used mapping bounded by total size. Reactor-thread only.
+
+    Each value counts as ``size_of(value)`` (1 by default), so a cache of state
+    maps can be bounded by entries rather than by maps of wildly varying size.
+    """
+
+    def __init__(self, name: str, max_size: int, size_of: Optional[Callable[[V], int]] = None) -> None:
+        if max_size < 1:
+            raise ValueError(f"cache {name}: max_size must be positive, not {max_size}")
+        self.name = name
+        self.max_size = max_size
+        self._size_of = size_of
+        self._total = 0
+        self._data: collections.OrderedDict[K, V] = collections.OrderedDict()
+        self._generation = 0
+        self._hits = CACHE_LOOKUPS.labels(name, "hit")
+        self._misses = CACHE_LOOKUPS.labels(name, "miss")
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever anything is invalidated."""
+        return self._generation
+
+    def get(self, key: K) -> Optional[V]:
+        try:
+            value = self._data[key]
+        except KeyError:
+            self._misses.inc()
+            return None
+        self._data.move_to_end(key)
+        self._hits.inc()
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def total_size(self) -> int:
+        return self._total
+
+    def _size(self, value: V) -> int:
+        return 1 if self._size_of is None else max(1, self._size_of(value))
+
+    def _pop(self, key: K) -> None:
+        if key in self._data:
+            self._total -= self._size(self._data.pop(key))
+
+    def items_snapshot(self) -> dict[K, V]:
+        """A copy of the current contents, safe to hand to another thread."""
+        return dict(self._data)
+
+    def set(self, key: K, value: V) -> None:
+        self._pop(key)
+        self._data[key] = value
+        self._total += self._size(value)
+        # Always keep the newest entry, even if it alone exceeds the bound.
+        while self._total > self.max_size and len(self._data) > 1:
+            _, old = self._data.popitem(last=False)
+            self._total -= self._size(old)
+
+    def set_if_unchanged(self, key: K, value: V, generation: int) -> bool:
+        """Store unless an invalidation happened since ``generation`` was read."""
+        if generation != self._generation:
+            return False
+        self.set(key, value)
+        return True
+
+    def invalidate(self, key: K) -> None:
+        self._generation += 1
+        self._pop(key)
+
+    def invalidate_many(self, keys: Iterable[K]) -> None:
+        self._generation += 1
+        for key in keys:
+            self._pop(key)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._data.clear()
+        self._total = 0

@@ -1,0 +1,203 @@
+"""Reading rooms' current state and memberships.
+
+``current_state_events`` and the membership tables are written by
+:class:`matrixd.storage.events_writer.EventWriter` in the transaction that
+persists events.  This store reads them through small caches that must be
+invalidated when state changes: the writer does it after its commit, and other
+processes must call :meth:`CurrentStateStore.invalidate_room` /
+:meth:`invalidate_users` when the events stream (or the current state delta
+rows, :meth:`get_current_state_deltas`) shows a change.
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Iterable, Optional
+
+from matrixd.events.event import Event, StateMap
+from matrixd.storage.cache import LruCache
+from matrixd.storage.database import Cursor, Database
+from matrixd.storage.events import EventStore
+from matrixd.storage.models import CurrentStateDeltaRow, MemberProfile, MembershipInfo
+from matrixd.storage.sql import in_list_clause
+from matrixd.util.clock import Clock
+
+MEMBER = "m.room.member"
+JOIN = "join"
+
+
+class CurrentStateStore:
+    def __init__(self, db: Database, clock: Clock, event_store: EventStore, *, cache_size: int = 10_000) -> None:
+        self._db = db
+        self._clock = clock
+        self._events = event_store
+        self._state_cache: LruCache[str, StateMap] = LruCache("current_state_ids", cache_size)
+        self._members_cache: LruCache[str, tuple[str, ...]] = LruCache("users_in_room", cache_size)
+        self._rooms_cache: LruCache[str, frozenset[str]] = LruCache("rooms_for_user", cache_size * 5)
+
+    # -- invalidation -----------------------------------------------------------
+
+    def invalidate_room(self, room_id: str) -> None:
+        """The room's current state changed."""
+        self._state_cache.invalidate(room_id)
+        self._members_cache.invalidate(room_id)
+
+    def invalidate_users(self, user_ids: Iterable[str]) -> None:
+        """These users' memberships changed (somewhere)."""
+        self._rooms_cache.invalidate_many(user_ids)
+
+    # -- state ------------------------------------------------------------------
+
+    async def get_current_state_ids(self, room_id: str) -> StateMap:
+        """``{(type, state_key): event_id}`` of the room now ({} for unknown rooms). Do not mutate it."""
+        cached = self._state_cache.get(room_id)
+        if cached is not None:
+            return cached
+        generation = self._state_cache.generation
+        rows = await self._db.execute(
+            "get_current_state_ids",
+            "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
+            room_id,
+        )
+        state = {(t, sk): eid for t, sk, eid in rows}
+        self._state_cache.set_if_unchanged(room_id, state, generation)
+        return state
+
+    async def get_current_state_event_id(self, room_id: str, event_type: str, state_key: str) -> Optional[str]:
+        state = await self.get_current_state_ids(room_id)
+        return state.get((event_type, state_key))
+
+    async def get_current_state_event(self, room_id: str, event_type: str, state_key: str) -> Optional[Event]:
+        """The current state event for a key, None if the key is not in the room's state."""
+        event_id = await self.get_current_state_event_id(room_id, event_type, state_key)
+        if event_id is None:
+            return None
+        return await self._events.get_event(event_id)
+
+    async def get_current_state_deltas(
+        self, from_token: int, to_token: int, limit: int = 1000
+    ) -> list[CurrentStateDeltaRow]:
+        """Changes to any room's current state with ``from_token < stream_id <= to_token``, in order.
+
+        Only whole stream ids are returned, so a page never splits the changes
+        of one batch: the last row's stream id is a safe next ``from_token``.
+        """
+
+        def _txn(txn: Cursor) -> list[CurrentStateDeltaRow]:
+            txn.execute(
+                "SELECT stream_id FROM current_state_delta_stream WHERE stream_id > ? AND stream_id <= ?"
+                " GROUP BY stream_id ORDER BY stream_id LIMIT ?",
+                (from_token, to_token, limit),
+            )
+            ids = [int(r[0]) for r in txn]
+            if not ids:
+                return []
+            txn.execute(
+                "SELECT stream_id, room_id, type, state_key, event_id, prev_event_id"
+                " FROM current_state_delta_stream WHERE stream_id > ? AND stream_id <= ?"
+                " ORDER BY stream_id, room_id, type, state_key",
+                (from_token, ids[-1]),
+            )
+            return [CurrentStateDeltaRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in txn]
+
+        return await self._db.run_interaction("get_current_state_deltas", _txn)
+
+    # -- membership -------------------------------------------------------------
+
+    async def get_users_in_room(self, room_id: str) -> list[str]:
+        """Users whose current membership is join, sorted."""
+        cached = self._members_cache.get(room_id)
+        if cached is not None:
+            return list(cached)
+        generation = self._members_cache.generation
+        rows = await self._db.execute(
+            "get_users_in_room",
+            "SELECT state_key FROM current_state_events"
+            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join' ORDER BY state_key",
+            room_id,
+        )
+        users = tuple(r[0] for r in rows)
+        self._members_cache.set_if_unchanged(room_id, users, generation)
+        return list(users)
+
+    async def get_joined_member_profiles(self, room_id: str) -> dict[str, MemberProfile]:
+        """Joined users with the displayname/avatar_url of their join event."""
+        rows = await self._db.execute(
+            "get_joined_member_profiles",
+            "SELECT c.state_key, m.displayname, m.avatar_url FROM current_state_events c"
+            " JOIN room_memberships m ON m.event_id = c.event_id"
+            " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.membership = 'join'",
+            room_id,
+        )
+        return {r[0]: MemberProfile(r[1], r[2]) for r in rows}
+
+    async def get_rooms_for_user(self, user_id: str) -> frozenset[str]:
+        """Rooms the user (local or remote) is joined to, by this server's view of current state."""
+        cached = self._rooms_cache.get(user_id)
+        if cached is not None:
+            return cached
+        generation = self._rooms_cache.generation
+        # The literal type lets both engines use the partial index on members.
+        rows = await self._db.execute(
+            "get_rooms_for_user",
+            "SELECT room_id FROM current_state_events"
+            " WHERE type = 'm.room.member' AND state_key = ? AND membership = 'join'",
+            user_id,
+        )
+        rooms = frozenset(r[0] for r in rows)
+        self._rooms_cache.set_if_unchanged(user_id, rooms, generation)
+        return rooms
+
+    async def get_membership(self, room_id: str, user_id: str) -> Optional[MembershipInfo]:
+        """The user's current membership of the room.
+
+        From the room's current state, or, for a local user in a room this
+        server is not in (an invite over federation), from the out-of-band
+        membership.  None if the user has no membership at all.
+        """
+
+        def _txn(txn: Cursor) -> Optional[MembershipInfo]:
+            txn.execute(
+                "SELECT m.membership, m.event_id, m.sender, m.stream_ordering FROM current_state_events c"
+                " JOIN room_memberships m ON m.event_id = c.event_id"
+                " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key = ?",
+                (room_id, user_id),
+            )
+            row = txn.fetchone()
+            if row is None:
+                txn.execute(
+                    "SELECT l.membership, l.event_id, m.sender, l.stream_ordering FROM local_current_membership l"
+                    " JOIN room_memberships m ON m.event_id = l.event_id"
+                    " WHERE l.room_id = ? AND l.user_id = ?",
+                    (room_id, user_id),
+                )
+                row = txn.fetchone()
+            if row is None:
+                return None
+            return MembershipInfo(room_id, user_id, row[0], row[1], row[2], int(row[3]))
+
+        return await self._db.run_interaction("get_membership", _txn)
+
+    async def get_local_memberships(
+        self, user_id: str, memberships: Optional[Collection[str]] = None
+    ) -> list[MembershipInfo]:
+        """A local user's current memberships (all, or those in ``memberships``), by stream order.
+
+        Includes invites and knocks of rooms the server is not in; what sync
+        shows as the user's rooms.
+        """
+
+        def _txn(txn: Cursor) -> list[MembershipInfo]:
+            sql_text = (
+                "SELECT l.room_id, l.membership, l.event_id, m.sender, l.stream_ordering"
+                " FROM local_current_membership l JOIN room_memberships m ON m.event_id = l.event_id"
+                " WHERE l.user_id = ?"
+            )
+            args: list[object] = [user_id]
+            if memberships is not None:
+                clause, in_args = in_list_clause(txn.engine, "l.membership", list(memberships))
+                sql_text += f" AND {clause}"
+                args.extend(in_args)
+            txn.execute(sql_text + " ORDER BY l.stream_ordering", args)
+            return [MembershipInfo(r[0], user_id, r[1], r[2], r[3], int(r[4])) for r in txn]
+
+        return await self._db.run_interaction("get_local_memberships", _txn)

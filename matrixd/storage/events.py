@@ -1,0 +1,352 @@
+"""Reading events: by id (cached), by room and stream or DAG order, the DAG's edges, auth chains.
+
+Writes go through :class:`matrixd.storage.events_writer.EventWriter` (one
+process); every process reads with this store.
+
+Events are immutable, so the cache only changes when a redaction applies to
+an event: the cache holds what readers should see (the pruned event, with
+``unsigned.redacted_by`` naming the redaction), and a stored redaction
+invalidates its target here, via :meth:`EventStore.invalidate_events`, called
+after the writing commit and by the replication handler of the events stream
+in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Collection, Iterable, Literal, Optional, Sequence
+
+from matrixd.events.event import Event, InternalMetadata, JsonDict
+from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
+from matrixd.storage.cache import LruCache
+from matrixd.storage.database import Cursor, Database
+from matrixd.storage.models import EventStreamRow, TopologicalPosition
+from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
+from matrixd.types import IdentifierError, get_domain_from_id
+from matrixd.util.clock import Clock
+
+#: The redaction algorithm: ``(pdu, room_version) -> pruned pdu`` (a new dict).
+PruneEventDict = Callable[[JsonDict, RoomVersion], JsonDict]
+Direction = Literal["f", "b"]
+
+_EVENT_COLUMNS = (
+    "e.event_id, e.stream_ordering, e.outlier, e.rejected_reason, e.soft_failed,"
+    " j.room_version, j.internal_metadata, j.json"
+)
+#: What a client may see of a room's timeline.
+_TIMELINE = "NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
+
+
+class EventStore:
+    """Read access to stored events.
+
+    Args:
+        db: the database.
+        clock: the clock (unused by reads today; kept for uniformity of stores).
+        prune_event_dict: the redaction algorithm (``matrixd.events``) used to
+            build the view of redacted events.
+        cache_size: how many events the LRU cache holds.
+    """
+
+    def __init__(
+        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_size: int = 10_000
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._prune = prune_event_dict
+        self._cache: LruCache[str, Event] = LruCache("events", cache_size)
+
+    # -- by id ------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> Optional[Event]:
+        """The event (pruned if redacted), including outliers and rejected ones; None if unknown."""
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """The known events among ``event_ids``, keyed by id (unknown ids are absent)."""
+        result: dict[str, Event] = {}
+        missing: list[str] = []
+        for event_id in dict.fromkeys(event_ids):
+            cached = self._cache.get(event_id)
+            if cached is not None:
+                result[event_id] = cached
+            else:
+                missing.append(event_id)
+        if missing:
+            generation = self._cache.generation
+            fetched = await self._db.run_interaction("get_events", self._fetch_events_txn, missing)
+            for event_id, event in fetched.items():
+                self._cache.set_if_unchanged(event_id, event, generation)
+            result.update(fetched)
+        return result
+
+    async def get_events_as_list(self, event_ids: Sequence[str]) -> list[Event]:
+        """The known events among ``event_ids`` in the given order (unknown ids skipped)."""
+        events = await self.get_events(event_ids)
+        return [events[e] for e in event_ids if e in events]
+
+    async def have_seen_events(self, event_ids: Collection[str]) -> set[str]:
+        """Which of ``event_ids`` are stored (as anything, outlier or rejected included)."""
+
+        def _txn(txn: Cursor) -> set[str]:
+            seen: set[str] = set()
+            for chunk in batch_iter(event_ids, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "event_id", chunk)
+                txn.execute(f"SELECT event_id FROM events WHERE {clause}", args)
+                seen.update(r[0] for r in txn)
+            return seen
+
+        return await self._db.run_interaction("have_seen_events", _txn)
+
+    def invalidate_events(self, event_ids: Iterable[str]) -> None:
+        """Forget cached copies (a redaction arrived, or an outlier joined the timeline)."""
+        self._cache.invalidate_many(event_ids)
+
+    def _fetch_events_txn(self, txn: Cursor, event_ids: Sequence[str]) -> dict[str, Event]:
+        rows: dict[str, tuple[Any, ...]] = {}
+        redactions: dict[str, list[tuple[str, bool, str, str]]] = {}
+        for chunk in batch_iter(event_ids, IN_LIST_BATCH):
+            clause, args = in_list_clause(txn.engine, "e.event_id", chunk)
+            txn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_json j ON j.event_id = e.event_id"
+                f" WHERE {clause}",
+                args,
+            )
+            for row in txn:
+                rows[row[0]] = row
+            clause, args = in_list_clause(txn.engine, "r.redacts", chunk)
+            txn.execute(
+                "SELECT r.redacts, r.event_id, r.authorised, re.sender, re.room_id FROM redactions r"
+                " JOIN events re ON re.event_id = r.event_id"
+                f" WHERE {clause} AND re.rejected_reason IS NULL ORDER BY re.stream_ordering",
+                args,
+            )
+            for redacts, redaction_id, authorised, sender, room_id in txn:
+                redactions.setdefault(redacts, []).append((redaction_id, bool(authorised), sender, room_id))
+        return {event_id: self._build_event(row, redactions.get(event_id, ())) for event_id, row in rows.items()}
+
+    def _build_event(self, row: tuple[Any, ...], redactions: Iterable[tuple[str, bool, str, str]]) -> Event:
+        event_id, stream_ordering, outlier, rejected_reason, soft_failed, room_version_id, metadata_json, pdu_json = row
+        room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+        if room_version is None:
+            raise RuntimeError(f"event {event_id} is stored with unknown room version {room_version_id!r}")
+        pdu: JsonDict = json.loads(pdu_json)
+        metadata = InternalMetadata.from_dict(json.loads(metadata_json))
+        metadata.stream_ordering = int(stream_ordering)
+        metadata.outlier = bool(outlier)
+        metadata.rejected_reason = rejected_reason
+        metadata.soft_failed = bool(soft_failed)
+        event = Event(pdu, room_version, event_id=event_id, internal_metadata=metadata)
+        for redaction_id, authorised, redaction_sender, redaction_room in redactions:
+            if _redaction_applies(event, redaction_sender, redaction_room, authorised):
+                pruned = self._prune(pdu, room_version)
+                pruned["unsigned"] = {**(pruned.get("unsigned") or {}), "redacted_by": redaction_id}
+                return Event(pruned, room_version, event_id=event_id, internal_metadata=metadata)
+        return event
+
+    # -- timeline ---------------------------------------------------------------
+
+    async def get_room_events_stream(
+        self,
+        room_id: str,
+        from_stream: Optional[int],
+        to_stream: Optional[int],
+        limit: int,
+        direction: Direction = "b",
+    ) -> list[Event]:
+        """A room's timeline in arrival (stream) order: no outliers, rejected or soft-failed events.
+
+        ``direction="f"``: events with ``from_stream < stream_ordering <= to_stream``, oldest first.
+        ``direction="b"``: events with ``to_stream < stream_ordering <= from_stream``, newest first.
+        A None bound is unbounded.  Backfilled events have negative orderings,
+        so a positive lower bound (a sync token) never returns them.
+        """
+        lower, upper = (from_stream, to_stream) if direction == "f" else (to_stream, from_stream)
+        clauses = ["room_id = ?", _TIMELINE]
+        args: list[Any] = [room_id]
+        if lower is not None:
+            clauses.append("stream_ordering > ?")
+            args.append(lower)
+        if upper is not None:
+            clauses.append("stream_ordering <= ?")
+            args.append(upper)
+        order = "ASC" if direction == "f" else "DESC"
+        sql_text = (
+            f"SELECT event_id FROM events WHERE {' AND '.join(clauses)}"
+            f" ORDER BY stream_ordering {order} LIMIT ?"
+        )
+        return await self._events_for_query("get_room_events_stream", sql_text, [*args, limit])
+
+    async def get_room_events_topological(
+        self,
+        room_id: str,
+        from_pos: Optional[TopologicalPosition],
+        to_pos: Optional[TopologicalPosition],
+        limit: int,
+        direction: Direction = "b",
+    ) -> list[Event]:
+        """A room's timeline in DAG order ``(depth, stream_ordering)``, for /messages.
+
+        A position ``(t, s)`` means "just after the event with that key", so:
+        ``direction="b"`` returns events with ``to_pos < key <= from_pos``, latest first;
+        ``direction="f"`` returns events with ``from_pos < key <= to_pos``, earliest first.
+        A None bound is unbounded.
+        """
+        lower, upper = (from_pos, to_pos) if direction == "f" else (to_pos, from_pos)
+        clauses = ["room_id = ?", _TIMELINE]
+        args: list[Any] = [room_id]
+        if lower is not None:
+            clauses.append("(topological_ordering > ? OR (topological_ordering = ? AND stream_ordering > ?))")
+            args.extend([lower[0], lower[0], lower[1]])
+        if upper is not None:
+            clauses.append("(topological_ordering < ? OR (topological_ordering = ? AND stream_ordering <= ?))")
+            args.extend([upper[0], upper[0], upper[1]])
+        order = "ASC" if direction == "f" else "DESC"
+        sql_text = (
+            f"SELECT event_id FROM events WHERE {' AND '.join(clauses)}"
+            f" ORDER BY topological_ordering {order}, stream_ordering {order} LIMIT ?"
+        )
+        return await self._events_for_query("get_room_events_topological", sql_text, [*args, limit])
+
+    async def _events_for_query(self, desc: str, sql_text: str, args: Sequence[Any]) -> list[Event]:
+        rows = await self._db.execute(desc, sql_text, *args)
+        return await self.get_events_as_list([r[0] for r in rows])
+
+    async def get_topological_position(self, event_id: str) -> Optional[TopologicalPosition]:
+        """``(depth, stream_ordering)`` of a stored event, the pagination key after it."""
+        rows = await self._db.execute(
+            "get_topological_position",
+            "SELECT topological_ordering, stream_ordering FROM events WHERE event_id = ?",
+            event_id,
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def get_topological_position_at_stream(
+        self, room_id: str, stream_ordering: int
+    ) -> Optional[TopologicalPosition]:
+        """The largest DAG key among the room's timeline events at or before a stream position.
+
+        Turns a sync (stream) token into a /messages starting point.
+        """
+        rows = await self._db.execute(
+            "get_topological_position_at_stream",
+            "SELECT topological_ordering, stream_ordering FROM events"
+            f" WHERE room_id = ? AND stream_ordering <= ? AND {_TIMELINE}"
+            " ORDER BY topological_ordering DESC, stream_ordering DESC LIMIT 1",
+            room_id,
+            stream_ordering,
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def get_max_stream_ordering(self) -> int:
+        """The largest stream ordering stored (0 if none): a startup fact, not an announceable position."""
+        rows = await self._db.execute("get_max_stream_ordering", "SELECT MAX(stream_ordering) FROM events")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def get_event_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
+        """Events with ``from_token < stream_ordering <= to_token``, oldest first (replication catch-up)."""
+        rows = await self._db.execute(
+            "get_event_stream_rows",
+            "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
+            " WHERE stream_ordering > ? AND stream_ordering <= ? AND stream_ordering > 0"
+            " ORDER BY stream_ordering ASC LIMIT ?",
+            from_token,
+            to_token,
+            limit,
+        )
+        return [EventStreamRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    async def get_backfill_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
+        """Backfilled events with ``to_token <= stream_ordering < from_token`` (both <= 0), newest-allocated first.
+
+        The backfill stream counts down, so "after position p" means "below p".
+        """
+        rows = await self._db.execute(
+            "get_backfill_stream_rows",
+            "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
+            " WHERE stream_ordering < ? AND stream_ordering >= ? ORDER BY stream_ordering DESC LIMIT ?",
+            from_token,
+            to_token,
+            limit,
+        )
+        return [EventStreamRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    # -- the DAG ----------------------------------------------------------------
+
+    async def get_latest_event_ids_in_room(self, room_id: str) -> list[str]:
+        """The room's forward extremities (sorted): the prev_events of the next event we create."""
+        rows = await self._db.execute(
+            "get_latest_event_ids_in_room",
+            "SELECT event_id FROM event_forward_extremities WHERE room_id = ? ORDER BY event_id",
+            room_id,
+        )
+        return [r[0] for r in rows]
+
+    async def get_backward_extremities(self, room_id: str) -> list[str]:
+        """Events referenced as prev_events in the room that we do not have (backfill from here)."""
+        rows = await self._db.execute(
+            "get_backward_extremities",
+            "SELECT event_id FROM event_backward_extremities WHERE room_id = ? ORDER BY event_id",
+            room_id,
+        )
+        return [r[0] for r in rows]
+
+    async def get_auth_chain_ids(self, event_ids: Collection[str], include_given: bool = False) -> set[str]:
+        """The full auth chain of ``event_ids``: their auth events, recursively.
+
+        The given events themselves are included only if ``include_given`` (or
+        if one is in another's chain).
+        """
+        chain = await self._db.run_interaction("get_auth_chain_ids", _auth_chain_txn, list(event_ids))
+        if include_given:
+            chain.update(event_ids)
+        return chain
+
+    async def get_auth_chain_difference(self, state_sets: Sequence[Collection[str]]) -> set[str]:
+        """State resolution v2's auth difference: events in some but not all sets' full auth chains."""
+
+        def _txn(txn: Cursor) -> set[str]:
+            chains = [_auth_chain_txn(txn, list(s)) for s in state_sets]
+            if not chains:
+                return set()
+            union: set[str] = set().union(*chains)
+            common = set(chains[0]).intersection(*chains[1:])
+            return union - common
+
+        return await self._db.run_interaction("get_auth_chain_difference", _txn)
+
+
+def _auth_chain_txn(txn: Cursor, event_ids: list[str]) -> set[str]:
+    """All events reachable over event_auth from ``event_ids`` (not including them)."""
+    chain: set[str] = set()
+    if not event_ids:
+        return chain
+    # One recursive query per batch; UNION (not UNION ALL) deduplicates, which
+    # also stops the walk on events already visited.
+    for chunk in batch_iter(event_ids, IN_LIST_BATCH):
+        clause, args = in_list_clause(txn.engine, "event_id", chunk)
+        txn.execute(
+            "WITH RECURSIVE chain(event_id) AS ("
+            f" SELECT auth_id FROM event_auth WHERE {clause}"
+            " UNION"
+            " SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.event_id"
+            ") SELECT event_id FROM chain",
+            args,
+        )
+        chain.update(r[0] for r in txn)
+    return chain
+
+
+def _redaction_applies(event: Event, redaction_sender: str, redaction_room: str, authorised: bool) -> bool:
+    """Whether a stored, non-rejected redaction takes effect on ``event`` (room v3 "Handling redactions")."""
+    if redaction_room != event.room_id:
+        return False
+    if event.room_version.event_format == EventFormat.V1:
+        # Rooms v1/v2 check redactions in the authorization rules: it passed them.
+        return True
+    if authorised:
+        return True
+    try:
+        return get_domain_from_id(redaction_sender) == get_domain_from_id(event.sender)
+    except IdentifierError:
+        return False
