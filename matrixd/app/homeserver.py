@@ -34,6 +34,7 @@ from matrixd.app.logging_setup import setup_logging
 from matrixd.config import RootConfig, load_config
 from matrixd.config.generate import generate_config
 from matrixd.http.auth import Auth
+from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet
 from matrixd.http.servlet import get_access_token_from_request
 from matrixd.rest.client.capabilities import CapabilitiesServlet
@@ -56,7 +57,7 @@ class NoAccountsAuth:
     """
 
     async def get_user_by_req(
-        self, request: Any, allow_guest: bool = False, allow_expired: bool = False
+        self, request: MatrixRequest, allow_guest: bool = False, allow_expired: bool = False
     ) -> Requester:
         get_access_token_from_request(request)
         raise InvalidClientTokenError()

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from twisted.web.server import Request
-
+from matrixd.http.request import MatrixRequest
 from matrixd.types import Requester
 
 
 class Auth(Protocol):
     async def get_user_by_req(
-        self, request: Request, allow_guest: bool = False, allow_expired: bool = False
+        self, request: MatrixRequest, allow_guest: bool = False, allow_expired: bool = False
     ) -> Requester:
         """The requester behind the request's access token.
 
         Implementations read the token with
-        ``matrixd.http.servlet.get_access_token_from_request`` and, when the
-        request is a ``MatrixRequest``, set ``request.requester`` for the access log.
+        ``matrixd.http.servlet.get_access_token_from_request`` and set
+        ``request.requester`` so the access log names the user.
 
         Args:
             allow_guest: accept guest access tokens; otherwise a guest gets 403

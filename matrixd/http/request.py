@@ -104,9 +104,7 @@ class MatrixRequest(Request):
         self.content.write(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        site = self._matrix_site
-        if site is not None:
-            self.request_id = f"{command.decode('ascii', 'replace')}-{next(_request_numbers)}"
+        self.request_id = f"{command.decode('ascii', 'replace')}-{next(_request_numbers)}"
         super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
 
     # -- connection state ------------------------------------------------------
@@ -193,6 +191,9 @@ class MatrixSite(Site):
         timeout: idle connection timeout in seconds, ``None`` for none.
     """
 
+    # Twisted's "Starting factory" lines add nothing to our own "Listening on" log.
+    noisy = False
+
     def __init__(
         self,
         resource: IResource,
@@ -224,7 +225,7 @@ class MatrixSite(Site):
         user = request.requester.user_id if request.requester is not None else "-"
         status = "disconnected" if disconnected else str(request.code)
         access_logger.info(
-            "%s %s %s %s \"%s %s %s\" %s %dB %.3fs %r",
+            "%s %s %s %s \"%s %s %s\" %s %dB %.3fs %s %r",
             self.site_tag,
             request.request_id,
             request.get_client_ip(),
@@ -235,5 +236,6 @@ class MatrixSite(Site):
             status,
             request.sentLength,
             request.elapsed_seconds(),
+            request.servlet_name,
             request.get_user_agent("-"),
         )

@@ -86,12 +86,14 @@ def respond_with_json(
 ) -> None:
     """Write ``body`` as JSON with ``Content-Type: application/json`` and finish.
 
-    JSON API responses are never cacheable: they depend on who asks.
+    JSON API responses are not cacheable (they depend on who asks) unless the
+    servlet set its own ``Cache-Control`` on the request before returning.
     """
     encoded = encode_json(body)
     if not can_write(request):
         return
-    request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+    if not request.responseHeaders.hasHeader(b"Cache-Control"):
+        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
     respond_with_bytes(request, code, encoded, b"application/json", headers)
 
 
@@ -112,11 +114,16 @@ class _FileProducer:
         self.finished: defer.Deferred[bool] = defer.Deferred()
 
     def start(self) -> None:
+        # A paused producer is never resumed once the client is gone: stop then.
+        self._request.notifyFinish().addErrback(lambda _f: self.stopProducing())
         self._request.registerProducer(self, True)
         self._pump()
 
     def _pump(self) -> None:
         while not self._paused and not self._done:
+            if self._request.disconnected:
+                self._finish(False)
+                return
             chunk = self._file.read(FILE_CHUNK_SIZE)
             if not chunk:
                 self._finish(True)

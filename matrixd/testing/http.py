@@ -320,7 +320,7 @@ class FakeAuth:
         return requester
 
     async def get_user_by_req(
-        self, request: Any, allow_guest: bool = False, allow_expired: bool = False
+        self, request: MatrixRequest, allow_guest: bool = False, allow_expired: bool = False
     ) -> Requester:
         token = get_access_token_from_request(request)
         requester = self.tokens.get(token)
@@ -328,6 +328,5 @@ class FakeAuth:
             raise InvalidClientTokenError()
         if requester.is_guest and not allow_guest:
             raise AuthError(403, "Guest access not allowed", Codes.GUEST_ACCESS_FORBIDDEN)
-        if isinstance(request, MatrixRequest):
-            request.requester = requester
+        request.requester = requester
         return requester

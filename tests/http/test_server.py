@@ -20,7 +20,7 @@ from matrixd.http.server import (
     respond_with_file,
 )
 from matrixd.metrics import REGISTRY
-from matrixd.testing.http import make_reactor, make_request, make_site
+from matrixd.testing.http import FakeChannel, make_reactor, make_request, make_site
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 
@@ -33,6 +33,10 @@ class EchoServlet(RestServlet):
 
     async def on_PUT(self, request: MatrixRequest, room_id: str, thing: str) -> tuple[int, JsonDict]:
         return 201, {"put": True}
+
+    async def on_POST(self, request: MatrixRequest, room_id: str, thing: str) -> tuple[int, JsonDict]:
+        request.setHeader(b"Cache-Control", b"max-age=60")
+        return 200, {}
 
 
 class FailingServlet(RestServlet):
@@ -61,6 +65,33 @@ class RawServlet(RestServlet):
         elif kind == "file":
             await respond_with_file(request, 200, b"application/octet-stream", io.BytesIO(b"x" * 200_000), 200_000)
         # kind == "nothing": forget to write (a servlet bug)
+
+
+class _DisconnectingFile(io.BytesIO):
+    """A file that makes the client disconnect once ``at`` bytes have been read."""
+
+    def __init__(self, data: bytes, at: int) -> None:
+        super().__init__(data)
+        self.at = at
+        self.channel: Optional[FakeChannel] = None
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if self.channel is not None and self.tell() >= self.at:
+            channel, self.channel = self.channel, None
+            channel.disconnect()
+        return super().read(size)
+
+
+class StreamServlet(RestServlet):
+    PATTERNS = client_patterns("/stream")
+
+    def __init__(self, file: _DisconnectingFile) -> None:
+        self.file = file
+        self.returned = False
+
+    async def on_GET(self, request: MatrixRequest) -> None:
+        await respond_with_file(request, 200, b"application/octet-stream", self.file, 1_000_000)
+        self.returned = True
 
 
 class SleepServlet(RestServlet):
@@ -141,7 +172,7 @@ class JsonResourceTestCase(unittest.TestCase):
         channel = self.request("DELETE", "/_matrix/client/v3/rooms/x/echo/y")
         self.assertEqual(channel.code, 405)
         self.assertEqual(channel.json_body["errcode"], "M_UNRECOGNIZED")
-        self.assertEqual(channel.headers.getRawHeaders(b"Allow"), [b"GET, PUT"])
+        self.assertEqual(channel.headers.getRawHeaders(b"Allow"), [b"GET, POST, PUT"])
 
     def test_unversioned_or_wrong_version_paths_do_not_match(self) -> None:
         """client_patterns only matches the listed versions, and the whole path."""
@@ -238,6 +269,13 @@ class JsonResourceTestCase(unittest.TestCase):
             channel.headers.getRawHeaders(b"Content-Length"), [str(len(channel.result_body)).encode()]
         )
 
+    def test_json_responses_are_not_cacheable_unless_servlet_says(self) -> None:
+        """JSON gets Cache-Control no-store by default; a servlet's own header wins."""
+        channel = self.request("GET", "/_matrix/client/v3/rooms/x/echo/y")
+        self.assertEqual(channel.headers.getRawHeaders(b"Cache-Control"), [b"no-cache, no-store, must-revalidate"])
+        channel = self.request("POST", "/_matrix/client/v3/rooms/x/echo/y", content={})
+        self.assertEqual(channel.headers.getRawHeaders(b"Cache-Control"), [b"max-age=60"])
+
     # -- body size -------------------------------------------------------------
 
     def test_body_over_limit_is_413(self) -> None:
@@ -276,6 +314,20 @@ class JsonResourceTestCase(unittest.TestCase):
         channel = self.request("GET", "/_matrix/client/v3/raw/file")
         self.assertEqual(channel.code, 200)
         self.assertEqual(channel.result_body, b"x" * 200_000)
+
+    def test_respond_with_file_stops_when_client_disconnects(self) -> None:
+        """A client leaving mid-download stops the file transfer and the servlet returns."""
+        file = _DisconnectingFile(b"z" * 1_000_000, at=128 * 1024)
+        servlet = StreamServlet(file)
+        servlet.register(self.resource)
+        channel = FakeChannel(self.reactor, make_site(self.reactor, self.resource), "127.0.0.1")
+        file.channel = channel
+        with self.assertLogs("matrixd", level="INFO"):
+            channel.send(b"GET /_matrix/client/v3/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.reactor.advance(1)
+        self.assertTrue(servlet.returned)
+        self.assertLess(len(channel.transport.value()), 200 * 1024)
+        self.assertLess(file.tell(), 200 * 1024)
 
     def test_returning_none_without_writing_is_500(self) -> None:
         """Returning None without writing is a servlet bug, reported as 500."""
