@@ -102,7 +102,7 @@ CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 # Methods a RestServlet may implement as ``on_<METHOD>``. HEAD is served by on_GET.
-SERVLET_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+SERVLET_METHODS = ("GET", "POST", "PUT", "DELETE")
 
 _requests_total = Counter(
     "matrixd_http_server_requests_total",
@@ -391,7 +391,7 @@ class RestServlet:
     """Base class for servlets: a set of path patterns and ``on_<METHOD>`` callbacks.
 
     Subclasses set ``PATTERNS`` (from ``client_patterns`` and friends) and define
-    any of ``async on_GET / on_POST / on_PUT / on_DELETE / on_PATCH(self, request,
+    any of ``async on_GET / on_POST / on_PUT / on_DELETE(self, request,
     **path_args)`` returning ``(status, json_body)``, or ``None`` after writing the
     response themselves. Dependencies (``Auth``, handlers, config) are constructor
     arguments. ``register(resource)`` adds the routes.
