@@ -1,0 +1,135 @@
+"""Opening the configured listeners: one site per listener, on each bind address.
+
+An http listener serves one ``JsonResource`` holding the servlets of the resource
+names it lists (``client``, ``federation``, ...); which servlets each name means
+is decided by the role's wiring (``matrixd.app.homeserver``). A metrics listener
+serves the Prometheus exposition on every path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional
+
+import attrs
+from twisted.internet import ssl
+from twisted.internet.interfaces import IListeningPort
+from twisted.web.resource import IResource
+
+from matrixd.config.listeners import ListenerConfig
+from matrixd.config.root import RootConfig
+from matrixd.http.request import MatrixRequest, MatrixSite
+from matrixd.http.server import JsonResource, RestServlet, prefixed_patterns, respond_with_bytes
+from matrixd.metrics.resource import MetricsResource, MetricsServlet
+
+logger = logging.getLogger(__name__)
+
+# Servlets for each resource name, built once per process by the role's wiring.
+ServletGroups = Mapping[str, Sequence[RestServlet]]
+
+
+class HealthServlet(RestServlet):
+    """``GET /health``: 200 ``OK`` while the process serves requests (for load balancers)."""
+
+    PATTERNS = prefixed_patterns("", "/health")
+
+    async def on_GET(self, request: MatrixRequest) -> None:
+        respond_with_bytes(request, 200, b"OK", b"text/plain; charset=utf-8")
+
+
+# Resource names served by the framework itself, the same for every role.
+BUILTIN_SERVLETS: Mapping[str, Callable[[], Sequence[RestServlet]]] = {
+    "health": lambda: [HealthServlet()],
+    "metrics": lambda: [MetricsServlet()],
+}
+
+
+def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: ServletGroups) -> JsonResource:
+    """A JsonResource with the servlets of every name in ``resource_names``."""
+    resource = JsonResource()
+    for name in sorted(resource_names):
+        servlets: Sequence[RestServlet]
+        if name in BUILTIN_SERVLETS:
+            servlets = BUILTIN_SERVLETS[name]()
+        else:
+            servlets = groups.get(name, ())
+        for servlet in servlets:
+            servlet.register(resource)
+    return resource
+
+
+def max_body_size_for(listener: ListenerConfig, config: RootConfig) -> int:
+    """Media uploads may be larger than any JSON body; only media listeners accept them."""
+    limit = config.server.max_request_body_size
+    if "media" in listener.resource_names:
+        limit = max(limit, config.media.max_upload_size)
+    return limit
+
+
+@attrs.frozen(slots=True)
+class BoundListener:
+    """A listener that is up: where it actually listens (port 0 becomes a real port)."""
+
+    type: str
+    resource_names: tuple[str, ...]
+    address: str
+    port: int
+    listening_port: IListeningPort = attrs.field(eq=False, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "resources": list(self.resource_names),
+            "address": self.address,
+            "port": self.port,
+        }
+
+
+def _tls_options(config: RootConfig) -> ssl.CertificateOptions:
+    cert_path = config.listeners.tls_certificate_path
+    key_path = config.listeners.tls_private_key_path
+    assert cert_path is not None and key_path is not None  # checked when config loaded
+    with open(cert_path, "rb") as f:
+        cert_pem = f.read()
+    with open(key_path, "rb") as f:
+        key_pem = f.read()
+    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)  # type: ignore[no-untyped-call,unused-ignore]
+    options: ssl.CertificateOptions = certificate.options()
+    return options
+
+
+def start_listeners(reactor: Any, config: RootConfig, groups: ServletGroups) -> list[BoundListener]:
+    """Listen on every configured listener; raises (CannotListenError...) on failure."""
+    bound: list[BoundListener] = []
+    tls_options: Optional[ssl.CertificateOptions] = None
+    for index, listener in enumerate(config.listeners.listeners):
+        root: IResource
+        if listener.type == "metrics":
+            root = MetricsResource()
+            body_limit = 1024
+        else:
+            root = build_json_resource(listener.resource_names, groups)
+            body_limit = max_body_size_for(listener, config)
+        site = MatrixSite(
+            root,
+            reactor,
+            max_request_body_size=body_limit,
+            x_forwarded=listener.x_forwarded,
+            site_tag=f"{listener.type}-{index}",
+        )
+        for address in listener.bind_addresses:
+            if listener.tls:
+                if tls_options is None:
+                    tls_options = _tls_options(config)
+                port = reactor.listenSSL(listener.port, site, tls_options, interface=address)
+            else:
+                port = reactor.listenTCP(listener.port, site, interface=address)
+            actual = port.getHost().port
+            names = tuple(sorted(listener.resource_names))
+            logger.info(
+                "Listening on %s:%d (%s%s)", address, actual, listener.type,
+                f": {', '.join(names)}" if names else "",
+            )
+            bound.append(BoundListener(listener.type, names, address, actual, port))
+    return bound

@@ -1,0 +1,46 @@
+"""Serving the Prometheus text exposition: a plain resource and a servlet.
+
+prometheus_client ships a Twisted resource, but it imports the global reactor and
+renders in a thread pool; rendering the registry is quick enough to do inline.
+``MetricsResource`` is the root of a ``type: metrics`` listener (any path);
+``MetricsServlet`` serves ``/_matrixd/metrics`` on an http listener that lists the
+``metrics`` resource.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from matrixd.http.request import MatrixRequest
+from matrixd.http.server import RestServlet, prefixed_patterns, respond_with_bytes
+from matrixd.metrics import CONTENT_TYPE_LATEST, REGISTRY, render_metrics
+
+_CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")
+
+
+class MetricsResource(Resource):
+    """Answers every GET below it with the metrics of ``registry``."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", _CONTENT_TYPE)  # type: ignore[no-untyped-call,unused-ignore]
+        return render_metrics(self._registry)
+
+
+class MetricsServlet(RestServlet):
+    """``GET /_matrixd/metrics`` inside a JsonResource (raw text, not JSON)."""
+
+    PATTERNS = prefixed_patterns("", "/_matrixd/metrics")
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._registry = registry
+
+    async def on_GET(self, request: MatrixRequest) -> None:
+        respond_with_bytes(request, 200, render_metrics(self._registry), _CONTENT_TYPE)
