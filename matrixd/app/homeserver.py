@@ -28,39 +28,17 @@ import attrs
 import signedjson.key
 from twisted.internet import defer
 
-from matrixd.api.errors import ConfigError, MissingClientTokenError, InvalidClientTokenError
+from matrixd.api.errors import ConfigError
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
 from matrixd.config import RootConfig, load_config
 from matrixd.config.generate import generate_config
-from matrixd.http.auth import Auth
-from matrixd.http.request import MatrixRequest
-from matrixd.http.server import RestServlet
-from matrixd.http.servlet import get_access_token_from_request
-from matrixd.rest.client.capabilities import CapabilitiesServlet
-from matrixd.rest.client.versions import VersionsServlet
-from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
-from matrixd.types import Requester
+from matrixd.app.master import MasterComponents, build_master_components, build_servlet_groups
 from matrixd.util.clock import Clock
 
 logger = logging.getLogger("matrixd.app.homeserver")
 
 READY_FILE_ENV = "MATRIXD_READY_FILE"
-
-
-class NoAccountsAuth:
-    """The ``Auth`` of a server with no account store wired in: no token is valid.
-
-    Authenticated endpoints answer 401 (``M_MISSING_TOKEN`` / ``M_UNKNOWN_TOKEN``)
-    as the spec requires for tokens the server never issued. Replaced by the
-    accounts implementation in ``build_master`` once that exists.
-    """
-
-    async def get_user_by_req(
-        self, request: MatrixRequest, allow_guest: bool = False, allow_expired: bool = False
-    ) -> Requester:
-        get_access_token_from_request(request)
-        raise InvalidClientTokenError()
 
 
 @attrs.define
@@ -73,9 +51,10 @@ class MasterApp:
     # matrixd.storage.database.Database (imported lazily; see _build_database).
     database: Any
     signing_key: Any
-    auth: Auth
+    # Built by start_master once the schema is ready (stores load stream positions).
+    components: Optional[MasterComponents] = None
     # Servlets for each http resource name (client, federation, media, keys, ...).
-    servlet_groups: ServletGroups
+    servlet_groups: ServletGroups = attrs.field(factory=dict)
     listeners: list[BoundListener] = attrs.field(factory=list)
 
 
@@ -102,28 +81,6 @@ def load_signing_key(config: RootConfig) -> Any:
     return keys[0]
 
 
-def build_servlet_groups(config: RootConfig, auth: Auth) -> dict[str, list[RestServlet]]:
-    """The servlets behind each http resource name, for the master role.
-
-    Resource names with no servlets yet (``federation``, ``media``, ``keys``,
-    ``replication``) are served as 404s until their servlets are added here.
-    """
-    client: list[RestServlet] = [
-        VersionsServlet(),
-        CapabilitiesServlet(config.server, config.registration, auth),
-        ClientWellKnownServlet(config.server),
-    ]
-    if config.server.serve_server_wellknown:
-        client.append(ServerWellKnownServlet(config.server))
-    return {
-        "client": client,
-        "federation": [],
-        "media": [],
-        "keys": [],
-        "replication": [],
-    }
-
-
 def build_master(config: RootConfig, reactor: Any) -> MasterApp:
     """Wire the master role's components; no network or database I/O happens here.
 
@@ -133,16 +90,7 @@ def build_master(config: RootConfig, reactor: Any) -> MasterApp:
     clock = Clock(reactor)
     signing_key = load_signing_key(config)
     database = _build_database(config, reactor)
-    auth: Auth = NoAccountsAuth()
-    return MasterApp(
-        config=config,
-        reactor=reactor,
-        clock=clock,
-        database=database,
-        signing_key=signing_key,
-        auth=auth,
-        servlet_groups=build_servlet_groups(config, auth),
-    )
+    return MasterApp(config=config, reactor=reactor, clock=clock, database=database, signing_key=signing_key)
 
 
 async def start_master(app: MasterApp) -> list[BoundListener]:
@@ -150,6 +98,10 @@ async def start_master(app: MasterApp) -> list[BoundListener]:
     from matrixd.storage.schema import prepare_database
 
     await prepare_database(app.database)
+    app.components = await build_master_components(
+        app.config, app.reactor, app.clock, app.database, app.signing_key
+    )
+    app.servlet_groups = build_servlet_groups(app.config, app.components)
     app.listeners = start_listeners(app.reactor, app.config, app.servlet_groups)
     return app.listeners
 

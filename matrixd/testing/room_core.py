@@ -19,7 +19,7 @@ from matrixd.util.clock import Clock
 def make_room_core(testcase: TestCase, server_name: str = "test", *,
                    default_room_version: RoomVersion = DEFAULT_ROOM_VERSION,
                    **kwargs: Any) -> tuple[RoomCore, MemoryReactorClock]:
-    reactor = MemoryReactorClock()  # type: ignore[no-untyped-call]
+    reactor = MemoryReactorClock()
     reactor.advance(1_700_000_000)
     db = make_test_database_sync(testcase, reactor)
     d = defer.ensureDeferred(build_room_core(

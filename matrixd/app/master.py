@@ -1,0 +1,76 @@
+"""The master role's components: built once, after the database schema is ready.
+
+Each feature area builds its stores and handlers here with explicit arguments
+and contributes servlets to the resource groups; nothing reaches for a global.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from signedjson.types import SigningKey
+
+from matrixd.app.core import RoomCore, build_room_core
+from matrixd.config import RootConfig
+from matrixd.events.room_versions import get_room_version
+from matrixd.handlers.auth import AccessTokenAuth
+from matrixd.http.server import RestServlet
+from matrixd.rest.client.capabilities import CapabilitiesServlet
+from matrixd.rest.client.versions import VersionsServlet
+from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
+from matrixd.storage.database import Database
+from matrixd.util.clock import Clock
+
+
+@attrs.define
+class AccountStores:
+    users: UserStore
+    devices: DeviceStore
+    tokens: TokenStore
+
+
+@attrs.define
+class MasterComponents:
+    config: RootConfig
+    clock: Clock
+    db: Database
+    core: RoomCore
+    accounts: AccountStores
+    auth: AccessTokenAuth
+
+
+async def build_master_components(
+    config: RootConfig, reactor: Any, clock: Clock, db: Database, signing_key: SigningKey
+) -> MasterComponents:
+    rc = config.ratelimiting.message
+    core = await build_room_core(
+        clock=clock,
+        db=db,
+        server_name=config.server.server_name,
+        signing_key=signing_key,
+        default_room_version=get_room_version(config.server.default_room_version),
+        rc_message={"per_second": rc.per_second, "burst_count": rc.burst_count},
+    )
+    accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
+    auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+
+def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
+    """The servlets behind each http resource name, for the master role."""
+    client: list[RestServlet] = [
+        VersionsServlet(),
+        CapabilitiesServlet(config.server, config.registration, c.auth),
+        ClientWellKnownServlet(config.server),
+    ]
+    if config.server.serve_server_wellknown:
+        client.append(ServerWellKnownServlet(config.server))
+    return {
+        "client": client,
+        "federation": [],
+        "media": [],
+        "keys": [],
+        "replication": [],
+    }

@@ -1,0 +1,53 @@
+"""Authenticating client requests by access token."""
+
+from __future__ import annotations
+
+from twisted.web.server import Request
+
+from matrixd.api.errors import AuthError, Codes, InvalidClientTokenError, MatrixError
+from matrixd.http.request import MatrixRequest
+from matrixd.http.servlet import get_access_token_from_request
+from matrixd.storage.accounts import TokenStore, UserStore
+from matrixd.types import Requester
+from matrixd.util.clock import Clock
+
+
+class AccessTokenAuth:
+    """The ``matrixd.http.auth.Auth`` of the client API: tokens issued by this server's login/register."""
+
+    def __init__(self, clock: Clock, users: UserStore, tokens: TokenStore) -> None:
+        self._clock = clock
+        self._users = users
+        self._tokens = tokens
+
+    async def get_user_by_req(
+        self, request: Request, allow_guest: bool = False, allow_expired: bool = False
+    ) -> Requester:
+        token = get_access_token_from_request(request)
+        requester = await self.get_user_by_access_token(token, allow_expired=allow_expired)
+        if requester.is_guest and not allow_guest:
+            raise AuthError(403, "Guest access not allowed", Codes.GUEST_ACCESS_FORBIDDEN)
+        if isinstance(request, MatrixRequest):
+            request.requester = requester
+        return requester
+
+    async def get_user_by_access_token(self, token: str, allow_expired: bool = False) -> Requester:
+        info = await self._tokens.get_token(token)
+        if info is None:
+            raise InvalidClientTokenError()
+        if info.valid_until_ms is not None and info.valid_until_ms < self._clock.time_msec() and not allow_expired:
+            raise InvalidClientTokenError("Access token has expired", soft_logout=True)
+        user_id = info.puppets_user_id or info.user_id
+        user = await self._users.get_user(user_id)
+        if user is None or user.deactivated:
+            raise InvalidClientTokenError()
+        if user.locked:
+            raise MatrixError(401, "User account has been locked", Codes.USER_LOCKED, {"soft_logout": True})
+        return Requester(
+            user_id=user_id,
+            device_id=info.device_id,
+            access_token_id=info.token_id,
+            is_guest=user.is_guest,
+            app_service_id=user.appservice_id,
+            shadow_banned=user.shadow_banned,
+        )

@@ -1,0 +1,2 @@
+CREATE SEQUENCE access_token_id_seq;
+CREATE SEQUENCE refresh_token_id_seq;
