@@ -14,7 +14,7 @@ in :class:`InternalMetadata`, which is not part of the PDU.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, cast
 
 from matrixd.events.room_versions import EventFormat, RoomVersion
 
@@ -134,7 +134,7 @@ class Event:
         rid = self._d.get("room_id")
         if rid is None and self.room_version.room_id_is_create_event_hash and self._d.get("type") == "m.room.create":
             return "!" + self.event_id[1:]
-        return rid  # type: ignore[no-any-return]
+        return cast(str, rid)
 
     @property
     def state_key(self) -> Optional[str]:

@@ -48,6 +48,10 @@ class RoomVersion:
     enforce_key_validity: bool
     # v1-v5: m.room.aliases has its own auth rule (state_key must be sender's domain).
     special_case_aliases_auth: bool
+    # v1-v2: m.room.redaction has its own auth rule (rule 11: redact level, or the
+    # redacted event id's domain is the sender's); from v3 redactions are authorised
+    # like any other event and the redaction is applied (or not) afterwards.
+    special_case_redaction_auth: bool
     # v6+: integers outside [-(2**53)+1, 2**53-1] and floats are rejected.
     strict_canonicaljson: bool
     # v6+: power level checks include the `notifications` key.
@@ -79,6 +83,7 @@ _V1 = RoomVersion(
     redaction_rules=RedactionRules.V1,
     enforce_key_validity=False,
     special_case_aliases_auth=True,
+    special_case_redaction_auth=True,
     strict_canonicaljson=False,
     limit_notifications_power_levels=False,
     knock_join_rule=False,
@@ -91,7 +96,7 @@ _V1 = RoomVersion(
     privileged_creators=False,
 )
 _V2 = attrs.evolve(_V1, identifier="2", state_res=StateResAlgorithm.V2)
-_V3 = attrs.evolve(_V2, identifier="3", event_format=EventFormat.V2)
+_V3 = attrs.evolve(_V2, identifier="3", event_format=EventFormat.V2, special_case_redaction_auth=False)
 _V4 = attrs.evolve(_V3, identifier="4", event_format=EventFormat.V3)
 _V5 = attrs.evolve(_V4, identifier="5", enforce_key_validity=True)
 _V6 = attrs.evolve(
