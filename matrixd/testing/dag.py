@@ -18,10 +18,10 @@ state after it) and the resolved state before the next one, so that one
 unexpected rejection does not snowball into a room where everything fails.
 
 Event ids are real for each format: ``$random:domain`` for rooms v1-v2 and the
-reference hash for v3+ (computed through :attr:`Event.event_id`, i.e.
-``matrixd.events.hashing``, unless an ``event_id_fn`` is injected).  Events are
-neither signed nor given true content hashes; auth rules and state resolution
-do not look at either.
+reference hash for v3+ (``matrixd.events.hashing`` unless an ``event_id_fn`` is
+injected); content hashes are real and v1/v2 citations carry reference hashes.
+Events are not signed: auth rules and state resolution do not look at
+signatures (third-party invite ``signed`` blocks are really signed).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import attrs
 
+from unpaddedbase64 import encode_base64
+
 from matrixd.events.event import Event, JsonDict, StateKey
+from matrixd.events.hashing import compute_content_hash, compute_event_id, event_reference
 from matrixd.events.room_versions import EventFormat, RoomVersion
 
 StateMapIds = Mapping[StateKey, str]
@@ -59,8 +62,8 @@ _TS_BASE = 1_700_000_000_000
 
 
 def default_event_id(pdu: JsonDict, room_version: RoomVersion) -> str:
-    """The event id the contract gives: carried in v1-v2 PDUs, the reference hash from v3."""
-    return Event(pdu, room_version).event_id
+    """matrixd's event id: carried in v1-v2 PDUs, the reference hash from v3."""
+    return compute_event_id(pdu, room_version)
 
 
 def domain_of(user_id: str) -> str:
@@ -149,8 +152,9 @@ class EventFactory:
         return self._ts
 
     def _refs(self, event_ids: Sequence[str]) -> list[Any]:
+        """Citations in the room version's format (v1/v2: ids with their reference hashes)."""
         if self.room_version.event_format == EventFormat.V1:
-            return [[eid, {"sha256": "aGFzaA"}] for eid in event_ids]
+            return [event_reference(self.events[e]) if e in self.events else [e, {}] for e in event_ids]
         return list(event_ids)
 
     def make(
@@ -181,7 +185,6 @@ class EventFactory:
             "prev_events": self._refs(prev_events),
             "auth_events": self._refs(auth_events),
             "origin_server_ts": self.next_ts() if ts is None else ts,
-            "hashes": {"sha256": self._random_string(43)},
             "signatures": {},
         }
         rid = self.room_id if room_id is None else room_id
@@ -196,9 +199,11 @@ class EventFactory:
                 pdu["redacts"] = redacts
         if rv.event_format == EventFormat.V1:
             pdu["event_id"] = f"${self._random_string(18)}:{domain_of(sender)}"
+        pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu))}
         event_id = self._event_id_fn(pdu, rv)
         while event_id in self.events:  # identical content: nudge the clock
             pdu["origin_server_ts"] += 1
+            pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu))}
             event_id = self._event_id_fn(pdu, rv)
         event = Event(pdu, rv, event_id=event_id)
         self.events[event_id] = event
@@ -365,8 +370,9 @@ class RandomRoomWalk:
 
         step(_Plan("m.room.member", self.creator, {"membership": "join"}, "creator join", state_key=self.creator))
         users: JsonDict = {} if rv.privileged_creators else {self.creator: 100}
+        creators = {self.creator, *create_content.get("additional_creators", ())}
         for u in self.users[1:]:
-            if rng.random() < 0.35:
+            if rng.random() < 0.35 and not (rv.privileged_creators and u in creators):
                 users[u] = rng.choice([50, 100])
         pl: JsonDict = {"users": users, "users_default": 0, "events_default": 0, "state_default": 50,
                         "ban": 50, "kick": 50, "redact": 50, "invite": rng.choice([0, 50])}
@@ -612,8 +618,9 @@ class RandomRoomWalk:
             users[self.creator] = 100
             note += " (lists a creator)"
         elif self.rv.privileged_creators:
-            for c in view.creators():
-                users.pop(c, None)
+            dropped = [c for c in sorted(view.creators()) if users.pop(c, None) is not None]
+            if dropped:
+                note += f" (creator entries dropped: {dropped})"
         return _Plan("m.room.power_levels", sender, content, note, state_key="")
 
     def _plan_join_rules(self, view: RoomView) -> Optional[_Plan]:
