@@ -10,7 +10,8 @@ difference ends the room and is reported with everything needed to replay it
 DAG, and of the final forward extremities, are compared at the end.
 
 Also compared along the way: the event id each side derives from the same PDU
-(reference hashes from v3), and the auth event types each side selects.
+(reference hashes from v3), the redacted form of every event, and the auth
+event types each side selects.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Mismatch:
 
     room_version: str
     seed: int
-    kind: str  # event_id | auth_types | state_before | auth | extra_resolution | crash
+    kind: str  # event_id | redaction | auth_types | state_before | auth | extra_resolution | crash
     event_id: str
     note: str
     matrixd: str
@@ -172,6 +173,11 @@ class _RoomComparison:
         syn_id = self.syn.event_id_of(event)
         if syn_id != event.event_id:
             return self.mismatch("event_id", event, event.event_id, syn_id)
+        mx_pruned = await self._timed("matrixd", _as_async(lambda: mx.pruned(event)))
+        syn_pruned = await self._timed("synapse", _as_async(lambda: syn.pruned(event)))
+        if mx_pruned != syn_pruned:
+            return self.mismatch("redaction", event, json.dumps(mx_pruned, sort_keys=True),
+                                 json.dumps(syn_pruned, sort_keys=True))
         mx_types = await self._timed("matrixd", _as_async(lambda: mx.auth_types(event)))
         syn_types = await self._timed("synapse", _as_async(lambda: syn.auth_types(event)))
         if syn_types is not None:

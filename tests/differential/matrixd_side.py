@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Collection, Mapping, Optional, Sequence
 
 from matrixd.api.errors import AuthError
-from matrixd.events.event import Event, InternalMetadata, StateKey
+from matrixd.events.event import Event, InternalMetadata, JsonDict, StateKey
+from matrixd.events.redaction import prune_event_dict
 from matrixd.events.room_versions import RoomVersion
 from matrixd.state import auth as mx_auth
 from matrixd.state.resolution import resolve_state
@@ -28,6 +29,12 @@ class MatrixdRoomCore:
         meta = InternalMetadata()
         meta.rejected_reason = rejected_reason
         return Event(event.get_pdu_json(), self.rv, event_id=event.event_id, internal_metadata=meta)
+
+    def pruned(self, event: Event) -> JsonDict:
+        """The redacted PDU (without ``unsigned``), by matrixd's redaction algorithm."""
+        d = prune_event_dict(self.rv, event.get_pdu_json())
+        d.pop("unsigned", None)
+        return d
 
     def add_outlier(self, event: Event) -> None:
         self.events[event.event_id] = self._own(event)

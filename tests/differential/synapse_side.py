@@ -12,6 +12,7 @@ This module is test-only: matrixd never imports Synapse.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Collection, Iterable, Mapping, Optional, Sequence
 
 # Synapse's import graph needs event_auth before synapse.state.
@@ -21,6 +22,7 @@ from synapse.api.errors import SynapseError
 from synapse.api.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion as SynRoomVersion
 from synapse.api.room_versions import StateResolutionVersions
 from synapse.events import EventBase, make_event_from_dict
+from synapse.events.utils import prune_event as syn_prune_event
 from synapse.state import v1 as syn_v1
 from synapse.state import v2 as syn_v2
 from synapse.storage.databases.main.event_federation import StateDifference
@@ -163,6 +165,13 @@ class SynapseRoomCore:
 
     def event_id_of(self, event: Event) -> str:
         return str(self._convert(event).event_id)
+
+    def pruned(self, event: Event) -> JsonDict:
+        """The redacted PDU (without ``unsigned``), by Synapse's redaction algorithm."""
+        d = dict(syn_prune_event(self._convert(event)).get_pdu_json())
+        d.pop("unsigned", None)
+        # Through JSON so Synapse's frozen containers compare equal to plain ones.
+        return json.loads(json.dumps(d))  # type: ignore[no-any-return]
 
     def add_outlier(self, event: Event) -> None:
         self.store.add(self._convert(event), event.auth_event_ids())
