@@ -13,8 +13,6 @@ from matrixd.state.resolution import resolve_state
 
 StateMapIds = Mapping[StateKey, str]
 
-CREATE_KEY: StateKey = ("m.room.create", "")
-
 
 class MatrixdRoomCore:
     """One room as matrixd sees it: its own Event objects carrying its own rejections."""
@@ -49,27 +47,25 @@ class MatrixdRoomCore:
     async def resolve(self, state_sets: Sequence[StateMapIds]) -> dict[StateKey, str]:
         return dict(await resolve_state(self.room_id, self.rv, state_sets, self.fetch_events))
 
-    def _create_for(self, event: Event) -> dict[StateKey, Event]:
-        """From v12 the create event is implied by the room id rather than listed."""
-        if not self.rv.room_id_is_create_event_hash or event.type == "m.room.create":
-            return {}
-        create = self.events.get("$" + self.room_id[1:])
-        return {} if create is None else {CREATE_KEY: create}
+    def _create_event(self) -> Optional[Event]:
+        """The room's create event, which v12 events do not list but the rules need."""
+        if not self.rv.room_id_is_create_event_hash:
+            return None
+        return self.events.get("$" + self.room_id[1:])
 
     async def check(self, event: Event, state_before: StateMapIds) -> Optional[str]:
         """Accept (None) or reject (the reason): the auth rules against the event's
         auth_events, then against the state before it; then remember the outcome."""
         reason: Optional[str] = None
+        create = self._create_event()
         try:
             auth_events = {a: self.events[a] for a in event.auth_event_ids() if a in self.events}
-            mx_auth.check_state_independent_auth_rules(self.rv, event, auth_events)
-            by_key = self._create_for(event)
-            by_key.update({e.state_key_tuple(): e for e in auth_events.values() if e.is_state()})
-            mx_auth.check_state_dependent_auth_rules(self.rv, event, by_key)
+            mx_auth.check_state_independent_auth_rules(self.rv, event, auth_events, create)
+            by_key = {e.state_key_tuple(): e for e in auth_events.values() if e.is_state()}
+            mx_auth.check_state_dependent_auth_rules(self.rv, event, by_key, create)
             wanted = mx_auth.auth_types_for_event(self.rv, event)
-            from_state = self._create_for(event)
-            from_state.update({k: self.events[state_before[k]] for k in wanted if k in state_before})
-            mx_auth.check_state_dependent_auth_rules(self.rv, event, from_state)
+            from_state = {k: self.events[state_before[k]] for k in wanted if k in state_before}
+            mx_auth.check_state_dependent_auth_rules(self.rv, event, from_state, create)
         except AuthError as e:
             reason = f"{type(e).__name__}: {e.msg}"
         self.events[event.event_id] = self._own(event, reason)
