@@ -72,6 +72,40 @@ class RoomRun:
     matrixd_seconds: float
     synapse_seconds: float
     mismatch: Optional[Mismatch]
+    excluded: Optional[str] = None  # why the room stopped early without a mismatch
+
+
+class _Excluded(Exception):
+    """The room hit a documented Synapse deviation from the spec; it ends uncounted."""
+
+
+def _domain(user_id: str) -> str:
+    return user_id.split(":", 1)[-1]
+
+
+def _known_synapse_deviation(
+    event: Event, state: StateMapIds, events: Mapping[str, Event],
+    mx_verdict: Optional[str], syn_verdict: Optional[str],
+) -> Optional[str]:
+    """Name the documented Synapse deviation behind a disagreement, or None.
+
+    m.federate: the auth rules (v1 rule 3, v12 rule 4) reject an event in a
+    room whose create event has ``m.federate: false`` only if the *sender's*
+    domain differs from the create event sender's.  Synapse 1.163 also rejects
+    member events whose *target* (``state_key``) is on another server, e.g. a
+    local moderator inviting or banning a remote user.  matrixd follows the spec.
+    """
+    create_id = state.get(("m.room.create", ""))
+    create = events.get(create_id) if create_id else None
+    if (
+        mx_verdict is None and syn_verdict is not None and "unfederatable" in syn_verdict
+        and create is not None and create.content.get("m.federate") is False
+        and event.type == "m.room.member" and isinstance(event.state_key, str)
+        and _domain(event.sender) == _domain(create.sender)
+        and _domain(event.state_key) != _domain(create.sender)
+    ):
+        return "synapse m.federate checks the target's server (spec: only the sender's)"
+    return None
 
 
 class _Crash(Exception):
@@ -191,6 +225,9 @@ class _RoomComparison:
         mx_verdict = await self._timed("matrixd", lambda: mx.check(event, mx_before))
         syn_verdict = await self._timed("synapse", lambda: syn.check(event, syn_before))
         if (mx_verdict is None) != (syn_verdict is None):
+            quirk = _known_synapse_deviation(event, mx_before, self.walk.events, mx_verdict, syn_verdict)
+            if quirk is not None:
+                raise _Excluded(quirk)
             return self.mismatch(
                 "auth", event,
                 "accepted" if mx_verdict is None else f"rejected: {mx_verdict}",
@@ -232,10 +269,14 @@ class _RoomComparison:
         return None
 
     async def run(self) -> RoomRun:
-        mismatch = await self._run()
+        excluded: Optional[str] = None
+        try:
+            mismatch = await self._run()
+        except _Excluded as e:
+            mismatch, excluded = None, str(e)
         return RoomRun(
-            self.version, self.seed, len(self.walk.order), self.accepted, self.rejected, self.resolutions,
-            self.conflicted, self.mx_time, self.syn_time, mismatch,
+            self.version, self.seed, self.accepted + self.rejected, self.accepted, self.rejected,
+            self.resolutions, self.conflicted, self.mx_time, self.syn_time, mismatch, excluded,
         )
 
     async def _run(self) -> Optional[Mismatch]:
@@ -313,7 +354,7 @@ async def compare_many(
 def summarise(runs: Sequence[RoomRun]) -> str:
     """A per-version table: rooms, events, outcomes, resolutions, time per side, mismatches."""
     lines = [f"{'version':>7} {'rooms':>6} {'events':>7} {'accepted':>8} {'rejected':>8} "
-             f"{'resolved':>8} {'conflict':>8} {'matrixd s':>9} {'synapse s':>9} {'mismatch':>8}"]
+             f"{'resolved':>8} {'conflict':>8} {'matrixd s':>9} {'synapse s':>9} {'mismatch':>8} {'excluded':>8}"]
     by_version: dict[str, list[RoomRun]] = {}
     for r in runs:
         by_version.setdefault(r.room_version, []).append(r)
@@ -323,7 +364,8 @@ def summarise(runs: Sequence[RoomRun]) -> str:
             f"{version:>7} {len(rs):>6} {sum(r.events for r in rs):>7} {sum(r.accepted for r in rs):>8} "
             f"{sum(r.rejected for r in rs):>8} {sum(r.resolutions for r in rs):>8} "
             f"{sum(r.conflicted_resolutions for r in rs):>8} {sum(r.matrixd_seconds for r in rs):>9.2f} "
-            f"{sum(r.synapse_seconds for r in rs):>9.2f} {sum(1 for r in rs if r.mismatch):>8}"
+            f"{sum(r.synapse_seconds for r in rs):>9.2f} {sum(1 for r in rs if r.mismatch):>8} "
+            f"{sum(1 for r in rs if r.excluded):>8}"
         )
     return "\n".join(lines)
 
