@@ -10,7 +10,9 @@ Prints a per-version summary and every mismatch with the seed that replays it:
     /work/venv/bin/python scripts/diff_room_core.py --count 6000 --events 80
     /work/venv/bin/python scripts/diff_room_core.py --versions 12 --seed 417 --count 1 --trace
 
-Exits 1 if any room mismatched.  Synapse is a test-only dependency.
+A room that hits a documented Synapse deviation from the spec
+(``tests/differential/known_deviations.py``) stops there and is counted as
+excluded, unless ``--strict``.  Exits 1 if any room mismatched.  Synapse is a test-only dependency.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ async def main(reactor: Any, argv: list[str]) -> None:
     parser.add_argument("--versions", default=",".join(DEFAULT_VERSIONS))
     parser.add_argument("--events", type=int, default=40, help="events per room")
     parser.add_argument("--trace", action="store_true", help="print every event and its outcome")
+    parser.add_argument("--strict", action="store_true",
+                        help="count documented Synapse deviations (tests/differential/known_deviations.py) as mismatches")
     args = parser.parse_args(argv)
     versions = [v.strip() for v in args.versions.split(",") if v.strip()]
     per_version = math.ceil(args.count / len(versions))
@@ -55,12 +59,18 @@ async def main(reactor: Any, argv: list[str]) -> None:
         for seed in seeds:
             for v in versions:
                 print(f"== room version {v} seed {seed}")
-                run = await compare_room(v, seed, args.events, trace=print)
+                run = await compare_room(v, seed, args.events, trace=print, strict=args.strict)
                 on_result(run)
                 runs.append(run)
     else:
-        runs = await compare_many(versions, seeds, args.events, on_result)
+        runs = await compare_many(versions, seeds, args.events, on_result, strict=args.strict)
     print(summarise(runs))
+    reasons: dict[str, list[str]] = {}
+    for r in runs:
+        if r.excluded:
+            reasons.setdefault(r.excluded, []).append(f"v{r.room_version}/{r.seed}")
+    for reason, where in sorted(reasons.items()):
+        print(f"excluded {len(where)}: {reason} (e.g. {', '.join(where[:5])})")
     print(f"{len(runs)} rooms, {sum(r.events for r in runs)} events, {len(mismatches)} mismatching rooms "
           f"in {time.perf_counter() - started:.1f}s")
     if mismatches:

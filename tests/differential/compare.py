@@ -27,6 +27,7 @@ from matrixd.events.event import Event, StateKey
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
 from matrixd.testing.dag import RandomRoomWalk
 
+from tests.differential.known_deviations import STEP1_X, auth_deviation, resolution_deviation
 from tests.differential.matrixd_side import MatrixdRoomCore
 from tests.differential.synapse_side import SynapseRoomCore
 
@@ -79,35 +80,6 @@ class _Excluded(Exception):
     """The room hit a documented Synapse deviation from the spec; it ends uncounted."""
 
 
-def _domain(user_id: str) -> str:
-    return user_id.split(":", 1)[-1]
-
-
-def _known_synapse_deviation(
-    event: Event, state: StateMapIds, events: Mapping[str, Event],
-    mx_verdict: Optional[str], syn_verdict: Optional[str],
-) -> Optional[str]:
-    """Name the documented Synapse deviation behind a disagreement, or None.
-
-    m.federate: the auth rules (v1 rule 3, v12 rule 4) reject an event in a
-    room whose create event has ``m.federate: false`` only if the *sender's*
-    domain differs from the create event sender's.  Synapse 1.163 also rejects
-    member events whose *target* (``state_key``) is on another server, e.g. a
-    local moderator inviting or banning a remote user.  matrixd follows the spec.
-    """
-    create_id = state.get(("m.room.create", ""))
-    create = events.get(create_id) if create_id else None
-    if (
-        mx_verdict is None and syn_verdict is not None and "unfederatable" in syn_verdict
-        and create is not None and create.content.get("m.federate") is False
-        and event.type == "m.room.member" and isinstance(event.state_key, str)
-        and _domain(event.sender) == _domain(create.sender)
-        and _domain(event.state_key) != _domain(create.sender)
-    ):
-        return "synapse m.federate checks the target's server (spec: only the sender's)"
-    return None
-
-
 class _Crash(Exception):
     def __init__(self, side: str, detail: str) -> None:
         super().__init__(f"{side} crashed")
@@ -138,9 +110,10 @@ class _RoomComparison:
     """State for one room walked through both implementations."""
 
     def __init__(self, room_version: str, seed: int, n_events: int,
-                 trace: Optional[Callable[[str], None]] = None) -> None:
+                 trace: Optional[Callable[[str], None]] = None, strict: bool = False) -> None:
         self.version = room_version
         self.trace = trace
+        self.strict = strict
         self.seed = seed
         rv = KNOWN_ROOM_VERSIONS[room_version]
         self.walk = RandomRoomWalk(rv, seed, n_events)
@@ -197,6 +170,8 @@ class _RoomComparison:
         mx_state = await self._timed("matrixd", lambda: mx.resolve(mx_sets))
         syn_state = await self._timed("synapse", lambda: syn.resolve(syn_sets))
         if mx_state != syn_state:
+            if not self.strict and resolution_deviation(mx, mx_sets, syn_state) is not None:
+                raise _Excluded(STEP1_X)
             a, b = _describe_state_diff(mx_state, syn_state, self.walk.events)
             return None, None, self.mismatch("state_before", event, a, b + f" | prev_events {list(prevs)}")
         return mx_state, syn_state, None
@@ -225,8 +200,8 @@ class _RoomComparison:
         mx_verdict = await self._timed("matrixd", lambda: mx.check(event, mx_before))
         syn_verdict = await self._timed("synapse", lambda: syn.check(event, syn_before))
         if (mx_verdict is None) != (syn_verdict is None):
-            quirk = _known_synapse_deviation(event, mx_before, self.walk.events, mx_verdict, syn_verdict)
-            if quirk is not None:
+            quirk = auth_deviation(event, mx_before, self.walk.events, mx_verdict, syn_verdict)
+            if quirk is not None and not self.strict:
                 raise _Excluded(quirk)
             return self.mismatch(
                 "auth", event,
@@ -327,24 +302,27 @@ def _as_async(fn: Callable[[], T]) -> Callable[[], Awaitable[T]]:
 
 
 async def compare_room(
-    room_version: str, seed: int, n_events: int = 40, trace: Optional[Callable[[str], None]] = None
+    room_version: str, seed: int, n_events: int = 40, trace: Optional[Callable[[str], None]] = None,
+    strict: bool = False,
 ) -> RoomRun:
     """Generate one room from ``(room_version, seed)`` and compare the two implementations on it.
 
     ``trace`` (if given) is told every event and its outcome, for replaying a failure.
+    A disagreement that is a documented Synapse deviation (``known_deviations``)
+    ends the room as "excluded", unless ``strict``.
     """
-    return await _RoomComparison(room_version, seed, n_events, trace).run()
+    return await _RoomComparison(room_version, seed, n_events, trace, strict).run()
 
 
 async def compare_many(
     versions: Sequence[str], seeds: Iterable[int], n_events: int = 40,
-    on_result: Optional[Callable[[RoomRun], None]] = None,
+    on_result: Optional[Callable[[RoomRun], None]] = None, strict: bool = False,
 ) -> list[RoomRun]:
     """Every seed in every version; ``on_result`` sees each room as it finishes."""
     runs = []
     for seed in seeds:
         for version in versions:
-            run = await compare_room(version, seed, n_events)
+            run = await compare_room(version, seed, n_events, strict=strict)
             runs.append(run)
             if on_result is not None:
                 on_result(run)

@@ -207,7 +207,7 @@ class SynapseRoomCore:
         ev = self._convert(event)
         reason: Optional[str] = None
         try:
-            await syn_auth.check_state_independent_auth_rules(self.store, ev)  # type: ignore[arg-type]
+            await syn_auth.check_state_independent_auth_rules(self.store, ev)
             auth_events = [self.store.events[a] for a in event.auth_event_ids() if a in self.store.events]
             syn_auth.check_state_dependent_auth_rules(ev, auth_events + self._implied_create(event))
             wanted = syn_auth.auth_types_for_event(self.rv, ev)

@@ -1,9 +1,11 @@
 """matrixd's auth rules and state resolution agree with Synapse's on random rooms.
 
-Each test walks ``MATRIXD_DIFF_SEEDS`` (default 50) seeded rooms of one room
+Each test walks ``MATRIXD_DIFF_SEEDS`` (default 100) seeded rooms of one room
 version through both implementations (see ``compare.py``) and fails listing the
 seed of every room where they differ; replay one with
 ``scripts/diff_room_core.py --versions V --seed S --count 1 --trace``.
+Rooms that hit a documented Synapse deviation (``known_deviations.py``) end
+there uncounted unless ``MATRIXD_DIFF_STRICT=1``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from matrixd.testing.dag import generate_dag
 
 from tests.differential.compare import RoomRun, compare_many
 
-SEEDS = int(os.environ.get("MATRIXD_DIFF_SEEDS", "50"))
+SEEDS = int(os.environ.get("MATRIXD_DIFF_SEEDS", "100"))
+STRICT = os.environ.get("MATRIXD_DIFF_STRICT", "") not in ("", "0")
 EVENTS_PER_ROOM = 40
 
 
 class RoomCoreAgreesWithSynapse(unittest.TestCase):
     async def _compare(self, version: str) -> None:
-        runs = await compare_many([version], range(SEEDS), EVENTS_PER_ROOM)
+        runs = await compare_many([version], range(SEEDS), EVENTS_PER_ROOM, strict=STRICT)
         self._check_coverage(runs)
         failures = [r.mismatch.describe() for r in runs if r.mismatch is not None]
         if failures:
@@ -81,7 +84,7 @@ class GeneratorTests(unittest.TestCase):
         self.assertTrue(any(n > 1 for n in children.values()))
         self.assertTrue(any(len(e.prev_event_ids()) > 1 for e in dag.events))
 
-    def test_events_precede_their_parents_never(self) -> None:
+    def test_events_follow_what_they_cite(self) -> None:
         """Events come after their prev and auth events, and ids are unique."""
         for version in ("2", "11"):
             dag = generate_dag(KNOWN_ROOM_VERSIONS[version], 11, 50)
