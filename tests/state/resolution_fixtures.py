@@ -236,7 +236,7 @@ def resolve(
     room_version: Optional[RoomVersion] = None,
 ) -> dict[StateKey, str]:
     """Resolve with the real auth rules (unless ``rules``) against the room's events."""
-    return run(
+    result: dict[StateKey, str] = run(
         defer.ensureDeferred(
             resolve_state(
                 room.room_id,
@@ -247,6 +247,7 @@ def resolve(
             )
         )
     )
+    return result
 
 
 def build_big_forked_room(

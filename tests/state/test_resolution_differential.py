@@ -77,12 +77,12 @@ def synapse_resolve(room: Room, state_sets: Sequence[Mapping[StateKey, str]]) ->
     store = _SynapseStore(room)
     d = defer.ensureDeferred(
         synapse_v2.resolve_events_with_store(
-            _NoWaitClock(),  # type: ignore[arg-type]
+            _NoWaitClock(),
             room.room_id,
             SYNAPSE_ROOM_VERSIONS[room.room_version.identifier],
             state_sets,
             dict(store.events),
-            store,  # type: ignore[arg-type]
+            store,
         )
     )
     return dict(run(d))

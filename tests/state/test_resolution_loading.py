@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Collection, Mapping, Sequence
+from typing import Collection, Mapping, Sequence, cast
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial import unittest
 
 from matrixd.events.event import Event, StateKey
@@ -154,7 +155,7 @@ class LoadingTests(unittest.TestCase):
         clock = task.Clock()
 
         def later(event_ids: Collection[str]) -> "defer.Deferred[Mapping[str, Event]]":
-            return task.deferLater(clock, 1.0, lambda: {e: room.events[e] for e in event_ids if e in room.events})
+            return task.deferLater(cast(IReactorTime, clock), 1.0, lambda: {e: room.events[e] for e in event_ids if e in room.events})
 
         d = defer.ensureDeferred(resolve_state(room.room_id, room.room_version, [a.state, b.state], later))
         for _ in range(100):

@@ -129,3 +129,21 @@ class V1Tests(unittest.TestCase):
         del self.room.events[b.state[TOPIC]]
         del self.room.events[lost.event_id]
         self.assertEqual(resolve(self.room, [a.state, b.state])[TOPIC], kept.event_id)
+
+    def test_rejected_events_are_never_chosen(self) -> None:
+        """A rejected candidate is skipped, even when it is the deepest allowed one."""
+        a, b = self.main.branch(), self.main.branch()
+        kept = a.topic(ALICE, "kept")
+        b.topic(ALICE, "pad")
+        deeper = b.topic(ALICE, "rejected")
+        deeper.internal_metadata.rejected_reason = "auth_error"
+        self.assertEqual(resolve(self.room, [a.state, b.state])[TOPIC], kept.event_id)
+
+    def test_rejected_events_are_not_used_for_auth(self) -> None:
+        """A rejected event in R does not authorise anything: a member whose join was rejected cannot act."""
+        a, b = self.main.branch(), self.main.branch()
+        self.room.events[self.main.state[member(BOB)]].internal_metadata.rejected_reason = "auth_error"
+        kept = a.topic(ALICE, "kept")
+        b.topic(BOB, "pad")
+        b.topic(BOB, "by bob")
+        self.assertEqual(resolve(self.room, [a.state, b.state])[TOPIC], kept.event_id)

@@ -41,23 +41,6 @@ class AuthRules:
     user_power_level: Callable[[RoomVersion, str, Mapping[StateKey, Event]], PowerLevel]
 
 
-def memoise_auth_types(rules: AuthRules) -> AuthRules:
-    """The same rules with ``auth_types_for_event`` cached per event id, for one resolution."""
-    # Keyed by object identity: cheaper than the event id property, and the
-    # resolution holds every event it checks for as long as the cache lives.
-    cache: dict[int, list[StateKey]] = {}
-    inner = rules.auth_types_for_event
-
-    def auth_types(room_version: RoomVersion, event: Event) -> list[StateKey]:
-        keys = cache.get(id(event))
-        if keys is None:
-            keys = list(inner(room_version, event))
-            cache[id(event)] = keys
-        return keys
-
-    return attrs.evolve(rules, auth_types_for_event=auth_types)
-
-
 def default_auth_rules() -> AuthRules:
     """The auth rules of ``matrixd.state.auth``, imported on first use."""
     from matrixd.state import auth  # noqa: PLC0415 - lazy: the auth package is optional at import time
@@ -75,14 +58,12 @@ def is_power_event(event: Event) -> bool:
     Power levels and join rules events of any state key, and ``leave``/``ban``
     memberships sent by someone other than their target (kicks and bans).
     """
-    state_key = event.state_key
-    if state_key is None:
-        return False
     etype = event.type
     if etype == "m.room.power_levels" or etype == "m.room.join_rules":
-        return True
+        return event.state_key is not None
     if etype == "m.room.member":
-        return event.membership in ("leave", "ban") and event.sender != state_key
+        state_key = event.state_key
+        return state_key is not None and event.sender != state_key and event.membership in ("leave", "ban")
     return False
 
 
@@ -102,6 +83,8 @@ def split_state(state_sets: Sequence[Mapping[StateKey, str]]) -> tuple[dict[Stat
     """
     if not state_sets:
         return {}, {}
+    if len(state_sets) == 2:
+        return _split_two(state_sets[0], state_sets[1])
     unconflicted = dict(state_sets[0])
     for s in state_sets[1:]:
         get = s.get
@@ -117,6 +100,30 @@ def split_state(state_sets: Sequence[Mapping[StateKey, str]]) -> tuple[dict[Stat
                     conflicted[key] = {eid}
                 else:
                     ids.add(eid)
+    return unconflicted, conflicted
+
+
+def _split_two(
+    first: Mapping[StateKey, str], second: Mapping[StateKey, str]
+) -> tuple[dict[StateKey, str], dict[StateKey, set[str]]]:
+    """:func:`split_state` of two sets in one pass (the common case of two forks)."""
+    unconflicted: dict[StateKey, str] = {}
+    conflicted: dict[StateKey, set[str]] = {}
+    get = second.get
+    shared_keys = 0
+    for key, eid in first.items():
+        other = get(key)
+        if other == eid:
+            unconflicted[key] = eid
+            shared_keys += 1
+        elif other is None:
+            conflicted[key] = {eid}
+        else:
+            conflicted[key] = {eid, other}
+            shared_keys += 1
+    if len(second) > shared_keys:
+        for key in second.keys() - first.keys():
+            conflicted[key] = {second[key]}
     return unconflicted, conflicted
 
 

@@ -131,20 +131,3 @@ def power_events_with_auth_chains(graph: AuthGraph, power_events: Iterable[str],
     """Step 1's set X: the power events plus the events of their auth chains in the full conflicted set."""
     power = set(power_events)
     return power | (graph.closure(power) & set(full_conflicted))
-
-
-def own_auth_state(
-    graph: AuthGraph, event: Event, create_event: Optional[Event] = None, *, include_rejected: bool = False
-) -> dict[StateKey, Event]:
-    """The event's own auth events by key, plus the room's create event where it is implied (v12).
-
-    Rejected auth events are left out unless ``include_rejected``.
-    """
-    out: dict[StateKey, Event] = {}
-    for aid in graph.parents(event.event_id):
-        a = graph.get(aid)
-        if a is not None and a.state_key is not None and (include_rejected or not a.rejected):
-            out[(a.type, a.state_key)] = a
-    if create_event is not None and ("m.room.create", "") not in out:
-        out[("m.room.create", "")] = create_event
-    return out

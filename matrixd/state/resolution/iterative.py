@@ -21,6 +21,7 @@ def iter_auth_checks(
     event_ids: Sequence[str],
     rules: AuthRules,
     create_event: Optional[Event] = None,
+    auth_keys: Optional[dict[str, list[StateKey]]] = None,
 ) -> Iterator[None]:
     """Apply each event to ``state`` (in place) if the auth rules allow it there; yields now and then.
 
@@ -32,34 +33,31 @@ def iter_auth_checks(
     ``create_event`` is the room's create event for room versions
     where it is implied by the room id instead of listed in ``auth_events``
     (v12); it is used the same way. Only that small auth state is built per
-    event: ``state`` itself is never copied.
+    event: ``state`` itself is never copied. ``auth_keys`` caches the rules'
+    auth types per event id across calls.
     """
     events = graph.events
     parents = graph.parents
     auth_types = rules.auth_types_for_event
     check = rules.check_state_dependent
-
-    def own_auth_event(ev: Event, key: StateKey) -> Optional[Event]:
-        # The event's own non-rejected auth event for a key the state lacks.
-        etype, skey = key
-        for aid in parents(ev.event_id):
-            a = events.get(aid)
-            if a is not None and a.state_key == skey and a.type == etype and not a.rejected:
-                return a
-        if key == CREATE_KEY:
-            return create_event
-        return None
-
+    if auth_keys is None:
+        auth_keys = {}
+    auth_keys_get = auth_keys.get
     state_get = state.get
     events_get = events.get
 
-    def auth_event(ev: Event, key: StateKey) -> Optional[Event]:
-        sid = state_get(key)
-        if sid is not None:
-            found = events_get(sid)
-            if found is not None and found.internal_metadata.rejected_reason is None:
-                return found
-        return own_auth_event(ev, key)
+    def own_auth_events(ev: Event) -> dict[StateKey, Event]:
+        # The event's own non-rejected auth events, for the keys the state lacks.
+        own: dict[StateKey, Event] = {}
+        for aid in parents(ev.event_id):
+            a = events_get(aid)
+            if a is not None and a.internal_metadata.rejected_reason is None:
+                skey = a.state_key
+                if skey is not None:
+                    own[(a.type, skey)] = a
+        if create_event is not None and CREATE_KEY not in own:
+            own[CREATE_KEY] = create_event
+        return own
 
     for n, eid in enumerate(event_ids, 1):
         ev = events_get(eid)
@@ -69,12 +67,26 @@ def iter_auth_checks(
         if state_key is None:
             continue
         auth_state: dict[StateKey, Event] = {}
-        for key in auth_types(room_version, ev):
-            found = auth_event(ev, key)
+        own: Optional[dict[StateKey, Event]] = None
+        keys = auth_keys_get(eid)
+        if keys is None:
+            keys = auth_keys[eid] = list(auth_types(room_version, ev))
+        for key in keys:
+            sid = state_get(key)
+            found = events_get(sid) if sid is not None else None
+            if found is None or found.internal_metadata.rejected_reason is not None:
+                if own is None:
+                    own = own_auth_events(ev)
+                found = own.get(key)
             if found is not None:
                 auth_state[key] = found
         if CREATE_KEY not in auth_state:
-            found = auth_event(ev, CREATE_KEY)
+            sid = state_get(CREATE_KEY)
+            found = events_get(sid) if sid is not None else None
+            if found is None or found.internal_metadata.rejected_reason is not None:
+                if own is None:
+                    own = own_auth_events(ev)
+                found = own.get(CREATE_KEY)
             if found is not None:
                 auth_state[CREATE_KEY] = found
         try:

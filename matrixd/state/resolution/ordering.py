@@ -25,13 +25,14 @@ def reverse_topological_power_order(
     cycle never become ready; they are appended last in comparison order
     rather than lost.
     """
-    ids = {eid for eid in event_ids if graph.get(eid) is not None}
+    events = graph.events
+    ids = {eid for eid in event_ids if eid in events}
     children: dict[str, list[str]] = {}
     indegree: dict[str, int] = {}
     keys: dict[str, tuple[PowerLevel, int, str]] = {}
     ready: list[tuple[PowerLevel, int, str]] = []
     for eid in ids:
-        ev = graph.events[eid]
+        ev = events[eid]
         keys[eid] = (-sender_power(ev), ev.origin_server_ts, eid)
         n = 0
         for a in graph.parents(eid):  # a (malformed) duplicate edge counts twice both ways
@@ -59,8 +60,9 @@ def reverse_topological_power_order(
 
 def power_levels_parent(graph: AuthGraph, event_id: str) -> Optional[str]:
     """The ``m.room.power_levels`` event (state key "") among an event's auth events, if loaded."""
+    events = graph.events
     for aid in graph.parents(event_id):
-        a = graph.get(aid)
+        a = events.get(aid)
         if a is not None and a.type == _POWER_LEVELS and a.state_key == "":
             return aid
     return None

@@ -14,7 +14,6 @@ from matrixd.state.resolution.common import (
     AuthRules,
     create_event_id_for_room,
     default_auth_rules,
-    memoise_auth_types,
     split_state,
     split_state_v1,
 )
@@ -110,7 +109,7 @@ async def resolve_state(
         return {}
     if len(state_sets) == 1:
         return dict(state_sets[0])
-    rules = memoise_auth_types(auth_rules if auth_rules is not None else default_auth_rules())
+    rules = auth_rules if auth_rules is not None else default_auth_rules()
     loader = EventLoader(room_id, fetch_events)
     if room_version.state_res == StateResAlgorithm.V1:
         return await _resolve_v1(room_version, state_sets, loader, rules)
@@ -134,18 +133,20 @@ async def resolve_state(
     if create_id is not None:
         seeds.add(create_id)
     await loader.load_closure(seeds)
+    auth_keys: dict[str, list[StateKey]] = {}
     if room_version.state_res == StateResAlgorithm.V2:
         # Step 2 starts from the unconflicted state: load the parts the auth rules will read.
         keys = {CREATE_KEY, POWER_KEY, JOIN_RULES_KEY}
         for eid in seeds:
             ev = loader.events.get(eid)
             if ev is not None and ev.state_key is not None:
-                keys.update(rules.auth_types_for_event(room_version, ev))
+                event_keys = auth_keys[eid] = list(rules.auth_types_for_event(room_version, ev))
+                keys.update(event_keys)
         await loader.load_closure(unconflicted[k] for k in keys if k in unconflicted)
     create_event = loader.events.get(create_id) if create_id is not None else None
 
     gen = iter_resolve_v2(
-        room_version, loader.graph, unconflicted, conflicted_ids, auth_diff, rules, create_event
+        room_version, loader.graph, unconflicted, conflicted_ids, auth_diff, rules, create_event, auth_keys
     )
     while True:
         try:

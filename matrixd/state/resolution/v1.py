@@ -8,6 +8,10 @@ following one that the auth rules allow in R, stopping at the first that
 they refuse. Every other conflicted key gets the candidate with the highest
 depth and lowest sha1(event id) that the auth rules allow in R. The auth
 state is read from R alone (no fallback to an event's own auth events).
+
+As in v2 (see ``v2``), rejected events are never chosen for a conflicted key
+and never used in an auth state; the v1 text does not mention them because
+they should not appear in any state.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def _allowed(room_version: RoomVersion, ev: Event, r: Mapping[StateKey, str], ev
     for key in keys:
         sid = r.get(key)
         found = events.get(sid) if sid is not None else None
-        if found is not None:
+        if found is not None and not found.rejected:
             auth_state[key] = found
     try:
         rules.check_state_dependent(room_version, ev, auth_state)
@@ -56,7 +60,7 @@ def resolve_v1(
     r: dict[StateKey, str] = dict(unconflicted)
     candidates: dict[StateKey, list[Event]] = {}
     for key, ids in conflicted.items():
-        evs = [events[i] for i in ids if i in events]
+        evs = [events[i] for i in ids if i in events and not events[i].rejected]
         if evs:
             candidates[key] = evs
     for etype in _AUTH_TYPES_ORDER:

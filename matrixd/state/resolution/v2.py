@@ -19,8 +19,14 @@ Reading notes on points the spec leaves open (see also the package docstring):
   state, and a rejected event is never used in an auth state, whether it
   comes from the partially resolved state or from the event's auth events.
 
-All four choices agree with Synapse on randomized forks (see
-``tests/state/test_resolution_differential.py``).
+* Step 1's set X takes, for each power event, every event of its auth chain
+  that is in the full conflicted set, as the spec words it, even one reached
+  only through events outside that set.
+
+The first four choices agree with Synapse on randomized forks, including
+forks with disagreeing rejection flags and stale auth events (see
+``tests/state/test_resolution_differential.py``); no case where the fifth
+would differ has come up there.
 """
 
 from __future__ import annotations
@@ -29,12 +35,11 @@ from typing import Callable, Collection, Generator, Mapping, Optional
 
 from matrixd.events.event import Event, StateKey
 from matrixd.events.room_versions import RoomVersion, StateResAlgorithm
-from matrixd.state.resolution.common import POWER_KEY, AuthRules, PowerLevel, is_power_event
+from matrixd.state.resolution.common import CREATE_KEY, POWER_KEY, AuthRules, PowerLevel, is_power_event
 from matrixd.state.resolution.graph import (
     AuthGraph,
     conflicted_subgraph,
     power_events_with_auth_chains,
-    own_auth_state,
 )
 from matrixd.state.resolution.iterative import iter_auth_checks
 from matrixd.state.resolution.ordering import mainline_order, reverse_topological_power_order
@@ -73,7 +78,12 @@ def make_sender_power(
         key = (ev.sender, pl_id, create_id)
         level = cache.get(key)
         if level is None:
-            auth_state = own_auth_state(graph, ev, create_event, include_rejected=True)
+            auth_state: dict[StateKey, Event] = {}
+            if pl_id is not None:
+                auth_state[POWER_KEY] = events[pl_id]
+            create = events.get(create_id) if create_id is not None else None
+            if create is not None:
+                auth_state[CREATE_KEY] = create
             level = rules.user_power_level(room_version, ev.sender, auth_state)
             cache[key] = level
         return level
@@ -89,12 +99,16 @@ def iter_resolve_v2(
     auth_diff: Collection[str],
     rules: AuthRules,
     create_event: Optional[Event] = None,
+    auth_keys: Optional[dict[str, list[StateKey]]] = None,
 ) -> Generator[None, None, dict[StateKey, str]]:
     """Run the v2 / v2.1 algorithm, yielding between slices of work; returns the resolved state.
 
     ``graph`` must hold the full conflicted set, the auth chains of its
     events and, for v2, the unconflicted events the auth rules will read.
+    ``auth_keys`` may carry the rules' auth types already computed per event.
     """
+    if auth_keys is None:
+        auth_keys = {}
     full = full_conflicted_set(room_version, graph, conflicted_ids, auth_diff)
     yield None
     # Step 1: power events and their auth chains within the full conflicted set.
@@ -105,12 +119,12 @@ def iter_resolve_v2(
     yield None
     # Step 2: from the unconflicted state (v2) or from nothing (v2.1).
     state: dict[StateKey, str] = {} if room_version.state_res == StateResAlgorithm.V2_1 else dict(unconflicted)
-    yield from iter_auth_checks(room_version, graph, state, sorted_power, rules, create_event)
+    yield from iter_auth_checks(room_version, graph, state, sorted_power, rules, create_event, auth_keys)
     # Step 3: everything else, by mainline of the partially resolved power levels.
     rest = mainline_order(graph, full - x, state.get(POWER_KEY))
     yield None
     # Step 4.
-    yield from iter_auth_checks(room_version, graph, state, rest, rules, create_event)
+    yield from iter_auth_checks(room_version, graph, state, rest, rules, create_event, auth_keys)
     # Step 5.
     state.update(unconflicted)
     return state
