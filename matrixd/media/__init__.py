@@ -8,4 +8,6 @@
 * ``remote``: the interface federation implements to fetch other servers' media.
 * ``repository``: uploads, async uploads, looking media up for download.
 * ``thumbnails``: choosing, generating and caching thumbnails.
+* ``blocking``: running file and image work on the reactor's thread pool.
+* ``area``: wiring all of the above for a process role.
 """

@@ -142,6 +142,8 @@ class MediaRepository:
             raise _too_large(self._config.max_upload_size)
         if upload_name is not None and len(upload_name) > MAX_UPLOAD_NAME_LENGTH:
             raise InvalidParamError(f"filename is longer than {MAX_UPLOAD_NAME_LENGTH} characters")
+        if upload_name is not None and "\x00" in upload_name:
+            raise InvalidParamError("filename must not contain NUL characters")
         if not media_type:
             return DEFAULT_MEDIA_TYPE
         if not is_valid_media_type(media_type):
@@ -315,7 +317,9 @@ class MediaRepository:
             await writer.abort()
             raise
         media_type = meta.media_type if is_valid_media_type(meta.media_type) else DEFAULT_MEDIA_TYPE
-        upload_name = meta.upload_name if meta.upload_name and len(meta.upload_name) <= MAX_UPLOAD_NAME_LENGTH else None
+        upload_name = meta.upload_name
+        if upload_name is not None and (len(upload_name) > MAX_UPLOAD_NAME_LENGTH or "\x00" in upload_name):
+            upload_name = None
         image = await self._thumbnails.examine(location, media_type)
         await self._store.store_remote_media(
             server_name=server_name, media_id=media_id, media_type=media_type, media_length=stored.length,

@@ -136,23 +136,25 @@ class MediaStore:
                                    max_pending: int) -> bool:
         """Reserve ``media_id`` for a later upload by ``user_id``.
 
-        Returns False (and reserves nothing) if the user already holds
-        ``max_pending`` unexpired reservations. The user's lapsed reservations
-        are deleted on the way.
+        Returns False (and changes nothing) if the user already holds
+        ``max_pending`` unexpired reservations. Otherwise the user's lapsed
+        reservations are deleted on the way.
         """
         now = self._clock.time_msec()
 
         def _txn(txn: Cursor) -> bool:
             txn.execute(
-                "DELETE FROM local_media WHERE user_id = ? AND media_length IS NULL AND unused_expires_at < ?",
+                "SELECT COUNT(*) FROM local_media"
+                " WHERE user_id = ? AND media_length IS NULL AND unused_expires_at >= ?",
                 (user_id, now),
-            )
-            txn.execute(
-                "SELECT COUNT(*) FROM local_media WHERE user_id = ? AND media_length IS NULL", (user_id,)
             )
             row = txn.fetchone()
             if row is not None and int(row[0]) >= max_pending:
                 return False
+            txn.execute(
+                "DELETE FROM local_media WHERE user_id = ? AND media_length IS NULL AND unused_expires_at < ?",
+                (user_id, now),
+            )
             txn.execute(
                 "INSERT INTO local_media (media_id, user_id, created_ts, unused_expires_at, authenticated)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 from twisted.trial import unittest
 
 from matrixd.testing.http import FakeChannel
-from tests.media.util import animated_gif_bytes, image_bytes, make_media_homeserver, open_image, upload
+from tests.media.util import (
+    animated_gif_bytes,
+    image_bytes,
+    make_media_homeserver,
+    open_image,
+    png_header_only,
+    upload,
+)
 
 THUMB = "/_matrix/client/v1/media/thumbnail/test"
 
@@ -140,6 +149,15 @@ class ThumbnailTestCase(unittest.TestCase):
         channel = hs.request("GET", f"{THUMB}/{media_id}?width=32&height=32", access_token=token)
         self.assertEqual((channel.code, channel.json_body["errcode"]), (413, "M_TOO_LARGE"))
         self.assertEqual(hs.run(hs.components.media.store.get_thumbnails("test", media_id)), [])
+
+    def test_decompression_bomb(self) -> None:
+        """Headers claiming huge sizes are refused from the header alone (413), never decoded."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about the 100M-pixel one; we refuse it ourselves
+            for side in (100_000, 10_000):
+                media_id = upload(self.hs, self.token, png_header_only(side, side))
+                channel = self.thumb(media_id, "width=32&height=32")
+                self.assertEqual((channel.code, channel.json_body["errcode"]), (413, "M_TOO_LARGE"), side)
 
     def test_bad_params(self) -> None:
         """Missing or malformed width/height/method/animated are 400 with the spec's errcodes."""

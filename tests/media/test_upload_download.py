@@ -139,6 +139,12 @@ class UploadDownloadTestCase(unittest.TestCase):
         self.assertEqual(channel.code, 400)
         self.assertEqual(channel.json_body["errcode"], "M_INVALID_PARAM")
 
+    def test_bad_filename_refused(self) -> None:
+        """A filename with a NUL character or over 1024 characters is 400 M_INVALID_PARAM."""
+        for query in ("filename=a%00b", "filename=" + "x" * 1025):
+            channel = self.hs.request("POST", f"{LEGACY}/upload?{query}", b"x", access_token=self.token)
+            self.assertEqual((channel.code, channel.json_body["errcode"]), (400, "M_INVALID_PARAM"), query[:20])
+
     def test_upload_needs_auth(self) -> None:
         """Uploading without an access token is 401 M_MISSING_TOKEN."""
         channel = self.hs.request("POST", f"{LEGACY}/upload", b"x")

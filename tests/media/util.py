@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import urllib.parse
+import zlib
 from typing import Any, Mapping, Optional
 
 from PIL import Image
@@ -44,6 +46,16 @@ def animated_gif_bytes(width: int, height: int, frames: int = 3) -> bytes:
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
     return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` but holds almost no data (a decompression bomb shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+            + chunk(b"IEND", b""))
 
 
 def open_image(data: bytes) -> Image.Image:
