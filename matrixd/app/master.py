@@ -16,9 +16,11 @@ from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.util.clock import Clock
@@ -39,6 +41,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    media: MediaArea
 
 
 async def build_master_components(
@@ -55,7 +58,15 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            media=media)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -67,10 +78,18 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     ]
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
     return {
         "client": client,
         "federation": [],
-        "media": [],
+        "media": media,
         "keys": [],
         "replication": [],
     }
