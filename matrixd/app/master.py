@@ -164,6 +164,7 @@ def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Data
     reauth = Reauthentication(uia, accounts.users, hasher.enabled)
     devices = DeviceHandler(accounts.devices)
     activity = DeviceActivityRecorder(clock, accounts.devices)
+    devices.add_deletion_callback(activity.forget_devices)
     sessions = SessionHandler(clock, reg, accounts.users, accounts.devices, accounts.tokens, devices)
     directory = UserDirectoryHandler(
         clock=clock, server_name=server_name, config=reg.user_directory, store=directory_store,

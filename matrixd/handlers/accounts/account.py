@@ -66,10 +66,12 @@ class AccountHandler:
         """``POST /account/password``: other sessions are logged out unless ``logout_devices`` is false."""
         if not self._hasher.enabled:
             raise MatrixError(403, "Password changes are disabled on this server", Codes.FORBIDDEN)
-        _check_password_body(self._hasher, body)
+        auth = body.get("auth")
+        continuing = isinstance(auth, dict) and "session" in auth
+        _check_password_body(self._hasher, body, required=not continuing)
         result = await self._reauth.require(requester, body, method="POST", operation="/account/password")
         params = result.params
-        new_password = _check_password_body(self._hasher, params)
+        new_password = _check_password_body(self._hasher, params, required=True)
         password_hash = await self._hasher.hash(new_password)
         await self._users.set_password_hash(requester.user_id, password_hash)
         if params.get("logout_devices", True):
@@ -112,10 +114,13 @@ class AccountHandler:
         logger.info("deactivated %s%s", user_id, " (erase requested)" if erase else "")
 
 
-def _check_password_body(hasher: PasswordHasher, body: JsonDict) -> str:
-    if body.get("new_password") is None:
-        raise MatrixError(400, "Missing 'new_password'", Codes.MISSING_PARAM)
+def _check_password_body(hasher: PasswordHasher, body: JsonDict, *, required: bool) -> str:
+    """The new password, checked; a request continuing a UIA session may leave it to the session."""
     logout = body.get("logout_devices", True)
     if not isinstance(logout, bool):
         raise MatrixError(400, "'logout_devices' must be a boolean", Codes.BAD_JSON)
+    if body.get("new_password") is None:
+        if required:
+            raise MatrixError(400, "Missing 'new_password'", Codes.MISSING_PARAM)
+        return ""
     return hasher.validate_new_password(body["new_password"])

@@ -114,5 +114,7 @@ class DeviceActivityRecorder:
         d.addErrback(lambda f: logger.warning("failed to record last seen of %s/%s: %s", user_id, device_id,
                                               f.getErrorMessage()))
 
-    def forget(self, user_id: str, device_id: str) -> None:
-        self._last_write.pop((user_id, device_id), None)
+    async def forget_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Deletion callback: a device re-created with the same id is recorded afresh."""
+        for device_id in device_ids:
+            self._last_write.pop((user_id, device_id), None)

@@ -130,7 +130,7 @@ class UserDirectoryHandler:
 
     async def search(self, requester: Requester, search_term: str, limit: int) -> JsonDict:
         """Up to ``limit`` users visible to the requester matching every word of ``search_term``."""
-        limit = max(1, min(limit, MAX_LIMIT))
+        limit = max(0, min(limit, MAX_LIMIT))
         words = search_term[:MAX_SEARCH_TERM_LEN].lower().split()[:MAX_SEARCH_WORDS]
         if not words or not self._config.enabled:
             return {"results": [], "limited": False}
