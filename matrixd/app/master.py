@@ -15,12 +15,14 @@ from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
+from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.http.server import RestServlet
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
+from matrixd.storage.visibility import VisibilityStore
 from matrixd.util.clock import Clock
 
 
@@ -32,6 +34,13 @@ class AccountStores:
 
 
 @attrs.define
+class RoomsArea:
+    """Rooms area: history visibility (also used by sync), room reads, directory, upgrades, reports."""
+
+    visibility: VisibilityFilter
+
+
+@attrs.define
 class MasterComponents:
     config: RootConfig
     clock: Clock
@@ -39,6 +48,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    rooms: RoomsArea
 
 
 async def build_master_components(
@@ -55,7 +65,15 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+    # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    visibility = VisibilityFilter(
+        events=core.stores.events, state=core.stores.state, visibility_store=VisibilityStore(db, clock)
+    )
+    rooms = RoomsArea(visibility=visibility)
+    # -- end rooms area ------------------------------------------------------------
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, rooms=rooms)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
