@@ -39,6 +39,7 @@ from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.storage.directory import PublicRoomsStore
 from matrixd.storage.reports import ReportStore
+from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.visibility import VisibilityStore
 from matrixd.util.clock import Clock
 
@@ -78,8 +79,11 @@ async def build_master_components(
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
     st = core.stores
-    visibility = VisibilityFilter(events=st.events, state=st.state, visibility_store=VisibilityStore(db, clock))
-    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, txn_ids=st.txn_ids)
+    state_entries = StateEntryStore(db, clock)
+    visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
+                                  visibility_store=VisibilityStore(db, clock))
+    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, state_entries=state_entries,
+                                       txn_ids=st.txn_ids)
     access = RoomAccessChecker(events=st.events, state=st.state, current_state=st.current_state)
     walker = TimelineWalker(events=st.events, visibility=visibility)
     public_rooms = PublicRoomsStore(db, clock)

@@ -15,9 +15,9 @@ the visibility before *or* after it; the user's own ``m.room.member`` events
 if they allow it under the membership before *or* after it.  A peeking user
 (not a member) only ever sees ``world_readable`` history.
 
-Batches are cheap: one query maps the events to their state groups, the
-groups' two relevant facts (visibility, the user's membership) are cached
-(state groups never change), and the "joined after" history is read once
+Batches are cheap: one query maps the events to their state groups, only the
+two relevant entries of each group (visibility, the user's membership) are
+read, and cached (state groups never change), and the "joined after" history is read once
 per room, only when a ``shared`` event needs it.  Outliers, rejected and
 soft-failed events are never shown.  Redacted events come pruned from the
 event store and are filtered like any other.
@@ -31,6 +31,7 @@ from matrixd.events.event import Event
 from matrixd.storage.cache import LruCache
 from matrixd.storage.events import EventStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.visibility import VisibilityStore
 
 HISTORY_VISIBILITY = "m.room.history_visibility"
@@ -88,17 +89,19 @@ class VisibilityFilter:
 
     Args:
         events: the event store (loads the state events holding the facts).
-        state: the state group store.
+        state: the state group store (which group is before each event).
+        state_entries: reads the two keys the rules need from each group.
         visibility_store: the users' join history.
         cache_size: how many (state group) and (state group, user) facts to keep.
     """
 
     def __init__(
-        self, *, events: EventStore, state: StateGroupStore, visibility_store: VisibilityStore,
-        cache_size: int = 100_000,
+        self, *, events: EventStore, state: StateGroupStore, state_entries: StateEntryStore,
+        visibility_store: VisibilityStore, cache_size: int = 100_000,
     ) -> None:
         self._events = events
         self._state = state
+        self._entries = state_entries
         self._store = visibility_store
         self._visibility_cache: LruCache[int, str] = LruCache("history_visibility_at_group", cache_size)
         # "" stands for "no membership" so a cache miss (None) stays distinguishable.
@@ -171,10 +174,10 @@ class VisibilityFilter:
                 result[group] = (visibility, membership or None)
         if not missing:
             return result
-        state_maps = await self._state.get_state_ids_for_groups(missing)
+        keys = [(HISTORY_VISIBILITY, ""), (MEMBER, user_id)]
+        entries = await self._entries.get_state_entries({group: keys for group in missing})
         wanted: dict[int, tuple[Optional[str], Optional[str]]] = {
-            group: (state.get((HISTORY_VISIBILITY, "")), state.get((MEMBER, user_id)))
-            for group, state in state_maps.items()
+            group: (found.get(keys[0]), found.get(keys[1])) for group, found in entries.items()
         }
         event_ids = {eid for pair in wanted.values() for eid in pair if eid is not None}
         loaded = await self._events.get_events(event_ids)

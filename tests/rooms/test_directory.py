@@ -151,8 +151,11 @@ class PublicRoomsTests(RoomsTestCase):
 
         self.assertEqual(search({"generic_search_term": "cat"}), {cats, dogs, aliased})
         self.assertEqual(search({"generic_search_term": "100%"}), set())
+        top = self.make_public("Top 100", 1)
+        self.assertEqual(search({"generic_search_term": "1_0"}), set())  # LIKE wildcards are literal
+        self.assertEqual(search({"generic_search_term": "p 100"}), {top})
         self.assertEqual(search({"room_types": ["m.space"]}), {space})
-        self.assertEqual(len(search({"room_types": [None]})), 4)
+        self.assertEqual(len(search({"room_types": [None]})), 5)
         self.assertEqual(search({"room_types": [None], "generic_search_term": "SPACE"}), set())
         self.req("POST", "/publicRooms", {"filter": {"generic_search_term": 5}}, self.bob_tok, 400, "M_BAD_JSON")
 
@@ -168,8 +171,10 @@ class PublicRoomsTests(RoomsTestCase):
         """Bad tokens and limits are 400; another server's directory is 404 without federation; POST needs auth."""
         self.req("GET", "/publicRooms?since=garbage", expect=400, errcode="M_INVALID_PARAM")
         self.req("GET", "/publicRooms?limit=-1", expect=400)
+        self.create_room(self.alice_tok, visibility="public")
+        self.assertEqual(self.req("GET", "/publicRooms?limit=0"), {"chunk": [], "total_room_count_estimate": 1})
         self.req("POST", "/publicRooms", {"limit": "ten"}, self.bob_tok, 400, "M_BAD_JSON")
         self.req("GET", "/publicRooms?server=remote.example", expect=404)
-        self.assertEqual(self.req("GET", "/publicRooms?server=test")["chunk"], [])
+        self.assertEqual(len(self.req("GET", "/publicRooms?server=test")["chunk"]), 1)
         self.req("POST", "/publicRooms", {}, None, 401)
         self.req("GET", "/publicRooms", tok="bad_token", expect=401)

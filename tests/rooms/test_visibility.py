@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from matrixd.events.event import Event
 from matrixd.handlers.visibility import VisibilityFilter
+from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.visibility import VisibilityStore
 from matrixd.testing.room_core import make_room_core, requester
 
@@ -18,8 +19,10 @@ class VisibilityFilterTests(unittest.TestCase):
     def setUp(self) -> None:
         self.core, self.reactor = make_room_core(self)
         stores = self.core.stores
+        db, clock = self.core.db, self.core.clock
         self.filter = VisibilityFilter(
-            events=stores.events, state=stores.state, visibility_store=VisibilityStore(self.core.db, self.core.clock)
+            events=stores.events, state=stores.state, state_entries=StateEntryStore(db, clock),
+            visibility_store=VisibilityStore(db, clock),
         )
 
     def run_(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -154,6 +154,8 @@ class RoomDirectoryHandler:
             return {"chunk": [], "total_room_count_estimate": 0}
 
         direction, key = decode_since(since) if since is not None else ("n", None)
+        if limit == 0:
+            return {"chunk": [], "total_room_count_estimate": await self._public.count_public_rooms(query)}
         fetch = None if limit is None else limit + 1
         if direction == "n":
             keys = await self._public.get_public_rooms(query, limit=fetch, after=key)

@@ -6,8 +6,9 @@
 * ``redacted_because``: the redaction that pruned the event;
 * ``transaction_id``: only for the device that sent the event with one.
 
-Everything is loaded in batches, so serialising a page of events costs a
-handful of queries however long the page.
+Everything is loaded in batches; ``prev_content`` reads only the replaced
+key of each state group (never whole state maps), so serialising the state of
+a large room stays proportional to the events serialised.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from matrixd.events.client_format import serialize_event
-from matrixd.events.event import Event, JsonDict
+from matrixd.events.event import Event, JsonDict, StateKey
 from matrixd.handlers.filtering import apply_event_fields
 from matrixd.storage.events import EventStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.types import Requester
 from matrixd.util.clock import Clock
 
 
 class ClientEventSerializer:
-    def __init__(self, *, clock: Clock, events: EventStore, state: StateGroupStore, txn_ids: TxnIdStore) -> None:
+    def __init__(
+        self, *, clock: Clock, events: EventStore, state: StateGroupStore, state_entries: StateEntryStore,
+        txn_ids: TxnIdStore,
+    ) -> None:
         self._clock = clock
         self._events = events
         self._state = state
+        self._entries = state_entries
         self._txn_ids = txn_ids
 
     async def serialize_events(
@@ -83,13 +89,16 @@ class ClientEventSerializer:
         groups = await self._state.get_state_groups_for_events([e.event_id for e in state_events], before=True)
         if not groups:
             return {}
-        state_maps = await self._state.get_state_ids_for_groups(set(groups.values()))
+        wanted: dict[int, set[StateKey]] = {}
+        for event in state_events:
+            group = groups.get(event.event_id)
+            if group is not None:
+                wanted.setdefault(group, set()).add(event.state_key_tuple())
+        entries = await self._entries.get_state_entries(wanted)
         replaced: dict[str, str] = {}
         for event in state_events:
             group = groups.get(event.event_id)
-            if group is None:
-                continue
-            prev_id = state_maps[group].get(event.state_key_tuple())
+            prev_id = entries.get(group, {}).get(event.state_key_tuple()) if group is not None else None
             if prev_id is not None and prev_id != event.event_id:
                 replaced[event.event_id] = prev_id
         loaded = await self._events.get_events(replaced.values())
