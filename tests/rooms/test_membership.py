@@ -136,3 +136,11 @@ class MembershipTests(RoomsTestCase):
         self.assertEqual(body["errcode"], "M_LIMIT_EXCEEDED")
         self.assertIn("retry_after_ms", body)
 
+
+    def test_invites_rate_limited(self) -> None:
+        """Invites beyond rc_invites.per_issuer's burst are 429 M_LIMIT_EXCEEDED."""
+        self.hs = make_homeserver(self, {"rc_invites": {"per_issuer": {"per_second": 0.01, "burst_count": 1}}})
+        _, tok = self.hs.create_user("inviter")
+        room = str(self.req("POST", "/createRoom", {"preset": "private_chat"}, tok)["room_id"])
+        self.req("POST", f"/rooms/{q(room)}/invite", {"user_id": "@a:test"}, tok)
+        self.req("POST", f"/rooms/{q(room)}/invite", {"user_id": "@b:test"}, tok, 429, "M_LIMIT_EXCEEDED")

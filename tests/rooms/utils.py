@@ -19,10 +19,18 @@ def q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+_RELAXED = {"per_second": 10000, "burst_count": 10000}
+#: The test homeserver relaxes most limits; these too, so tests can join and invite freely.
+RELAXED_ROOM_LIMITS: dict[str, Any] = {
+    "rc_joins_per_room": _RELAXED,
+    "rc_invites": {"per_room": _RELAXED, "per_user": _RELAXED, "per_issuer": _RELAXED},
+}
+
+
 class RoomsTestCase(unittest.TestCase):
     """Users alice, bob, carol on one server; helpers return parsed JSON and check the status."""
 
-    config: Optional[dict[str, Any]] = None
+    config: Optional[dict[str, Any]] = RELAXED_ROOM_LIMITS
 
     def setUp(self) -> None:
         self.hs: TestHomeserver = make_homeserver(self, self.config)
