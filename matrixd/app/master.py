@@ -31,10 +31,12 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.storage.directory import PublicRoomsStore
@@ -60,6 +62,7 @@ class MasterComponents:
     accounts: AccountStores
     auth: AccessTokenAuth
     rooms: RoomsArea
+    media: MediaArea
 
 
 async def build_master_components(
@@ -130,7 +133,14 @@ async def build_master_components(
     )
     # -- end rooms area ------------------------------------------------------------
 
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, rooms=rooms)
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            rooms=rooms, media=media)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -144,10 +154,18 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         client.append(ServerWellKnownServlet(config.server))
     # -- rooms area servlets -------------------------------------------------------
     client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
     return {
         "client": client,
         "federation": [],
-        "media": [],
+        "media": media,
         "keys": [],
         "replication": [],
     }
