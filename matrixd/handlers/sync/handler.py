@@ -369,11 +369,13 @@ class _SyncComputation:
                     newly_joined, self.user_id, to_id=self.now.receipts
                 )
                 rows.extend(r for r in more if r.stream_id not in seen)
-        by_room: dict[str, JsonDict] = {}
+        # One m.receipt per room and thread (spec: "batched into one event per room and thread"),
+        # so a user's threaded and unthreaded receipts on the same event do not collide.
+        by_thread: dict[tuple[str, str], JsonDict] = {}
         for row in rows:
-            content = by_room.setdefault(row.room_id, {})
+            content = by_thread.setdefault((row.room_id, row.thread_id or ""), {})
             content.setdefault(row.event_id, {}).setdefault(row.receipt_type, {})[row.user_id] = row.data
-        for room_id, content in by_room.items():
+        for (room_id, _), content in sorted(by_thread.items()):
             out.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
 
         for room_id, evs in list(out.items()):

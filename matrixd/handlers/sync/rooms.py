@@ -71,6 +71,26 @@ class RoomSyncData:
     summary: Optional[JsonDict]
 
 
+def _hidden_state_changes(tl: RoomTimeline) -> dict[StateKey, str]:
+    """State changes inside the timeline that the filter hid, where no visible event supersedes them.
+
+    The client applies the timeline on top of the state section, so a key
+    whose last change in the timeline is hidden gets that change in the state
+    section instead (or the client would never learn it).
+    """
+    if not tl.hidden_state or not tl.events:
+        return {}
+    start = tl.events[0].internal_metadata.stream_ordering or 0
+    changes = [e for e in tl.hidden_state if (e.internal_metadata.stream_ordering or 0) > start]
+    changes += [e for e in tl.events if e.is_state()]
+    changes.sort(key=lambda e: e.internal_metadata.stream_ordering or 0)
+    last: dict[StateKey, Event] = {}
+    for e in changes:
+        last[e.state_key_tuple()] = e
+    visible = {e.event_id for e in tl.events}
+    return {k: e.event_id for k, e in last.items() if e.event_id not in visible}
+
+
 class RoomSyncer:
     def __init__(
         self,
@@ -245,6 +265,7 @@ class RoomSyncer:
                 self._add_member(config, room_id, member, mode, tl, start, chosen, since_pos)
         else:
             chosen = dict(base)
+        chosen.update(_hidden_state_changes(tl))
         timeline_ids = {e.event_id for e in tl.events}
         return {k: v for k, v in chosen.items() if v not in timeline_ids and state_filter.allows_type(k[0])}
 

@@ -31,14 +31,18 @@ class RoomTimeline:
         events: the events to send, oldest first.
         limited: older events in the range were left out.
         prev_batch: where ``/messages`` continues backwards from.
-        hid_state: a state event in the scanned range was hidden by the filter
-            (so the state section must carry the change).
+        hidden_state: state events of the scanned range the filter hid, oldest
+            first (the state section must carry what they changed).
     """
 
     events: list[Event]
     limited: bool
     prev_batch: Optional[RoomStreamToken]
-    hid_state: bool = False
+    hidden_state: list[Event] = attrs.field(factory=list)
+
+    @property
+    def hid_state(self) -> bool:
+        return bool(self.hidden_state)
 
 
 @attrs.frozen(slots=True)
@@ -91,7 +95,7 @@ class TimelineLoader:
             req = requests[room_id]
             scanned = rows[:limit]
             more = len(rows) > limit
-            kept, hid_state = await self._keep(user_id, scanned, events, event_filter, req)
+            kept, hidden = await self._keep(user_id, scanned, events, event_filter, req)
             rounds = 0
             while more and len(kept) < limit and rounds < MAX_REFILL_ROUNDS and scanned:
                 rounds += 1
@@ -102,15 +106,15 @@ class TimelineLoader:
                 batch = extra[:limit]
                 more = len(extra) > limit
                 batch_events = await self._events.get_events([r.event_id for r in batch])
-                older, older_hid = await self._keep(user_id, batch, batch_events, event_filter, req)
-                hid_state = hid_state or older_hid
+                older, older_hidden = await self._keep(user_id, batch, batch_events, event_filter, req)
+                hidden = older_hidden + hidden
                 scanned = scanned + batch
                 kept = (older + kept)[-limit:]
             if scanned:
                 prev_batch = _prev_batch(scanned)
             else:
                 prev_batch = RoomStreamToken(stream=max(upper, 0))
-            out[room_id] = RoomTimeline(kept, more, prev_batch, hid_state)
+            out[room_id] = RoomTimeline(kept, more, prev_batch, hidden)
         return out
 
     async def _keep(
@@ -120,8 +124,8 @@ class TimelineLoader:
         events: Mapping[str, Event],
         event_filter: EventFilter,
         req: TimelineRequest,
-    ) -> tuple[list[Event], bool]:
-        """The events of ``rows`` (newest first) the user gets, oldest first; and whether state was hidden."""
+    ) -> tuple[list[Event], list[Event]]:
+        """The events of ``rows`` (newest first) the user gets, and the state events the filter hid; oldest first."""
         ordered = [events[r.event_id] for r in reversed(rows) if r.event_id in events]
         if req.check_visibility_upto is not None:
             upto = req.check_visibility_upto
@@ -135,10 +139,10 @@ class TimelineLoader:
                     if (e.internal_metadata.stream_ordering or 0) > upto or e.event_id in visible
                 ]
         kept = []
-        hid_state = False
+        hidden = []
         for e in ordered:
             if event_filter.allows(e):
                 kept.append(e)
             elif e.is_state():
-                hid_state = True
-        return kept, hid_state
+                hidden.append(e)
+        return kept, hidden
