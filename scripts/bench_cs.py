@@ -64,6 +64,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workdir", help="where server directories go (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep server directories (logs) afterwards")
     parser.add_argument("--scenario-timeout", type=float, default=900.0)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=N",
+                        help="override one size of the run, e.g. --set fanout_clients=50 (see bench.scenarios.Params)")
     args = parser.parse_args(argv)
     for ext in args.external:
         if len(ext) not in (3, 4):
@@ -73,6 +75,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: dict[str, Any]) -> None:
     params = QUICK if args.quick else FULL
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if field not in attrs.fields_dict(type(params)) or field == "concurrency_levels":
+            raise SystemExit(f"--set {item}: unknown size {field!r}")
+        params = attrs.evolve(params, **{field: int(value)})
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     scenario_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenario_names if s not in SCENARIOS]
