@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import attrs
 
@@ -35,13 +35,15 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.dirname(HERE))
 
 from bench.client import Homeserver, new_session  # noqa: E402
-from bench.profiling import Recording, summarize  # noqa: E402
+from bench.profiling import Recording, parse_txn_metrics, summarize, txn_delta_report  # noqa: E402
 from bench.report import table  # noqa: E402
 from bench.scenarios import FULL, QUICK, SCENARIOS, Metric, ServerState  # noqa: E402
-from bench.servers import start_matrixd_bench, start_synapse  # noqa: E402
-from matrixd.testing.process import ServerProcess, read_memory_kib  # noqa: E402
+from bench.servers import metrics_url, start_matrixd_bench, start_synapse  # noqa: E402
+from matrixd.testing.process import ServerProcess, read_cpu_seconds, read_memory_kib  # noqa: E402
 
-LAUNCHERS = {"matrixd": start_matrixd_bench, "synapse": start_synapse}
+LAUNCHERS: dict[str, Callable[[str, str], Awaitable[ServerProcess]]] = {
+    "matrixd": start_matrixd_bench, "synapse": start_synapse,
+}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -63,6 +65,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--profile-server", default="matrixd")
     parser.add_argument("--workdir", help="where server directories go (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep server directories (logs) afterwards")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the scenario sequence; the table shows the median of the rounds")
     parser.add_argument("--scenario-timeout", type=float, default=900.0)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=N",
                         help="override one size of the run, e.g. --set fanout_clients=50 (see bench.scenarios.Params)")
@@ -79,7 +83,8 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
         field, _, value = item.partition("=")
         if field not in attrs.fields_dict(type(params)) or field == "concurrency_levels":
             raise SystemExit(f"--set {item}: unknown size {field!r}")
-        params = attrs.evolve(params, **{field: int(value)})
+        overrides: dict[str, Any] = {field: int(value)}
+        params = attrs.evolve(params, **overrides)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     scenario_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenario_names if s not in SCENARIOS]
@@ -94,6 +99,7 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
     results: dict[str, list[Metric]] = {n: [] for n in names}
     errors: dict[str, dict[str, str]] = {n: {} for n in names}
     profiles: dict[str, str] = {}
+    metric_urls: dict[str, str] = {}
     try:
         for name in names:
             if name in externals:
@@ -103,7 +109,13 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
                     pids[name] = int(ext[3])
             elif name in LAUNCHERS:
                 t0 = time.perf_counter()
-                proc = await LAUNCHERS[name](os.path.join(workdir, f"{engine}-{name}"), engine)
+                directory = os.path.join(workdir, f"{engine}-{name}")
+                if name == "matrixd":
+                    proc = await start_matrixd_bench(directory, engine, metrics=bool(args.profile))
+                    if metrics_url(proc):
+                        metric_urls[name] = metrics_url(proc) or ""
+                else:
+                    proc = await LAUNCHERS[name](directory, engine)
                 procs[name] = proc
                 pids[name] = proc.pid
                 url, secret = proc.base_url, proc.registration_shared_secret
@@ -114,33 +126,18 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
             sessions.append(session)
             states[name] = ServerState(Homeserver(session, url, secret))
 
-        for i, scenario in enumerate(scenario_names):
-            order = names if i % 2 == 0 else list(reversed(names))
-            for name in order:
-                recording = None
-                if args.profile and name == args.profile_server and name in pids:
-                    os.makedirs(args.profile, exist_ok=True)
-                    path = os.path.join(args.profile, f"{engine}-{name}-{scenario}.raw")
-                    recording = Recording(pids[name], path)
-                    await asyncio.sleep(0.5)  # let py-spy attach
-                t0 = time.perf_counter()
-                try:
-                    metrics = await asyncio.wait_for(SCENARIOS[scenario](states[name], params), args.scenario_timeout)
-                except Exception as e:  # report and go on: other scenarios may still work
-                    errors[name][scenario] = f"{type(e).__name__}: {e}"
-                    log(f"[{engine}] {name} {scenario}: FAILED {type(e).__name__}: {e}")
-                    if not isinstance(e, (asyncio.TimeoutError, RuntimeError)):
-                        traceback.print_exc()
-                    metrics = []
-                finally:
-                    if recording is not None:
-                        recording.stop()
-                        profiles[scenario] = summarize(recording.output)
-                results[name].extend(metrics)
-                mem = read_memory_kib(pids[name]) if name in pids else {}
-                shown = ", ".join(f"{m.name} {m.value:.1f}{m.unit}" for m in metrics)
-                log(f"[{engine}] {name} {scenario} ({time.perf_counter() - t0:.1f}s): {shown}"
-                    f"  [RSS {mem.get('VmRSS', 0) / 1024:.0f} MiB]")
+        step = 0
+        for round_ in range(args.rounds):
+            for scenario in scenario_names:
+                # Alternate which server goes first, so drift in machine load evens out.
+                order = names if step % 2 == 0 else list(reversed(names))
+                step += 1
+                for name in order:
+                    if scenario in errors[name]:
+                        continue
+                    metrics = await run_scenario(engine, name, scenario, round_, states[name], params, args,
+                                                 pids.get(name), errors[name], profiles, metric_urls.get(name))
+                    results[name].extend(metrics)
         for name in names:
             if name in pids:
                 mem = read_memory_kib(pids[name])
@@ -154,7 +151,8 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
             proc.stop()
     mode = "quick" if args.quick else "full"
     print()
-    print(table(f"{engine} ({mode} run)", names, results))
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(table(f"{engine} ({mode} run{rounds})", names, results))
     for name in names:
         for scenario, err in errors[name].items():
             print(f"- {name} {scenario} failed: {err[:300]}")
@@ -168,6 +166,52 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
         "errors": errors,
         "profiles": profiles,
     }
+
+
+async def run_scenario(engine: str, name: str, scenario: str, round_: int, state: ServerState, params: Any,
+                       args: argparse.Namespace, pid: Optional[int], errors: dict[str, str],
+                       profiles: dict[str, str], metrics_url: Optional[str] = None) -> list[Metric]:
+    """One scenario on one server: its metrics plus the server CPU time it took."""
+    recording = None
+    profiling = bool(args.profile) and name == args.profile_server and round_ == 0
+    txns_before = await scrape_txns(state, metrics_url) if profiling and metrics_url else None
+    if profiling and pid is not None:
+        os.makedirs(args.profile, exist_ok=True)
+        recording = Recording(pid, os.path.join(args.profile, f"{engine}-{name}-{scenario}.raw"))
+        await asyncio.sleep(0.5)  # let py-spy attach
+    cpu0 = read_cpu_seconds(pid) if pid is not None else None
+    t0 = time.perf_counter()
+    try:
+        metrics = await asyncio.wait_for(SCENARIOS[scenario](state, params), args.scenario_timeout)
+    except Exception as e:  # report and go on: other scenarios may still work
+        errors[scenario] = f"{type(e).__name__}: {e}"
+        log(f"[{engine}] {name} {scenario}: FAILED {type(e).__name__}: {e}")
+        if not isinstance(e, (asyncio.TimeoutError, RuntimeError)):
+            traceback.print_exc()
+        return []
+    finally:
+        if recording is not None:
+            recording.stop()
+            profiles[scenario] = summarize(recording.output)
+        if txns_before is not None:
+            txns_after = await scrape_txns(state, metrics_url)
+            if txns_after is not None:
+                profiles[scenario] = profiles.get(scenario, "") + "\n" + txn_delta_report(txns_before, txns_after)
+    wall = time.perf_counter() - t0
+    cpu1 = read_cpu_seconds(pid) if pid is not None else None
+    if cpu0 is not None and cpu1 is not None:
+        metrics.append(Metric(scenario, "server CPU time (whole scenario)", cpu1 - cpu0, "s", "lower"))
+    mem = read_memory_kib(pid) if pid is not None else {}
+    shown = ", ".join(f"{m.name} {m.value:.1f}{m.unit}" for m in metrics)
+    log(f"[{engine}] r{round_} {name} {scenario} ({wall:.1f}s): {shown}  [RSS {mem.get('VmRSS', 0) / 1024:.0f} MiB]")
+    return metrics
+
+
+async def scrape_txns(state: ServerState, url: Optional[str]) -> Optional[dict[str, tuple[float, float]]]:
+    if not url:
+        return None
+    async with state.hs.session.get(url) as resp:
+        return parse_txn_metrics((await resp.read()).decode())
 
 
 def log(message: str) -> None:

@@ -155,6 +155,10 @@ class ServerProcess:
         """``VmRSS`` and ``VmHWM`` (peak RSS) of the process in KiB; {} once it has exited."""
         return read_memory_kib(self.pid)
 
+    def cpu_seconds(self) -> Optional[float]:
+        """CPU time the server has used so far (user + system, all threads)."""
+        return read_cpu_seconds(self.pid)
+
     def log_tail(self, max_bytes: int = 8000) -> str:
         try:
             with open(self.log_path, "rb") as f:
@@ -196,6 +200,17 @@ def read_memory_kib(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return out
+
+
+def read_cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU time of the process (all its threads) from /proc/<pid>/stat; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn_logged(argv: list[str], directory: str, log_path: str,

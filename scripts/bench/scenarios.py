@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import secrets
 import statistics
 import time
@@ -269,6 +271,7 @@ async def fanout(state: ServerState, p: Params) -> list[Metric]:
     remaining: dict[str, int] = {}
     all_seen: dict[str, asyncio.Event] = {}
     latencies: list[float] = []
+    per_message: dict[str, list[float]] = {}
     outstanding = 0
     stop = False
 
@@ -288,6 +291,7 @@ async def fanout(state: ServerState, p: Params) -> list[Metric]:
                 marker = event.get("content", {}).get("body")
                 if marker in sent_at:
                     latencies.append(arrived - sent_at[marker])
+                    per_message.setdefault(marker, []).append(arrived - sent_at[marker])
                     remaining[marker] -= 1
                     if remaining[marker] == 0:
                         all_seen[marker].set()
@@ -321,6 +325,10 @@ async def fanout(state: ServerState, p: Params) -> list[Metric]:
         await asyncio.gather(*tasks, return_exceptions=True)
     if missed:
         raise RuntimeError(f"fan-out: {missed} deliveries did not arrive within 30 s")
+    if os.environ.get("BENCH_DEBUG"):
+        for marker, values in per_message.items():
+            print(f"  {marker}: min {min(values) * 1000:.0f} p50 {percentile(values, 50) * 1000:.0f}"
+                  f" max {max(values) * 1000:.0f} ms", file=sys.stderr)
     return [
         Metric("fanout", f"p50 to {len(clients)} clients", percentile(latencies, 50) * 1000, "ms", "lower"),
         Metric("fanout", f"p99 to {len(clients)} clients", percentile(latencies, 99) * 1000, "ms", "lower"),

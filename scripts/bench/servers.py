@@ -42,12 +42,34 @@ def _pg_database_config(db: Any) -> dict[str, Any]:
     return {"name": "psycopg2", "args": {**db.connect_args(), **PG_POOL}}
 
 
-async def start_matrixd_bench(directory: str, engine: str, python_args: tuple[str, ...] = ()) -> ServerProcess:
-    """matrixd with the common settings, its stderr (INFO logs) in ``matrixd.log``."""
+async def start_matrixd_bench(directory: str, engine: str, python_args: tuple[str, ...] = (),
+                              metrics: bool = False) -> ServerProcess:
+    """matrixd with the common settings, its stderr (INFO logs) in ``matrixd.log``.
+
+    With ``metrics`` a Prometheus listener (port 0) is added; its address is in
+    ``proc.ready["listeners"]`` (the profile mode reads database transaction
+    counts from it between scenarios).
+    """
+    overrides = dict(COMMON_SETTINGS)
+    if metrics:
+        overrides["enable_metrics"] = True
+        overrides["listeners"] = [
+            {"port": 0, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,
+             "resources": [{"names": ["client", "federation", "media", "keys"]}]},
+            {"port": 0, "bind_addresses": ["127.0.0.1"], "type": "metrics"},
+        ]
     return await start_matrixd(
-        directory, asyncio.sleep, engine=engine, config_overrides=COMMON_SETTINGS, python_args=python_args,
+        directory, asyncio.sleep, engine=engine, config_overrides=overrides, python_args=python_args,
         timeout=120, pg_pool=(PG_POOL["cp_min"], PG_POOL["cp_max"]),
     )
+
+
+def metrics_url(proc: ServerProcess) -> Optional[str]:
+    """The /metrics URL of a matrixd started with ``metrics=True`` (None otherwise)."""
+    for listener in proc.ready.get("listeners", []):
+        if listener.get("type") == "metrics":
+            return f"http://127.0.0.1:{listener['port']}/metrics"
+    return None
 
 
 def _free_port() -> int:
