@@ -16,6 +16,7 @@ from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.http.server import RestServlet
+from matrixd.replication.roles import MasterReplication, build_master_replication
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
@@ -39,6 +40,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    replication: MasterReplication
 
 
 async def build_master_components(
@@ -55,7 +57,24 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.add_persisted_callback(
+        lambda _event: replication.publisher.notify("events", "current_state_deltas")
+    )
+
+    return MasterComponents(
+        config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, replication=replication,
+    )
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
