@@ -407,7 +407,8 @@ class ReplicationClient:
 
     def record_user_ip(self, user_id: str, device_id: Optional[str], ip: str, user_agent: str) -> None:
         """Remember a client request for the next USER_IP batch (latest per user/device/ip/agent)."""
-        key = (user_id, device_id, ip, user_agent)
+        # Client-chosen strings: bound them so a batch always fits in one line.
+        key = (user_id[:255], None if device_id is None else device_id[:255], ip[:64], user_agent[:512])
         self._pending_ips.pop(key, None)
         self._pending_ips[key] = self.clock.time_msec()
         while len(self._pending_ips) > self.settings.max_pending_user_ips:

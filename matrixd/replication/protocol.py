@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -135,7 +135,7 @@ class LineConnection(Protocol):
         self._handshake_timer = self.clock.call_later(self.settings.handshake_timeout, self._on_handshake_timeout)
         self.on_connected()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
         self._stop_timers()
         self._queue.clear()
