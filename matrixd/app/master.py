@@ -16,10 +16,12 @@ from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
 from matrixd.replication.roles import MasterReplication, build_master_replication
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.util.clock import Clock
@@ -40,6 +42,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    media: MediaArea
     replication: MasterReplication
 
 
@@ -58,6 +61,12 @@ async def build_master_components(
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
 
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
     # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
     # Persisted events reach workers (and this process's dispatcher) through the publisher,
     # which pages committed rows up to each stream's current token.
@@ -72,9 +81,8 @@ async def build_master_components(
         lambda _event: replication.publisher.notify("events", "current_state_deltas")
     )
 
-    return MasterComponents(
-        config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, replication=replication,
-    )
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            media=media, replication=replication)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -86,10 +94,18 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     ]
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
     return {
         "client": client,
         "federation": [],
-        "media": [],
+        "media": media,
         "keys": [],
         "replication": [],
     }
