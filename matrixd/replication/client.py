@@ -307,6 +307,8 @@ class ReplicationClient:
         for user_id in sorted(self._syncing):
             conn.send(UserSyncCommand(user_id, True, now))
         self._flush_user_ips()
+        if not self.streams and not self.ready.called:
+            self.ready.callback(None)
 
     # -- stream commands ------------------------------------------------------------
 
