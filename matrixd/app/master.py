@@ -151,9 +151,7 @@ async def build_master_components(
         stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
         users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
     )
-    core.persister.add_persisted_callback(
-        lambda _event: replication.publisher.notify("events", "current_state_deltas")
-    )
+    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             rooms=rooms, media=media, replication=replication)
