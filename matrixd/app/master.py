@@ -15,12 +15,34 @@ from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
+from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
+from matrixd.handlers.rooms.access import RoomAccessChecker
+from matrixd.handlers.rooms.aliases import RoomAliasHandler
+from matrixd.handlers.rooms.area import RoomsArea
+from matrixd.handlers.rooms.context import EventContextHandler
+from matrixd.handlers.rooms.directory import RoomDirectoryHandler
+from matrixd.handlers.rooms.members import RoomMembersHandler
+from matrixd.handlers.rooms.membership_requests import MembershipRatelimits, MembershipRequestHandler
+from matrixd.handlers.rooms.messages import PaginationHandler
+from matrixd.handlers.rooms.report import ReportHandler
+from matrixd.handlers.rooms.serialize import ClientEventSerializer
+from matrixd.handlers.rooms.state import RoomStateHandler
+from matrixd.handlers.rooms.timeline import TimelineWalker
+from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
+from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
 from matrixd.rest.client.capabilities import CapabilitiesServlet
+from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
+from matrixd.storage.directory import PublicRoomsStore
+from matrixd.storage.reports import ReportStore
+from matrixd.storage.state_lookup import StateEntryStore
+from matrixd.storage.visibility import VisibilityStore
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
@@ -30,7 +52,7 @@ from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.push_rules import PushRulesHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
-from matrixd.handlers.sync import AllVisible, FilterHandler, SyncHandler, SyncStores
+from matrixd.handlers.sync import EventVisibility, FilterHandler, SyncHandler, SyncStores
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
@@ -71,7 +93,9 @@ class SyncArea:
     push_rules: PushRulesHandler
 
 
-async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore) -> SyncArea:
+async def build_sync_area(
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility
+) -> SyncArea:
     """The sync area's stores and handlers; announces each stream's starting position."""
     notifier, cs = core.notifier, core.stores.current_state
     stores = SyncStores(
@@ -83,6 +107,7 @@ async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: 
         account_data=AccountDataStore(db, clock, await AccountDataStore.create_stream_ids(db)),
         presence=PresenceStore(db, clock, await PresenceStore.create_stream_ids(db)),
         push_rules=PushRulesStore(db, clock, await PushRulesStore.create_stream_ids(db)),
+        txn_ids=core.stores.txn_ids,
     )
     notifier.set_position(StreamName.RECEIPTS, stores.receipts.get_current_token())
     notifier.set_position(StreamName.ACCOUNT_DATA, stores.account_data.get_current_token())
@@ -106,7 +131,7 @@ async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: 
     core.persister.add_persisted_callback(on_persisted)
     sync = SyncHandler(
         clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence, push_rules=push_rules,
-        visibility=AllVisible(),
+        visibility=visibility,
     )
     return SyncArea(
         stores=stores,
@@ -130,6 +155,8 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    rooms: RoomsArea
+    media: MediaArea
     sync: SyncArea  # sync area (h/sync)
 
 
@@ -147,10 +174,72 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
+
+    # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    st = core.stores
+    state_entries = StateEntryStore(db, clock)
+    visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
+                                  visibility_store=VisibilityStore(db, clock))
+    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, state_entries=state_entries,
+                                       txn_ids=st.txn_ids)
+    access = RoomAccessChecker(events=st.events, state=st.state, current_state=st.current_state)
+    walker = TimelineWalker(events=st.events, visibility=visibility)
+    public_rooms = PublicRoomsStore(db, clock)
+    reports_store = ReportStore(db, clock)
+    aliases = RoomAliasHandler(
+        server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
+        users=accounts.users, access=access, send=core.send,
+    )
+    rcl = config.ratelimiting
+
+    def limiter(settings: Any) -> Ratelimiter:
+        return Ratelimiter(clock, RateLimitConfig(settings.per_second, settings.burst_count))
+
+    rooms = RoomsArea(
+        visibility=visibility, serializer=serializer, access=access, walker=walker, public_rooms=public_rooms,
+        reports_store=reports_store,
+        messages=PaginationHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   serializer=serializer),
+        context=EventContextHandler(access=access, walker=walker, visibility=visibility, events=st.events,
+                                    state=st.state, serializer=serializer),
+        members=RoomMembersHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   current_state=st.current_state, serializer=serializer),
+        state=RoomStateHandler(server_name=config.server.server_name, access=access, events=st.events,
+                               current_state=st.current_state, aliases=st.aliases, send=core.send,
+                               membership=core.membership, serializer=serializer),
+        aliases=aliases,
+        membership_requests=MembershipRequestHandler(
+            membership=core.membership, aliases=aliases, current_state=st.current_state,
+            limits=MembershipRatelimits(
+                joins_local=limiter(rcl.joins_local), joins_per_room=limiter(rcl.joins_per_room),
+                invites_per_room=limiter(rcl.invites_per_room), invites_per_user=limiter(rcl.invites_per_user),
+                invites_per_issuer=limiter(rcl.invites_per_issuer),
+            ),
+        ),
+        directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
+                                       public_rooms=public_rooms, events=st.events, current_state=st.current_state,
+                                       users=accounts.users),
+        upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
+                                   events=st.events, current_state=st.current_state, profiles=st.profiles,
+                                   creation=core.creation),
+        reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
+                              events=st.events, current_state=st.current_state, users=accounts.users,
+                              visibility=visibility),
+    )
+    # -- end rooms area ------------------------------------------------------------
+
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
     # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core)
+    sync = await build_sync_area(config, clock, db, core, visibility)
     # --- end sync area ---
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, sync=sync)
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            rooms=rooms, media=media, sync=sync)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -181,10 +270,21 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         PushRuleServlet(c.auth, sa.push_rules),
     ]
     # --- end sync area servlets ---
+
+    # -- rooms area servlets -------------------------------------------------------
+    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
     return {
         "client": client,
         "federation": [],
-        "media": [],
+        "media": media,
         "keys": [],
         "replication": [],
     }

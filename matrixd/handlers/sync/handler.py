@@ -43,6 +43,7 @@ from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptRow, ReceiptStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import STREAM_ORDER, StreamToken
 from matrixd.types import JsonDict
@@ -69,6 +70,7 @@ class SyncStores:
     account_data: AccountDataStore
     presence: PresenceStore
     push_rules: PushRulesStore
+    txn_ids: TxnIdStore
 
 
 class SyncHandler:
@@ -96,6 +98,7 @@ class SyncHandler:
             events=stores.events,
             state_groups=stores.state_groups,
             current_state=stores.current_state,
+            txn_ids=stores.txn_ids,
             timelines=TimelineLoader(stores.events, visibility),
             lazy_members=self.lazy_members,
         )

@@ -30,6 +30,7 @@ from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.types import JsonDict
 
 MEMBER = "m.room.member"
@@ -98,11 +99,13 @@ class RoomSyncer:
         events: EventStore,
         state_groups: StateGroupStore,
         current_state: CurrentStateStore,
+        txn_ids: TxnIdStore,
         timelines: TimelineLoader,
         lazy_members: LazyMembersCache,
         replaced_cache_size: int = 50_000,
     ) -> None:
         self._events = events
+        self._txn_ids = txn_ids
         self._state_groups = state_groups
         self._current_state = current_state
         self._timelines = timelines
@@ -383,7 +386,7 @@ class RoomSyncer:
                 elif meta.txn_id is None:
                     lookup.append(e.event_id)
             if lookup:
-                txn_ids = await self._events.get_txn_ids_for_events(config.user_id, config.device_id, lookup)
+                txn_ids = await self._txn_ids.get_txn_ids_for_events(config.user_id, config.device_id, lookup)
                 for eid, txn_id in txn_ids.items():
                     extras.setdefault(eid, {})["transaction_id"] = txn_id
         return extras
