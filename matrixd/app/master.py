@@ -32,6 +32,7 @@ from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
+from matrixd.replication.roles import MasterReplication, build_master_replication
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
@@ -157,6 +158,7 @@ class MasterComponents:
     auth: AccessTokenAuth
     rooms: RoomsArea
     media: MediaArea
+    replication: MasterReplication
     sync: SyncArea  # sync area (h/sync)
 
 
@@ -234,12 +236,26 @@ async def build_master_components(
         rc_media_create=config.ratelimiting.media_create,
     )
 
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.add_persisted_callback(
+        lambda _event: replication.publisher.notify("events", "current_state_deltas")
+    )
+
     # --- sync area (h/sync) ---
     sync = await build_sync_area(config, clock, db, core, visibility)
     # --- end sync area ---
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            rooms=rooms, media=media, sync=sync)
+                            rooms=rooms, media=media, replication=replication, sync=sync)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
