@@ -22,6 +22,7 @@ from matrixd.config.listeners import ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
 from matrixd.config.metrics import MetricsConfig
+from matrixd.config.presence import PresenceConfig
 from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
@@ -42,6 +43,7 @@ class RootConfig:
     metrics: MetricsConfig
     logging: LoggingConfig
     workers: WorkersConfig
+    presence: PresenceConfig = PresenceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 
