@@ -46,8 +46,13 @@ BUILTIN_SERVLETS: Mapping[str, Callable[[], Sequence[RestServlet]]] = {
 
 
 def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: ServletGroups) -> JsonResource:
-    """A JsonResource with the servlets of every name in ``resource_names``."""
+    """A JsonResource with the servlets of every name in ``resource_names``.
+
+    A servlet listed under several names (e.g. authenticated media under both
+    ``client`` and ``media``) is registered once.
+    """
     resource = JsonResource()
+    registered: set[int] = set()
     for name in sorted(resource_names):
         servlets: Sequence[RestServlet]
         if name in BUILTIN_SERVLETS:
@@ -55,6 +60,9 @@ def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: 
         else:
             servlets = groups.get(name, ())
         for servlet in servlets:
+            if id(servlet) in registered:
+                continue
+            registered.add(id(servlet))
             servlet.register(resource)
     return resource
 

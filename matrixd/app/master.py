@@ -39,6 +39,7 @@ from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
 from matrixd.rest.admin import AdminAuth
 from matrixd.rest.admin.register import SharedSecretRegisterServlet
 from matrixd.rest.admin.registration_tokens import (
@@ -49,7 +50,8 @@ from matrixd.rest.admin.registration_tokens import (
 from matrixd.rest.client.account import (
     DeactivateServlet,
     PasswordServlet,
-    ThreepidChangeServlet,
+    ThreepidAddServlet,
+    ThreepidRemoveServlet,
     ThreepidRequestTokenServlet,
     ThreepidServlet,
     WhoamiServlet,
@@ -67,6 +69,7 @@ from matrixd.rest.client.register import (
 from matrixd.rest.client.user_directory import UserDirectorySearchServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.storage.login_tokens import LoginTokenStore
@@ -116,6 +119,7 @@ class MasterComponents:
     accounts: AccountStores
     auth: AccessTokenAuth
     account_area: AccountArea
+    media: MediaArea
 
 
 async def build_master_components(
@@ -137,8 +141,45 @@ async def build_master_components(
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens, activity=account_area.activity)
     # -- end accounts ------------------------------------------------------------------------
 
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            account_area=account_area)
+                            account_area=account_area, media=media)
+
+
+def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
+    """The servlets behind each http resource name, for the master role."""
+    client: list[RestServlet] = [
+        VersionsServlet(),
+        CapabilitiesServlet(config.server, config.registration, c.auth),
+        ClientWellKnownServlet(config.server),
+    ]
+    if config.server.serve_server_wellknown:
+        client.append(ServerWellKnownServlet(config.server))
+    # accounts (client API and the /_synapse/admin endpoints of the area)
+    client.extend(_account_servlets(config, c))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
+    return {
+        "client": client,
+        "federation": [],
+        "media": media,
+        "keys": [],
+        "replication": [],
+    }
+
+
+# -- accounts area wiring (used by the two blocks above) ------------------------------------
 
 
 def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore,
@@ -222,7 +263,8 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         PasswordServlet(c.auth, a.account),
         DeactivateServlet(c.auth, a.account),
         ThreepidServlet(c.auth),
-        ThreepidChangeServlet(c.auth),
+        ThreepidAddServlet(c.auth),
+        ThreepidRemoveServlet(c.auth),
         ThreepidRequestTokenServlet(),
         DevicesServlet(c.auth, a.devices),
         DeviceServlet(c.auth, a.devices, a.reauth),
@@ -235,23 +277,3 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         NewRegistrationTokenServlet(admin_auth, a.registration_token_admin),
         RegistrationTokenServlet(admin_auth, a.registration_token_admin),
     ]
-
-
-def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
-    """The servlets behind each http resource name, for the master role."""
-    client: list[RestServlet] = [
-        VersionsServlet(),
-        CapabilitiesServlet(config.server, config.registration, c.auth),
-        ClientWellKnownServlet(config.server),
-    ]
-    if config.server.serve_server_wellknown:
-        client.append(ServerWellKnownServlet(config.server))
-    # accounts (client API and the /_synapse/admin endpoints of the area)
-    client.extend(_account_servlets(config, c))
-    return {
-        "client": client,
-        "federation": [],
-        "media": [],
-        "keys": [],
-        "replication": [],
-    }

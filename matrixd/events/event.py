@@ -70,7 +70,7 @@ def set_event_id_computer(fn: Callable[[JsonDict, RoomVersion], str]) -> None:
 class Event:
     """An immutable Matrix event (PDU) of a known room version."""
 
-    __slots__ = ("_d", "room_version", "_event_id", "internal_metadata")
+    __slots__ = ("_d", "room_version", "_event_id", "internal_metadata", "_prev_ids", "_auth_ids")
 
     def __init__(
         self,
@@ -85,6 +85,8 @@ class Event:
             event_id = pdu.get("event_id")
         self._event_id = event_id
         self.internal_metadata = internal_metadata if internal_metadata is not None else InternalMetadata()
+        self._prev_ids: Optional[list[str]] = None
+        self._auth_ids: Optional[list[str]] = None
 
     # -- identity ---------------------------------------------------------------
 
@@ -188,10 +190,18 @@ class Event:
         return r if isinstance(r, str) else None
 
     def prev_event_ids(self) -> list[str]:
-        return _ids_of(self._d.get("prev_events") or (), self.room_version)
+        """The prev_events' ids, parsed once (state resolution reads them often). Do not mutate."""
+        ids = self._prev_ids
+        if ids is None:
+            ids = self._prev_ids = _ids_of(self._d.get("prev_events") or (), self.room_version)
+        return ids
 
     def auth_event_ids(self) -> list[str]:
-        return _ids_of(self._d.get("auth_events") or (), self.room_version)
+        """The auth_events' ids, parsed once. Do not mutate."""
+        ids = self._auth_ids
+        if ids is None:
+            ids = self._auth_ids = _ids_of(self._d.get("auth_events") or (), self.room_version)
+        return ids
 
     def state_key_tuple(self) -> StateKey:
         """``(type, state_key)``; only meaningful for state events."""

@@ -226,6 +226,10 @@ class JsonResource(Resource):
             self._seen.add(key)
             self._routes.append(_Route(method, pattern, callback, servlet_name, cancel_on_disconnect))
 
+    def routes(self) -> list[tuple[str, Pattern[str], str]]:
+        """(method, pattern, servlet name) of every route, in match order (for tests and tooling)."""
+        return [(r.method, r.pattern, r.servlet_name) for r in self._routes]
+
     def render(self, request: MatrixRequest) -> int:
         """Start handling ``request`` and tell Twisted the response comes later."""
         token = current_request_id.set(request.request_id)

@@ -34,7 +34,15 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: The version that schema/full/ creates; deltas up to this version are already in it.
 FULL_SCHEMA_VERSION = 1
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schema"
+def _find_schema_dir() -> Path:
+    """The repository's ``schema/`` (source checkout / editable install), else the packaged copy."""
+    in_repo = Path(__file__).resolve().parent.parent.parent / "schema"
+    if (in_repo / "full").is_dir():
+        return in_repo
+    return Path(__file__).resolve().parent.parent / "_schema"
+
+
+SCHEMA_DIR = _find_schema_dir()
 
 # Serialises concurrent migrations of one PostgreSQL database (arbitrary constant).
 _PG_MIGRATION_LOCK = 0x6D61747278

@@ -83,7 +83,6 @@ class TestHomeserver:
         self.run(accounts.tokens.add_access_token(user_id, device_id, token))
         return user_id, token
 
-
     def register_user(self, localpart: str, password: str, *, device_id: Optional[str] = None,
                       initial_device_display_name: Optional[str] = None) -> tuple[str, str]:
         """Register through the real ``POST /register`` (UIA with m.login.dummy); returns (user_id, token)."""

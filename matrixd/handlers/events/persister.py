@@ -12,6 +12,7 @@ import logging
 from typing import Callable, Optional, Sequence
 
 import attrs
+from prometheus_client import Counter
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.current_state import CurrentStateStore
@@ -23,6 +24,10 @@ from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
 
 logger = logging.getLogger(__name__)
+
+EVENTS_PERSISTED = Counter(
+    "matrixd_events_persisted_total", "Events persisted into room timelines by this process", ["origin"]
+)
 
 #: Called after an event is persisted and announced (push, federation sending, app services...).
 PersistedEventCallback = Callable[[Event], object]
@@ -97,6 +102,7 @@ class EventPersister:
         )
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas)
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
+        EVENTS_PERSISTED.labels("local").inc()
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
 

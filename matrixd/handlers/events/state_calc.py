@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Collection, Mapping, Optional
+from typing import Collection, Mapping, Optional, Sequence
 
 import attrs
 
@@ -43,8 +43,18 @@ class StateCalculator:
         state_sets = await self._state.get_state_ids_for_groups(distinct)
         from matrixd.state.resolution import resolve_state
 
-        resolved = await resolve_state(room_id, room_version, list(state_sets.values()), self._events.get_events)
+        resolved = await resolve_state(
+            room_id, room_version, list(state_sets.values()), self._events.get_events,
+            auth_chain_difference=self._auth_chain_difference,
+        )
         return StateAtPoint(resolved, None)
+
+    async def _auth_chain_difference(self, room_id: str, state_sets: Sequence[StateMap]) -> set[str]:
+        """v2's auth difference from the database: each set's auth chain includes the set's own events."""
+        chains = [await self._events.get_auth_chain_ids(list(s.values()), include_given=True) for s in state_sets]
+        if not chains:
+            return set()
+        return set().union(*chains) - set(chains[0]).intersection(*chains[1:])
 
     async def load_state_events(self, state_ids: Mapping[StateKey, str],
                                 keys: Collection[StateKey]) -> dict[StateKey, Event]:

@@ -1,12 +1,14 @@
 """State resolution for room version 1, as the spec words it (``content/rooms/v1.md``).
 
 Starting from the union of the unconflicted state R, conflicts are resolved
-in passes: power levels, then join rules, then memberships (one key at a
-time, in state key order), each by sorting the candidates by ascending depth
+in passes: power levels, then join rules, then memberships (each key of a
+pass resolved against R as it was when the pass began), each by sorting the candidates by ascending depth
 then descending sha1(event id), taking the first, and then applying each
 following one that the auth rules allow in R, stopping at the first that
 they refuse. Every other conflicted key gets the candidate with the highest
-depth and lowest sha1(event id) that the auth rules allow in R. The auth
+depth and lowest sha1(event id) that the auth rules allow in R, or, if none is
+allowed, the last candidate in that order. These readings of the ambiguous v1
+text are the ones the deployed network follows (checked by differential tests). The auth
 state is read from R alone (no fallback to an event's own auth events).
 
 As in v2 (see ``v2``), rejected events are never chosen for a conflicted key
@@ -64,15 +66,22 @@ def resolve_v1(
         if evs:
             candidates[key] = evs
     for etype in _AUTH_TYPES_ORDER:
+        # Each key of a pass is resolved against R as it stood when the pass began
+        # (plus that key's own progress); the pass's results are applied together.
+        base = dict(r)
+        results: dict[StateKey, str] = {}
         for key in sorted(k for k in candidates if k[0] == etype):
             # Ascending depth, then descending sha1: sort by the secondary key first (stable sort).
             evs = sorted(candidates[key], key=lambda e: _sha1(e.event_id), reverse=True)
             evs.sort(key=lambda e: e.depth)
-            r[key] = evs[0].event_id
+            view = dict(base)
+            view[key] = evs[0].event_id
             for ev in evs[1:]:
-                if not _allowed(room_version, ev, r, events, rules):
+                if not _allowed(room_version, ev, view, events, rules):
                     break
-                r[key] = ev.event_id
+                view[key] = ev.event_id
+            results[key] = view[key]
+        r.update(results)
     for key in sorted(k for k in candidates if k[0] not in _AUTH_TYPES_ORDER):
         # Highest depth first, then lowest sha1.
         evs = sorted(candidates[key], key=lambda e: (-e.depth, _sha1(e.event_id)))
@@ -81,6 +90,6 @@ def resolve_v1(
             if _allowed(room_version, ev, r, events, rules):
                 chosen = ev
                 break
-        if chosen is not None:
-            r[key] = chosen.event_id
+        # When no candidate passes, the last in this order (lowest depth, highest sha1) stands.
+        r[key] = (chosen if chosen is not None else evs[-1]).event_id
     return r
