@@ -201,7 +201,7 @@ def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Data
         DUMMY: DummyStage(),
         PASSWORD: PasswordStage(authenticator),
         REGISTRATION_TOKEN: RegistrationTokenStage(registration_tokens),
-    })
+    }, hasher)
     reauth = Reauthentication(uia, accounts.users, hasher.enabled)
     devices = DeviceHandler(accounts.devices)
     activity = DeviceActivityRecorder(clock, accounts.devices)
