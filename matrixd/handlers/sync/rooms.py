@@ -212,11 +212,14 @@ class RoomSyncer:
                 since_bounds[room_id] = (None, since)
         after_start = await self._last_event_ids(last_bounds)
         after_since = await self._last_event_ids(since_bounds)
+        if not before and not after_start and not after_since:
+            return {r: {} for r in last_bounds}, {r: {} for r in since_bounds}
 
-        groups_before = await self._state_groups.get_state_groups_for_events(before.values(), before=True)
-        groups_after = await self._state_groups.get_state_groups_for_events(
-            [*after_start.values(), *after_since.values()]
+        groups_before = (
+            await self._state_groups.get_state_groups_for_events(before.values(), before=True) if before else {}
         )
+        after_ids = [*after_start.values(), *after_since.values()]
+        groups_after = await self._state_groups.get_state_groups_for_events(after_ids) if after_ids else {}
         group_maps = await self._state_groups.get_state_ids_for_groups(
             {*groups_before.values(), *groups_after.values()}
         )
