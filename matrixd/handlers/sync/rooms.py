@@ -24,7 +24,7 @@ import attrs
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.handlers.sync.lazy_members import LazyMembersCache
 from matrixd.handlers.sync.timeline import RoomTimeline, TimelineLoader, TimelineRequest
-from matrixd.handlers.sync.types import SyncConfig, TimelineBatch
+from matrixd.handlers.sync.types import SyncConfig, TimelineBatch, allows_every_event
 from matrixd.handlers.filtering import DEFAULT_TIMELINE_LIMIT
 from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
@@ -166,6 +166,7 @@ class RoomSyncer:
                                      start_maps.get(room_id, {}), selected[room_id], since_pos)
 
         state_filter = room_filter.state
+        check_state = not allows_every_event(state_filter)
         all_ids = [eid for ids in selected.values() for eid in ids.values()]
         state_events = await self._events.get_events(all_ids)
         out: dict[str, RoomSyncData] = {}
@@ -173,7 +174,7 @@ class RoomSyncer:
             tl = timelines[room_id]
             state = [
                 state_events[eid] for eid in selected[room_id].values()
-                if eid in state_events and state_filter.allows(state_events[eid])
+                if eid in state_events and (not check_state or state_filter.allows(state_events[eid]))
             ]
             state.sort(key=lambda e: e.internal_metadata.stream_ordering or 0)
             if lazy:

@@ -14,7 +14,7 @@ import attrs
 
 from matrixd.events.event import Event
 from matrixd.handlers.filtering import EventFilter
-from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.sync.types import EventVisibility, allows_every_event
 from matrixd.storage.events import EventStore, TimelineRow
 from matrixd.streams.token import RoomStreamToken
 
@@ -138,6 +138,8 @@ class TimelineLoader:
                     for e in ordered
                     if (e.internal_metadata.stream_ordering or 0) > upto or e.event_id in visible
                 ]
+        if allows_every_event(event_filter):
+            return ordered, []
         kept = []
         hidden = []
         for e in ordered:
