@@ -53,7 +53,9 @@ from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.push_rules import PushRulesHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
-from matrixd.handlers.sync import EventVisibility, FilterHandler, SyncHandler, SyncStores
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler, SyncStores
+from matrixd.handlers.sync.types import EventVisibility
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
