@@ -67,6 +67,22 @@ from matrixd.rest.client.register import (
     RegistrationTokenValidityServlet,
 )
 from matrixd.rest.client.user_directory import UserDirectorySearchServlet
+from matrixd.handlers.rooms.access import RoomAccessChecker
+from matrixd.handlers.rooms.aliases import RoomAliasHandler
+from matrixd.handlers.rooms.area import RoomsArea
+from matrixd.handlers.rooms.context import EventContextHandler
+from matrixd.handlers.rooms.directory import RoomDirectoryHandler
+from matrixd.handlers.rooms.members import RoomMembersHandler
+from matrixd.handlers.rooms.membership_requests import MembershipRatelimits, MembershipRequestHandler
+from matrixd.handlers.rooms.messages import PaginationHandler
+from matrixd.handlers.rooms.report import ReportHandler
+from matrixd.handlers.rooms.serialize import ClientEventSerializer
+from matrixd.handlers.rooms.state import RoomStateHandler
+from matrixd.handlers.rooms.timeline import TimelineWalker
+from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
+from matrixd.handlers.visibility import VisibilityFilter
+from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
 from matrixd.rest.media import build_media_servlets
@@ -76,6 +92,10 @@ from matrixd.storage.login_tokens import LoginTokenStore
 from matrixd.storage.registration_tokens import RegistrationTokenStore
 from matrixd.storage.uia import UiaSessionStore
 from matrixd.storage.user_directory import UserDirectoryStore
+from matrixd.storage.directory import PublicRoomsStore
+from matrixd.storage.reports import ReportStore
+from matrixd.storage.state_lookup import StateEntryStore
+from matrixd.storage.visibility import VisibilityStore
 from matrixd.util.clock import Clock
 
 
@@ -119,7 +139,9 @@ class MasterComponents:
     accounts: AccountStores
     auth: AccessTokenAuth
     account_area: AccountArea
+    rooms: RoomsArea
     media: MediaArea
+    replication: MasterReplication
 
 
 async def build_master_components(
@@ -141,14 +163,81 @@ async def build_master_components(
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens, activity=account_area.activity)
     # -- end accounts ------------------------------------------------------------------------
 
+    # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    st = core.stores
+    state_entries = StateEntryStore(db, clock)
+    visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
+                                  visibility_store=VisibilityStore(db, clock))
+    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, state_entries=state_entries,
+                                       txn_ids=st.txn_ids)
+    access = RoomAccessChecker(events=st.events, state=st.state, current_state=st.current_state)
+    walker = TimelineWalker(events=st.events, visibility=visibility)
+    public_rooms = PublicRoomsStore(db, clock)
+    reports_store = ReportStore(db, clock)
+    aliases = RoomAliasHandler(
+        server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
+        users=accounts.users, access=access, send=core.send,
+    )
+    rcl = config.ratelimiting
+
+    def limiter(settings: Any) -> Ratelimiter:
+        return Ratelimiter(clock, RateLimitConfig(settings.per_second, settings.burst_count))
+
+    rooms = RoomsArea(
+        visibility=visibility, serializer=serializer, access=access, walker=walker, public_rooms=public_rooms,
+        reports_store=reports_store,
+        messages=PaginationHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   serializer=serializer),
+        context=EventContextHandler(access=access, walker=walker, visibility=visibility, events=st.events,
+                                    state=st.state, serializer=serializer),
+        members=RoomMembersHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   current_state=st.current_state, serializer=serializer),
+        state=RoomStateHandler(server_name=config.server.server_name, access=access, events=st.events,
+                               current_state=st.current_state, aliases=st.aliases, send=core.send,
+                               membership=core.membership, serializer=serializer),
+        aliases=aliases,
+        membership_requests=MembershipRequestHandler(
+            membership=core.membership, aliases=aliases, current_state=st.current_state,
+            limits=MembershipRatelimits(
+                joins_local=limiter(rcl.joins_local), joins_per_room=limiter(rcl.joins_per_room),
+                invites_per_room=limiter(rcl.invites_per_room), invites_per_user=limiter(rcl.invites_per_user),
+                invites_per_issuer=limiter(rcl.invites_per_issuer),
+            ),
+        ),
+        directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
+                                       public_rooms=public_rooms, events=st.events, current_state=st.current_state,
+                                       users=accounts.users),
+        upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
+                                   events=st.events, current_state=st.current_state, profiles=st.profiles,
+                                   creation=core.creation),
+        reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
+                              events=st.events, current_state=st.current_state, users=accounts.users,
+                              visibility=visibility),
+    )
+    # -- end rooms area ------------------------------------------------------------
+
     # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
     media = build_media_area(
         config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
         rc_media_create=config.ratelimiting.media_create,
     )
 
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.add_persisted_callback(
+        lambda _event: replication.publisher.notify("events", "current_state_deltas")
+    )
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            account_area=account_area, media=media)
+                            account_area=account_area, rooms=rooms, media=media, replication=replication)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -162,6 +251,8 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         client.append(ServerWellKnownServlet(config.server))
     # accounts (client API and the /_synapse/admin endpoints of the area)
     client.extend(_account_servlets(config, c))
+    # -- rooms area servlets -------------------------------------------------------
+    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
 
     # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
     media: list[RestServlet] = []
