@@ -14,8 +14,59 @@ from signedjson.types import SigningKey
 from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
+from matrixd.config.ratelimiting import RatelimitSettings
+from matrixd.handlers.accounts.account import AccountHandler
+from matrixd.handlers.accounts.credentials import PasswordAuthenticator
+from matrixd.handlers.accounts.devices import DeviceActivityRecorder, DeviceHandler
+from matrixd.handlers.accounts.login import LoginHandler
+from matrixd.handlers.accounts.passwords import PasswordHasher
+from matrixd.handlers.accounts.profile import ProfileHandler
+from matrixd.handlers.accounts.register import RegistrationHandler
+from matrixd.handlers.accounts.registration_tokens import RegistrationTokenAdmin
+from matrixd.handlers.accounts.sessions import SessionHandler
+from matrixd.handlers.accounts.shared_secret import SharedSecretRegistration
+from matrixd.handlers.accounts.uia import (
+    DUMMY,
+    PASSWORD,
+    REGISTRATION_TOKEN,
+    DummyStage,
+    PasswordStage,
+    Reauthentication,
+    RegistrationTokenStage,
+    UserInteractiveAuth,
+)
+from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
+from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
+from matrixd.rest.admin import AdminAuth
+from matrixd.rest.admin.register import SharedSecretRegisterServlet
+from matrixd.rest.admin.registration_tokens import (
+    NewRegistrationTokenServlet,
+    RegistrationTokenServlet,
+    RegistrationTokensServlet,
+)
+from matrixd.rest.client.account import (
+    DeactivateServlet,
+    PasswordServlet,
+    ThreepidAddServlet,
+    ThreepidRemoveServlet,
+    ThreepidRequestTokenServlet,
+    ThreepidServlet,
+    WhoamiServlet,
+)
+from matrixd.rest.client.capabilities import CapabilitiesServlet
+from matrixd.rest.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
+from matrixd.rest.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
+from matrixd.rest.client.logout import LogoutAllServlet, LogoutServlet
+from matrixd.rest.client.profile import ProfileFieldServlet, ProfileServlet
+from matrixd.rest.client.register import (
+    RegisterAvailableServlet,
+    RegisterServlet,
+    RegistrationTokenValidityServlet,
+)
+from matrixd.rest.client.user_directory import UserDirectorySearchServlet
 from matrixd.handlers.rooms.access import RoomAccessChecker
 from matrixd.handlers.rooms.aliases import RoomAliasHandler
 from matrixd.handlers.rooms.area import RoomsArea
@@ -30,16 +81,17 @@ from matrixd.handlers.rooms.state import RoomStateHandler
 from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
-from matrixd.http.server import RestServlet
-from matrixd.media.area import MediaArea, build_media_area
 from matrixd.replication.roles import MasterReplication, build_master_replication
-from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
 from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
+from matrixd.storage.login_tokens import LoginTokenStore
+from matrixd.storage.registration_tokens import RegistrationTokenStore
+from matrixd.storage.uia import UiaSessionStore
+from matrixd.storage.user_directory import UserDirectoryStore
 from matrixd.storage.directory import PublicRoomsStore
 from matrixd.storage.reports import ReportStore
 from matrixd.storage.state_lookup import StateEntryStore
@@ -151,6 +203,30 @@ async def build_sync_area(
 
 
 @attrs.define
+class AccountArea:
+    """Registration, login, sessions, devices, account management, profiles, user directory."""
+
+    uia_sessions: UiaSessionStore
+    login_tokens: LoginTokenStore
+    registration_tokens: RegistrationTokenStore
+    user_directory_store: UserDirectoryStore
+    hasher: PasswordHasher
+    uia: UserInteractiveAuth
+    reauth: Reauthentication
+    devices: DeviceHandler
+    activity: DeviceActivityRecorder
+    sessions: SessionHandler
+    registration: RegistrationHandler
+    shared_secret: SharedSecretRegistration
+    login: LoginHandler
+    account: AccountHandler
+    profile: ProfileHandler
+    user_directory: UserDirectoryHandler
+    registration_token_admin: RegistrationTokenAdmin
+    rc_token_validity: Ratelimiter
+
+
+@attrs.define
 class MasterComponents:
     config: RootConfig
     clock: Clock
@@ -158,6 +234,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    account_area: AccountArea
     rooms: RoomsArea
     media: MediaArea
     replication: MasterReplication
@@ -176,8 +253,12 @@ async def build_master_components(
         default_room_version=get_room_version(config.server.default_room_version),
         rc_message={"per_second": rc.per_second, "burst_count": rc.burst_count},
     )
-    accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
-    auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
+    # -- accounts: registration, login, tokens, devices, profiles, user directory --------------
+    tokens = TokenStore(db, clock)
+    accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock, tokens=tokens), tokens)
+    account_area = _build_account_area(config, reactor, clock, db, core, accounts)
+    auth = AccessTokenAuth(clock, accounts.users, accounts.tokens, activity=account_area.activity)
+    # -- end accounts ------------------------------------------------------------------------
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
     st = core.stores
@@ -248,16 +329,15 @@ async def build_master_components(
         stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
         users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
     )
-    core.persister.add_persisted_callback(
-        lambda _event: replication.publisher.notify("events", "current_state_deltas")
-    )
+    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # --- sync area (h/sync) ---
     sync = await build_sync_area(config, clock, db, core, visibility)
     # --- end sync area ---
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            rooms=rooms, media=media, replication=replication, sync=sync)
+                            account_area=account_area, rooms=rooms, media=media, replication=replication,
+                            sync=sync)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -289,6 +369,8 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     ]
     # --- end sync area servlets ---
 
+    # accounts (client API and the /_synapse/admin endpoints of the area)
+    client.extend(_account_servlets(config, c))
     # -- rooms area servlets -------------------------------------------------------
     client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
 
@@ -306,3 +388,103 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         "keys": [],
         "replication": [],
     }
+
+
+# -- accounts area wiring (used by the two blocks above) ------------------------------------
+
+
+def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore,
+                        accounts: AccountStores) -> AccountArea:
+    """The accounts area's stores and handlers (explicit arguments, built once)."""
+    reg, rc = config.registration, config.ratelimiting
+    server_name = config.server.server_name
+
+    def limiter(s: RatelimitSettings) -> Ratelimiter:
+        return Ratelimiter(clock, RateLimitConfig(s.per_second, s.burst_count))
+
+    uia_sessions = UiaSessionStore(db, clock)
+    login_tokens = LoginTokenStore(db, clock)
+    registration_tokens = RegistrationTokenStore(db, clock)
+    directory_store = UserDirectoryStore(db, clock)
+    hasher = PasswordHasher(reactor, reg.bcrypt_rounds, reg.password)
+    authenticator = PasswordAuthenticator(server_name, accounts.users, hasher, limiter(rc.login_failed_attempts))
+    uia = UserInteractiveAuth(clock, uia_sessions, {
+        DUMMY: DummyStage(),
+        PASSWORD: PasswordStage(authenticator),
+        REGISTRATION_TOKEN: RegistrationTokenStage(registration_tokens),
+    }, hasher)
+    reauth = Reauthentication(uia, accounts.users, hasher.enabled)
+    devices = DeviceHandler(accounts.devices)
+    activity = DeviceActivityRecorder(clock, accounts.devices)
+    devices.add_deletion_callback(activity.forget_devices)
+    sessions = SessionHandler(clock, reg, accounts.users, accounts.devices, accounts.tokens, devices)
+    directory = UserDirectoryHandler(
+        clock=clock, server_name=server_name, config=reg.user_directory, store=directory_store,
+        current_state=core.stores.current_state, profiles=core.stores.profiles, users=accounts.users,
+        event_stream_ids=core.stores.stream_ids,
+    )
+    core.persister.add_persisted_callback(directory.on_event_persisted)
+    registration = RegistrationHandler(
+        clock=clock, server_name=server_name, config=reg, users=accounts.users, tokens=accounts.tokens,
+        profiles=core.stores.profiles, hasher=hasher, sessions=sessions, uia=uia,
+        registration_tokens=registration_tokens, ratelimiter=limiter(rc.registration),
+        on_profile_changed=directory.on_local_profile_changed,
+    )
+    login = LoginHandler(
+        clock=clock, users=accounts.users, hasher=hasher, authenticator=authenticator, sessions=sessions,
+        login_tokens=login_tokens, reauth=reauth, token_config=reg.login_via_existing_session,
+        address_limiter=limiter(rc.login_address), account_limiter=limiter(rc.login_account),
+        get_token_limiter=Ratelimiter(clock, RateLimitConfig(1 / 60, 1)),
+    )
+    account = AccountHandler(
+        users=accounts.users, tokens=accounts.tokens, profiles=core.stores.profiles, login_tokens=login_tokens,
+        current_state=core.stores.current_state, hasher=hasher, reauth=reauth, devices=devices,
+        sessions=sessions, membership=core.membership, directory=directory,
+    )
+    profile = ProfileHandler(
+        server_name=server_name, config=reg, users=accounts.users, profiles=core.stores.profiles,
+        current_state=core.stores.current_state, creation=core.creation,
+        on_changed=directory.on_local_profile_changed,
+    )
+    return AccountArea(
+        uia_sessions=uia_sessions, login_tokens=login_tokens, registration_tokens=registration_tokens,
+        user_directory_store=directory_store, hasher=hasher, uia=uia, reauth=reauth, devices=devices,
+        activity=activity, sessions=sessions, registration=registration,
+        shared_secret=SharedSecretRegistration(clock, reg.registration_shared_secret, registration, hasher,
+                                               sessions),
+        login=login, account=account, profile=profile, user_directory=directory,
+        registration_token_admin=RegistrationTokenAdmin(clock, registration_tokens),
+        rc_token_validity=Ratelimiter(clock, RateLimitConfig(0.1, 5)),
+    )
+
+
+def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServlet]:
+    a = c.account_area
+    admin_auth = AdminAuth(c.auth, c.accounts.users)
+    return [
+        RegisterServlet(a.registration),
+        RegisterAvailableServlet(a.registration),
+        RegistrationTokenValidityServlet(config.registration, a.registration_tokens, a.rc_token_validity),
+        LoginServlet(a.login),
+        LoginTokenServlet(c.auth, a.login),
+        RefreshServlet(a.sessions),
+        LogoutServlet(c.auth, a.sessions),
+        LogoutAllServlet(c.auth, a.sessions),
+        WhoamiServlet(c.auth),
+        PasswordServlet(c.auth, a.account),
+        DeactivateServlet(c.auth, a.account),
+        ThreepidServlet(c.auth),
+        ThreepidAddServlet(c.auth),
+        ThreepidRemoveServlet(c.auth),
+        ThreepidRequestTokenServlet(),
+        DevicesServlet(c.auth, a.devices),
+        DeviceServlet(c.auth, a.devices, a.reauth),
+        DeleteDevicesServlet(c.auth, a.devices, a.reauth),
+        ProfileServlet(a.profile),
+        ProfileFieldServlet(c.auth, a.profile),
+        UserDirectorySearchServlet(c.auth, a.user_directory),
+        SharedSecretRegisterServlet(a.shared_secret),
+        RegistrationTokensServlet(admin_auth, a.registration_token_admin),
+        NewRegistrationTokenServlet(admin_auth, a.registration_token_admin),
+        RegistrationTokenServlet(admin_auth, a.registration_token_admin),
+    ]

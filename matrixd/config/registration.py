@@ -42,6 +42,43 @@ class PasswordConfig:
 
 
 @attrs.frozen(slots=True)
+class LoginViaExistingSessionConfig:
+    """Keys under ``login_via_existing_session``: ``enabled`` (``POST /login/get_token``),
+    ``require_ui_auth`` and ``token_timeout`` (lifetime of the issued login token).
+    """
+
+    enabled: bool = False
+    require_ui_auth: bool = True
+    token_timeout_ms: int = 5 * 60_000
+
+    @classmethod
+    def parse(cls, r: ConfigReader) -> "LoginViaExistingSessionConfig":
+        timeout = r.duration_ms("token_timeout", 5 * 60_000)
+        assert timeout is not None
+        if timeout <= 0:
+            raise ConfigError(r.key("token_timeout"), "must be positive")
+        return cls(
+            enabled=r.boolean("enabled", False),
+            require_ui_auth=r.boolean("require_ui_auth", True),
+            token_timeout_ms=timeout,
+        )
+
+
+@attrs.frozen(slots=True)
+class UserDirectoryConfig:
+    """Keys under ``user_directory``: ``enabled`` and ``search_all_users`` (every local
+    user, not only those sharing a room with the searcher or in public rooms).
+    """
+
+    enabled: bool = True
+    search_all_users: bool = False
+
+    @classmethod
+    def parse(cls, r: ConfigReader) -> "UserDirectoryConfig":
+        return cls(enabled=r.boolean("enabled", True), search_all_users=r.boolean("search_all_users", False))
+
+
+@attrs.frozen(slots=True)
 class RegistrationConfig:
     """Keys: ``enable_registration``, ``enable_registration_without_verification``,
     ``registration_requires_token``, ``registration_shared_secret``,
@@ -49,7 +86,9 @@ class RegistrationConfig:
     ``enable_3pid_changes``, ``password_config``, and the lifetimes
     ``session_lifetime``, ``refreshable_access_token_lifetime``,
     ``refresh_token_lifetime``, ``nonrefreshable_access_token_lifetime`` (all in ms
-    here; ``None`` means no expiry).
+    here; ``None`` means no expiry; ``refreshable_access_token_lifetime`` defaults
+    to 5 minutes and ``None`` there means refresh tokens are not issued),
+    ``bcrypt_rounds``, ``login_via_existing_session`` and ``user_directory``.
     """
 
     enable_registration: bool = False
@@ -65,6 +104,9 @@ class RegistrationConfig:
     refreshable_access_token_lifetime_ms: Optional[int] = None
     refresh_token_lifetime_ms: Optional[int] = None
     nonrefreshable_access_token_lifetime_ms: Optional[int] = None
+    bcrypt_rounds: int = 12
+    login_via_existing_session: LoginViaExistingSessionConfig = LoginViaExistingSessionConfig()
+    user_directory: UserDirectoryConfig = UserDirectoryConfig()
 
     @classmethod
     def parse(cls, r: ConfigReader) -> "RegistrationConfig":
@@ -81,9 +123,12 @@ class RegistrationConfig:
             enable_3pid_changes=r.boolean("enable_3pid_changes", False),
             password=PasswordConfig.parse(r.section("password_config")),
             session_lifetime_ms=r.duration_ms("session_lifetime"),
-            refreshable_access_token_lifetime_ms=r.duration_ms("refreshable_access_token_lifetime"),
+            refreshable_access_token_lifetime_ms=r.duration_ms("refreshable_access_token_lifetime", 5 * 60_000),
             refresh_token_lifetime_ms=r.duration_ms("refresh_token_lifetime"),
             nonrefreshable_access_token_lifetime_ms=r.duration_ms("nonrefreshable_access_token_lifetime"),
+            bcrypt_rounds=r.integer("bcrypt_rounds", 12, min_value=4, max_value=31),
+            login_via_existing_session=LoginViaExistingSessionConfig.parse(r.section("login_via_existing_session")),
+            user_directory=UserDirectoryConfig.parse(r.section("user_directory")),
         )
         if (
             config.enable_registration

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Protocol
+
 from twisted.web.server import Request
 
 from matrixd.api.errors import AuthError, Codes, InvalidClientTokenError, MatrixError
@@ -12,13 +14,25 @@ from matrixd.types import Requester
 from matrixd.util.clock import Clock
 
 
-class AccessTokenAuth:
-    """The ``matrixd.http.auth.Auth`` of the client API: tokens issued by this server's login/register."""
+class ActivityRecorder(Protocol):
+    """Told about every authenticated request of a device (last-seen tracking; must not block)."""
 
-    def __init__(self, clock: Clock, users: UserStore, tokens: TokenStore) -> None:
+    def record(self, user_id: str, device_id: str, ip: Optional[str], user_agent: Optional[str]) -> None: ...
+
+
+class AccessTokenAuth:
+    """The ``matrixd.http.auth.Auth`` of the client API: tokens issued by this server's login/register.
+
+    The first request made with a refreshed access token revokes the refresh
+    token it replaced (see ``matrixd.storage.accounts``).
+    """
+
+    def __init__(self, clock: Clock, users: UserStore, tokens: TokenStore,
+                 activity: Optional[ActivityRecorder] = None) -> None:
         self._clock = clock
         self._users = users
         self._tokens = tokens
+        self._activity = activity
 
     async def get_user_by_req(
         self, request: Request, allow_guest: bool = False, allow_expired: bool = False
@@ -29,6 +43,9 @@ class AccessTokenAuth:
             raise AuthError(403, "Guest access not allowed", Codes.GUEST_ACCESS_FORBIDDEN)
         if isinstance(request, MatrixRequest):
             request.requester = requester
+            if self._activity is not None and requester.device_id is not None:
+                self._activity.record(requester.user_id, requester.device_id, request.get_client_ip(),
+                                      request.get_user_agent() or None)
         return requester
 
     async def get_user_by_access_token(self, token: str, allow_expired: bool = False) -> Requester:
@@ -43,6 +60,8 @@ class AccessTokenAuth:
             raise InvalidClientTokenError()
         if user.locked:
             raise MatrixError(401, "User account has been locked", Codes.USER_LOCKED, {"soft_logout": True})
+        if info.refresh_token_id is not None and not info.used:
+            await self._tokens.mark_token_used(token, info)
         return Requester(
             user_id=user_id,
             device_id=info.device_id,

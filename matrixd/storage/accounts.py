@@ -1,7 +1,12 @@
-"""Local accounts: users, devices and access tokens.
+"""Local accounts: users, devices, access tokens and refresh tokens.
 
 Tokens are stored as sha256 digests: a leaked database does not leak
 credentials, and lookups stay a single indexed equality.
+
+Refresh tokens rotate: refreshing with token R creates R' (``R.next_token_id``)
+and a new access token bound to R'.  R stays usable until R' or an access
+token bound to R' is used (a client that lost the response can retry); then R
+and the access tokens bound to it are deleted.
 """
 
 from __future__ import annotations
@@ -44,6 +49,18 @@ class TokenInfo:
     valid_until_ms: Optional[int]
     refresh_token_id: Optional[int]
     puppets_user_id: Optional[str]
+    # A refreshable token that a request has used (its predecessor refresh token is revoked).
+    used: bool = False
+
+
+@attrs.frozen(slots=True)
+class RefreshTokenInfo:
+    token_id: int
+    user_id: str
+    device_id: str
+    next_token_id: Optional[int]
+    expiry_ts: Optional[int]
+    ultimate_session_expiry_ts: Optional[int]
 
 
 @attrs.frozen(slots=True)
@@ -119,15 +136,50 @@ class UserStore:
         await self._db.execute("set_admin", "UPDATE users SET admin = ? WHERE name = ?", admin, user_id)
         self._cache.invalidate(user_id)
 
+    async def upgrade_guest(self, user_id: str, password_hash: Optional[str]) -> bool:
+        """Turn a guest into a full user with a password; False if ``user_id`` is no guest."""
+        changed = await self._db.run_interaction(
+            "upgrade_guest", _update_rowcount,
+            "UPDATE users SET is_guest = FALSE, password_hash = ? WHERE name = ? AND is_guest",
+            (password_hash, user_id),
+        )
+        self._cache.invalidate(user_id)
+        return changed > 0
+
+    async def deactivate(self, user_id: str) -> None:
+        """Mark deactivated and forget the password hash (nothing can log in as the user again)."""
+        await self._db.execute(
+            "deactivate_user", "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE name = ?", user_id
+        )
+        self._cache.invalidate(user_id)
+
+    async def mark_erased(self, user_id: str) -> None:
+        """Remember that the user asked for erasure when deactivating."""
+        await self._db.execute(
+            "mark_user_erased", "INSERT INTO erased_users (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+        )
+
+    async def is_erased(self, user_id: str) -> bool:
+        rows = await self._db.execute("is_user_erased", "SELECT 1 FROM erased_users WHERE user_id = ?", user_id)
+        return bool(rows)
+
     async def count_users(self) -> int:
         rows = await self._db.execute("count_users", "SELECT COUNT(*) FROM users")
         return int(rows[0][0])
 
 
 class DeviceStore:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    """Devices; deleting one deletes its tokens in the same transaction.
+
+    ``tokens`` (if given) has its access-token cache cleared after such a
+    deletion, so a deleted device's cached token stops working at once.
+    """
+
+    def __init__(self, db: Database, clock: Clock, tokens: Optional["TokenStore"] = None) -> None:
         self._db = db
         self._clock = clock
+        self._tokens = tokens
 
     async def store_device(self, user_id: str, device_id: str, display_name: Optional[str]) -> bool:
         """Create the device if new (True) or leave it as it is (False)."""
@@ -185,6 +237,8 @@ class DeviceStore:
                 txn.execute("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", (user_id, device_id))
 
         await self._db.run_interaction("delete_devices", _txn)
+        if self._tokens is not None:
+            self._tokens.invalidate_all()
 
 
 def _update_rowcount(txn: Cursor, sql: str, args: tuple[Any, ...]) -> int:
@@ -227,11 +281,14 @@ class TokenStore:
             return cached
         rows = await self._db.execute(
             "get_access_token",
-            "SELECT id, user_id, device_id, valid_until_ms, refresh_token_id, puppets_user_id"
+            "SELECT id, user_id, device_id, valid_until_ms, refresh_token_id, puppets_user_id, used"
             " FROM access_tokens WHERE token_hash = ?",
             th,
         )
-        info = TokenInfo(int(rows[0][0]), *rows[0][1:]) if rows else None
+        info = None
+        if rows:
+            r = rows[0]
+            info = TokenInfo(int(r[0]), r[1], r[2], _opt_int(r[3]), _opt_int(r[4]), r[5], bool(r[6]))
         if info is not None:
             self._cache.set(th, info)
         return info
@@ -240,6 +297,10 @@ class TokenStore:
         th = hash_token(token)
         await self._db.execute("delete_access_token", "DELETE FROM access_tokens WHERE token_hash = ?", th)
         self._cache.invalidate(th)
+
+    async def delete_token_by_id(self, token_id: int) -> None:
+        await self._db.execute("delete_access_token_by_id", "DELETE FROM access_tokens WHERE id = ?", token_id)
+        self._cache.clear()
 
     async def delete_tokens_for_user(self, user_id: str, except_token_id: Optional[int] = None,
                                      device_id: Optional[str] = None) -> list[tuple[int, Optional[str]]]:
@@ -264,3 +325,126 @@ class TokenStore:
 
     def next_refresh_id_txn(self, txn: Cursor) -> int:
         return self._refresh_ids.next_id_txn(txn)
+
+    def invalidate_all(self) -> None:
+        """Forget every cached token (after deleting tokens by something other than their hash)."""
+        self._cache.clear()
+
+    # -- refresh tokens -----------------------------------------------------------
+
+    async def add_refresh_token(self, user_id: str, device_id: str, token: str, *, expiry_ts: Optional[int],
+                                ultimate_session_expiry_ts: Optional[int]) -> int:
+        def _txn(txn: Cursor) -> int:
+            token_id = self._refresh_ids.next_id_txn(txn)
+            txn.execute(
+                "INSERT INTO refresh_tokens (id, user_id, device_id, token_hash, expiry_ts,"
+                " ultimate_session_expiry_ts) VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, user_id, device_id, hash_token(token), expiry_ts, ultimate_session_expiry_ts),
+            )
+            return token_id
+
+        return await self._db.run_interaction("add_refresh_token", _txn)
+
+    async def get_refresh_token(self, token: str) -> Optional[RefreshTokenInfo]:
+        rows = await self._db.execute(
+            "get_refresh_token",
+            "SELECT id, user_id, device_id, next_token_id, expiry_ts, ultimate_session_expiry_ts"
+            " FROM refresh_tokens WHERE token_hash = ?",
+            hash_token(token),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return RefreshTokenInfo(int(r[0]), r[1], r[2], _opt_int(r[3]), _opt_int(r[4]), _opt_int(r[5]))
+
+    async def rotate_refresh_token(
+        self, old: RefreshTokenInfo, new_refresh_token: str, new_access_token: str, *,
+        refresh_expiry_ts: Optional[int], access_valid_until_ms: Optional[int],
+    ) -> Optional[int]:
+        """Replace ``old`` by a new refresh token and a new access token bound to it.
+
+        Revokes ``old``'s predecessor (using ``old`` proves the client has it)
+        and any successor of ``old`` that was never used (the client is
+        retrying a refresh whose response it lost).  Returns the new refresh
+        token id, or None if ``old`` is gone or its successor was already used
+        (``old`` is revoked then).
+        """
+        def _txn(txn: Cursor) -> tuple[Optional[int], list[str]]:
+            txn.execute("SELECT next_token_id FROM refresh_tokens WHERE id = ?", (old.token_id,))
+            row = txn.fetchone()
+            if row is None:
+                return None, []
+            hashes: list[str] = []
+            successor = _opt_int(row[0])
+            if successor is not None:
+                txn.execute("SELECT COUNT(*) FROM refresh_tokens WHERE id = ? AND next_token_id IS NOT NULL",
+                            (successor,))
+                successor_refreshed = int(_first(txn)) > 0
+                txn.execute("SELECT COUNT(*) FROM access_tokens WHERE refresh_token_id = ? AND used", (successor,))
+                if successor_refreshed or int(_first(txn)) > 0:
+                    return None, []
+                hashes += _delete_refresh_tokens_txn(txn, [successor])
+            txn.execute("SELECT id FROM refresh_tokens WHERE next_token_id = ?", (old.token_id,))
+            hashes += _delete_refresh_tokens_txn(txn, [int(r[0]) for r in txn.fetchall()])
+            new_id = self._refresh_ids.next_id_txn(txn)
+            txn.execute(
+                "INSERT INTO refresh_tokens (id, user_id, device_id, token_hash, expiry_ts,"
+                " ultimate_session_expiry_ts) VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id, old.user_id, old.device_id, hash_token(new_refresh_token), refresh_expiry_ts,
+                 old.ultimate_session_expiry_ts),
+            )
+            txn.execute("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?", (new_id, old.token_id))
+            txn.execute(
+                "INSERT INTO access_tokens (id, user_id, device_id, token_hash, valid_until_ms, refresh_token_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (self._ids.next_id_txn(txn), old.user_id, old.device_id, hash_token(new_access_token),
+                 access_valid_until_ms, new_id),
+            )
+            return new_id, hashes
+
+        new_id, hashes = await self._db.run_interaction("rotate_refresh_token", _txn)
+        for h in hashes:
+            self._cache.invalidate(h)
+        return new_id
+
+    async def mark_token_used(self, token: str, info: TokenInfo) -> None:
+        """First use of a refreshable access token: revoke the refresh token it replaced."""
+        if info.used or info.refresh_token_id is None:
+            return
+        refresh_id = info.refresh_token_id
+
+        def _txn(txn: Cursor) -> list[str]:
+            txn.execute("UPDATE access_tokens SET used = TRUE WHERE id = ?", (info.token_id,))
+            txn.execute("SELECT id FROM refresh_tokens WHERE next_token_id = ?", (refresh_id,))
+            return _delete_refresh_tokens_txn(txn, [int(r[0]) for r in txn.fetchall()])
+
+        hashes = await self._db.run_interaction("mark_token_used", _txn)
+        for h in hashes:
+            self._cache.invalidate(h)
+        self._cache.invalidate(hash_token(token))
+
+    async def delete_refresh_tokens_for_user(self, user_id: str, device_id: Optional[str] = None) -> None:
+        clause, args = ("user_id = ?", (user_id,)) if device_id is None else (
+            "user_id = ? AND device_id = ?", (user_id, device_id))
+        await self._db.execute("delete_refresh_tokens", f"DELETE FROM refresh_tokens WHERE {clause}", *args)
+
+
+def _first(txn: Cursor) -> Any:
+    row = txn.fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _opt_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def _delete_refresh_tokens_txn(txn: Cursor, refresh_ids: list[int]) -> list[str]:
+    """Delete refresh tokens and the access tokens bound to them; returns those access tokens' hashes."""
+    hashes: list[str] = []
+    for rid in refresh_ids:
+        txn.execute("SELECT token_hash FROM access_tokens WHERE refresh_token_id = ?", (rid,))
+        hashes += [r[0] for r in txn.fetchall()]
+        txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (rid,))
+        txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (rid,))
+    return hashes

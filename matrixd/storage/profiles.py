@@ -1,8 +1,10 @@
-"""Global profiles (display name, avatar) of local users."""
+"""Global profiles of local users: display name and avatar (``profiles``) and the
+extended fields (``m.tz``, namespaced custom keys) in ``profile_fields``."""
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+from typing import Any, Optional
 
 from matrixd.storage.database import Cursor, Database
 from matrixd.util.clock import Clock
@@ -46,3 +48,39 @@ class ProfileStore:
             )
 
         await self._db.run_interaction("set_profile_" + column, _txn)
+
+    # -- extended fields -----------------------------------------------------------
+
+    async def get_profile_fields(self, user_id: str) -> dict[str, Any]:
+        """The user's extended fields (not displayname/avatar_url), by name."""
+        rows = await self._db.execute(
+            "get_profile_fields", "SELECT field_name, value FROM profile_fields WHERE user_id = ?", user_id
+        )
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def set_profile_field(self, user_id: str, field_name: str, value: Any) -> None:
+        assert field_name not in ("displayname", "avatar_url")
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+        def _txn(txn: Cursor) -> None:
+            txn.execute(
+                "INSERT INTO profile_fields (user_id, field_name, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, field_name) DO UPDATE SET value = excluded.value",
+                (user_id, field_name, encoded),
+            )
+
+        await self._db.run_interaction("set_profile_field", _txn)
+
+    async def delete_profile_field(self, user_id: str, field_name: str) -> None:
+        await self._db.execute(
+            "delete_profile_field", "DELETE FROM profile_fields WHERE user_id = ? AND field_name = ?",
+            user_id, field_name,
+        )
+
+    async def clear_profile(self, user_id: str) -> None:
+        """Forget everything in the user's profile (deactivation); the row stays, empty."""
+        def _txn(txn: Cursor) -> None:
+            txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
+            txn.execute("DELETE FROM profile_fields WHERE user_id = ?", (user_id,))
+
+        await self._db.run_interaction("clear_profile", _txn)

@@ -34,9 +34,16 @@ TEST_CONFIG: dict[str, Any] = {
     },
     "rc_joins": {"local": {"per_second": 10000, "burst_count": 10000},
                  "remote": {"per_second": 10000, "burst_count": 10000}},
+    "rc_joins_per_room": {"per_second": 10000, "burst_count": 10000},
+    "rc_invites": {"per_room": {"per_second": 10000, "burst_count": 10000},
+                   "per_user": {"per_second": 10000, "burst_count": 10000},
+                   "per_issuer": {"per_second": 10000, "burst_count": 10000}},
+    "rc_media_create": {"per_second": 10000, "burst_count": 10000},
     "enable_registration": True,
     "enable_registration_without_verification": True,
     "registration_shared_secret": "test_shared_secret",
+    # Cheap hashing: tests register and log in a lot (the minimum bcrypt allows).
+    "bcrypt_rounds": 4,
 }
 
 
@@ -80,6 +87,23 @@ class TestHomeserver:
         token = "syt_" + secrets.token_urlsafe(24)
         self.run(accounts.tokens.add_access_token(user_id, device_id, token))
         return user_id, token
+
+    def register_user(self, localpart: str, password: str, *, device_id: Optional[str] = None,
+                      initial_device_display_name: Optional[str] = None) -> tuple[str, str]:
+        """Register through the real ``POST /register`` (UIA with m.login.dummy); returns (user_id, token)."""
+        body: dict[str, Any] = {"username": localpart, "password": password}
+        if device_id is not None:
+            body["device_id"] = device_id
+        if initial_device_display_name is not None:
+            body["initial_device_display_name"] = initial_device_display_name
+        ch = self.request("POST", "/_matrix/client/v3/register", body)
+        if ch.code != 401 or "session" not in ch.json_body:
+            raise AssertionError(f"register {localpart}: expected a UIA 401, got {ch.code} {ch.json_body}")
+        body["auth"] = {"type": "m.login.dummy", "session": ch.json_body["session"]}
+        ch = self.request("POST", "/_matrix/client/v3/register", body)
+        if ch.code != 200:
+            raise AssertionError(f"register {localpart}: {ch.code} {ch.json_body}")
+        return ch.json_body["user_id"], ch.json_body["access_token"]
 
 
 def make_homeserver(testcase: TestCase, config: Optional[Mapping[str, Any]] = None,

@@ -1,4 +1,8 @@
-"""Room creation and membership servlets: ``/createRoom``, ``/join``, ``/knock``, ``/rooms/{roomId}/<action>``, ``/joined_rooms``."""
+"""Room creation and membership servlets.
+
+``/createRoom``, ``/join/{roomIdOrAlias}``, ``/knock/{roomIdOrAlias}``, ``/rooms/{roomId}/<action>``
+(join, invite, leave, forget, kick, ban, unban) and ``/joined_rooms``.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ def _reason(body: JsonDict) -> Optional[str]:
 def _servers(request: MatrixRequest) -> list[str]:
     """``via`` (v1.12+) then the deprecated ``server_name``: where to join a remote room through."""
     args = request.args or {}
-    return [*parse_strings_from_args(args, "via", default=[]), *parse_strings_from_args(args, "server_name", default=[])]
+    via = parse_strings_from_args(args, "via", default=[])
+    return [*via, *parse_strings_from_args(args, "server_name", default=[])]
 
 
 class CreateRoomServlet(RestServlet):
