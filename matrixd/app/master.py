@@ -38,25 +38,8 @@ from matrixd.handlers.accounts.uia import (
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
-from matrixd.handlers.rooms.access import RoomAccessChecker
-from matrixd.handlers.rooms.aliases import RoomAliasHandler
-from matrixd.handlers.rooms.area import RoomsArea
-from matrixd.handlers.rooms.context import EventContextHandler
-from matrixd.handlers.rooms.directory import RoomDirectoryHandler
-from matrixd.handlers.rooms.members import RoomMembersHandler
-from matrixd.handlers.rooms.membership_requests import MembershipRatelimits, MembershipRequestHandler
-from matrixd.handlers.rooms.messages import PaginationHandler
-from matrixd.handlers.rooms.report import ReportHandler
-from matrixd.handlers.rooms.serialize import ClientEventSerializer
-from matrixd.handlers.rooms.state import RoomStateHandler
-from matrixd.handlers.rooms.timeline import TimelineWalker
-from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
-from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
-from matrixd.replication.roles import MasterReplication, build_master_replication
-from matrixd.rest.client.capabilities import CapabilitiesServlet
-from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.admin import AdminAuth
 from matrixd.rest.admin.register import SharedSecretRegisterServlet
 from matrixd.rest.admin.registration_tokens import (
@@ -73,6 +56,7 @@ from matrixd.rest.client.account import (
     ThreepidServlet,
     WhoamiServlet,
 )
+from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
 from matrixd.rest.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
 from matrixd.rest.client.logout import LogoutAllServlet, LogoutServlet
@@ -83,19 +67,35 @@ from matrixd.rest.client.register import (
     RegistrationTokenValidityServlet,
 )
 from matrixd.rest.client.user_directory import UserDirectorySearchServlet
+from matrixd.handlers.rooms.access import RoomAccessChecker
+from matrixd.handlers.rooms.aliases import RoomAliasHandler
+from matrixd.handlers.rooms.area import RoomsArea
+from matrixd.handlers.rooms.context import EventContextHandler
+from matrixd.handlers.rooms.directory import RoomDirectoryHandler
+from matrixd.handlers.rooms.members import RoomMembersHandler
+from matrixd.handlers.rooms.membership_requests import MembershipRatelimits, MembershipRequestHandler
+from matrixd.handlers.rooms.messages import PaginationHandler
+from matrixd.handlers.rooms.report import ReportHandler
+from matrixd.handlers.rooms.serialize import ClientEventSerializer
+from matrixd.handlers.rooms.state import RoomStateHandler
+from matrixd.handlers.rooms.timeline import TimelineWalker
+from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
+from matrixd.handlers.visibility import VisibilityFilter
+from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
 from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
-from matrixd.storage.directory import PublicRoomsStore
-from matrixd.storage.reports import ReportStore
-from matrixd.storage.state_lookup import StateEntryStore
-from matrixd.storage.visibility import VisibilityStore
 from matrixd.storage.login_tokens import LoginTokenStore
 from matrixd.storage.registration_tokens import RegistrationTokenStore
 from matrixd.storage.uia import UiaSessionStore
 from matrixd.storage.user_directory import UserDirectoryStore
+from matrixd.storage.directory import PublicRoomsStore
+from matrixd.storage.reports import ReportStore
+from matrixd.storage.state_lookup import StateEntryStore
+from matrixd.storage.visibility import VisibilityStore
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
@@ -105,7 +105,9 @@ from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.push_rules import PushRulesHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
-from matrixd.handlers.sync import EventVisibility, FilterHandler, SyncHandler, SyncStores
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler, SyncStores
+from matrixd.handlers.sync.types import EventVisibility
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
@@ -232,8 +234,8 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
-    rooms: RoomsArea
     account_area: AccountArea
+    rooms: RoomsArea
     media: MediaArea
     replication: MasterReplication
     sync: SyncArea  # sync area (h/sync)
@@ -334,7 +336,7 @@ async def build_master_components(
     # --- end sync area ---
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            rooms=rooms, account_area=account_area, media=media, replication=replication,
+                            account_area=account_area, rooms=rooms, media=media, replication=replication,
                             sync=sync)
 
 
@@ -367,10 +369,10 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     ]
     # --- end sync area servlets ---
 
-    # -- rooms area servlets -------------------------------------------------------
-    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
     # accounts (client API and the /_synapse/admin endpoints of the area)
     client.extend(_account_servlets(config, c))
+    # -- rooms area servlets -------------------------------------------------------
+    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
 
     # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
     media: list[RestServlet] = []

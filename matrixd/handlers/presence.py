@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from twisted.internet import defer, task
 
 from matrixd.api.errors import AuthError, InvalidParamError
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.presence import PresenceStore, UserPresenceState
 from matrixd.streams.notifier import Notifier
@@ -73,6 +74,7 @@ class PresenceHandler:
         self._clock = clock
         self._store = store
         self._notifier = notifier
+        self._announcer = StreamAnnouncer(notifier, StreamName.PRESENCE, store.get_current_token)
         self._current_state = current_state
         self._server_name = server_name
         self.enabled = enabled
@@ -238,4 +240,4 @@ class PresenceHandler:
                 self._states[state.user_id] = state
             keys.add(state.user_id)
             keys.update(await self._current_state.get_rooms_for_user(state.user_id))
-        self._notifier.on_new_position(StreamName.PRESENCE, self._store.get_current_token(), keys)
+        self._announcer.announce(max(s.stream_id for s in stored), keys)

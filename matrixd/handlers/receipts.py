@@ -15,6 +15,7 @@ from typing import Any, Optional
 from matrixd.api.errors import AuthError, InvalidParamError, NotFoundError
 from matrixd.events.event import Event
 from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.receipts import ReceiptStore
@@ -47,7 +48,7 @@ class ReceiptsHandler:
         self._store = store
         self._events = events
         self._current_state = current_state
-        self._notifier = notifier
+        self._announcer = StreamAnnouncer(notifier, StreamName.RECEIPTS, store.get_current_token)
         self._account_data = account_data
 
     async def post_receipt(
@@ -90,7 +91,7 @@ class ReceiptsHandler:
             event.internal_metadata.stream_ordering or 0, data,
         )
         if stream_id is not None:
-            self._notifier.on_new_position(StreamName.RECEIPTS, self._store.get_current_token(), [room_id])
+            self._announcer.announce(stream_id, [room_id])
 
     async def _check_thread(self, event: Event, thread_id: str) -> None:
         """400 if the event is plainly not in the thread the receipt names."""

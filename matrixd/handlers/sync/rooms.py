@@ -24,7 +24,7 @@ import attrs
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.handlers.sync.lazy_members import LazyMembersCache
 from matrixd.handlers.sync.timeline import RoomTimeline, TimelineLoader, TimelineRequest
-from matrixd.handlers.sync.types import SyncConfig, TimelineBatch
+from matrixd.handlers.sync.types import SyncConfig, TimelineBatch, allows_every_event
 from matrixd.handlers.filtering import DEFAULT_TIMELINE_LIMIT
 from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
@@ -166,6 +166,7 @@ class RoomSyncer:
                                      start_maps.get(room_id, {}), selected[room_id], since_pos)
 
         state_filter = room_filter.state
+        check_state = not allows_every_event(state_filter)
         all_ids = [eid for ids in selected.values() for eid in ids.values()]
         state_events = await self._events.get_events(all_ids)
         out: dict[str, RoomSyncData] = {}
@@ -173,7 +174,7 @@ class RoomSyncer:
             tl = timelines[room_id]
             state = [
                 state_events[eid] for eid in selected[room_id].values()
-                if eid in state_events and state_filter.allows(state_events[eid])
+                if eid in state_events and (not check_state or state_filter.allows(state_events[eid]))
             ]
             state.sort(key=lambda e: e.internal_metadata.stream_ordering or 0)
             if lazy:
@@ -212,11 +213,14 @@ class RoomSyncer:
                 since_bounds[room_id] = (None, since)
         after_start = await self._last_event_ids(last_bounds)
         after_since = await self._last_event_ids(since_bounds)
+        if not before and not after_start and not after_since:
+            return {r: {} for r in last_bounds}, {r: {} for r in since_bounds}
 
-        groups_before = await self._state_groups.get_state_groups_for_events(before.values(), before=True)
-        groups_after = await self._state_groups.get_state_groups_for_events(
-            [*after_start.values(), *after_since.values()]
+        groups_before = (
+            await self._state_groups.get_state_groups_for_events(before.values(), before=True) if before else {}
         )
+        after_ids = [*after_start.values(), *after_since.values()]
+        groups_after = await self._state_groups.get_state_groups_for_events(after_ids) if after_ids else {}
         group_maps = await self._state_groups.get_state_ids_for_groups(
             {*groups_before.values(), *groups_after.values()}
         )

@@ -7,9 +7,18 @@ from typing import Optional, Protocol, Sequence
 import attrs
 
 from matrixd.events.event import Event
-from matrixd.handlers.filtering import SyncFilter
+from matrixd.handlers.filtering import EventFilter, SyncFilter
 from matrixd.streams.token import RoomStreamToken, StreamToken
 from matrixd.types import JsonDict
+
+
+def allows_every_event(event_filter: EventFilter) -> bool:
+    """Whether the filter lets every event through (so per-event checks can be skipped)."""
+    f = event_filter
+    return (
+        f.types is None and not f.not_types and f.senders is None and not f.not_senders
+        and f.rooms is None and not f.not_rooms and f.contains_url is None
+    )
 
 
 class EventVisibility(Protocol):

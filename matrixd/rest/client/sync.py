@@ -5,8 +5,9 @@ from __future__ import annotations
 from matrixd.events.client_format import serialize_event
 from matrixd.events.event import Event
 from matrixd.handlers.filtering import SyncFilter, apply_event_fields
-from matrixd.handlers.sync import FilterHandler, SyncConfig, SyncHandler, SyncResult
-from matrixd.handlers.sync.types import TimelineBatch
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler
+from matrixd.handlers.sync.types import SyncConfig, SyncResult, TimelineBatch
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns
