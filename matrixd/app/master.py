@@ -15,8 +15,12 @@ from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.handlers.auth import AccessTokenAuth
+from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
 from matrixd.http.server import RestServlet
 from matrixd.rest.client.capabilities import CapabilitiesServlet
+from matrixd.rest.client.keys import e2e_key_servlets
+from matrixd.rest.client.room_keys import room_keys_servlets
+from matrixd.rest.client.to_device import SendToDeviceServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
@@ -39,6 +43,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    e2e: E2EArea
 
 
 async def build_master_components(
@@ -55,7 +60,14 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    e2e = await build_e2e_area(
+        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
+        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
+    )
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, e2e=e2e)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -65,6 +77,11 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         CapabilitiesServlet(config.server, config.registration, c.auth),
         ClientWellKnownServlet(config.server),
     ]
+    # -- end-to-end encryption --
+    client += e2e_key_servlets(c.auth, c.e2e.keys, c.e2e.cross_signing)
+    client.append(SendToDeviceServlet(c.auth, c.e2e.to_device))
+    client += room_keys_servlets(c.auth, c.e2e.backup)
+
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
     return {
