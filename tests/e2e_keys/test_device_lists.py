@@ -102,3 +102,25 @@ class DeviceListTests(E2ETestCase):
         self.assertEqual(self.changes(self.bob.user_id, since), ({self.alice.user_id}, set()))
         rows = self.hs.run(self.e2e.stores.device_lists.get_rows(since.device_lists, self.token_now().device_lists))
         self.assertEqual([(r.user_id, r.device_id) for r in rows], [(self.alice.user_id, "NEWDEV")])
+
+    def test_announcer_holds_keys_behind_unfinished_id(self) -> None:
+        """A write finishing before an earlier one wakes its keys only once the earlier id is finished."""
+        from matrixd.handlers.e2e.announce import StreamAnnouncer
+        from matrixd.storage.device_lists import create_device_list_id_generator
+        from matrixd.streams.notifier import Notifier
+
+        gen = self.hs.run(create_device_list_id_generator(self.hs.components.db))
+        notifier = Notifier(self.hs.components.clock)
+        announcer = StreamAnnouncer(StreamName.DEVICE_LISTS, gen, notifier)
+        first = gen.get_next()
+        id1 = first.__enter__()
+        with gen.get_next() as id2:
+            pass
+        woken = notifier.wait_for_keys(["@x:test"], notifier.current_seq(), 10)
+        announcer.announce(id2, {"@x:test"})
+        self.assertFalse(woken.called)
+        self.assertEqual(notifier.current_token.device_lists, id1 - 1)
+        first.__exit__(None, None, None)
+        announcer.announce(id1, ())
+        self.assertTrue(self.successResultOf(woken))
+        self.assertEqual(notifier.current_token.device_lists, id2)

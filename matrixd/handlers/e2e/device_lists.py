@@ -42,8 +42,16 @@ class DeviceListUpdater:
         """Run ``write(stream_id)`` (which must record the device_lists row in its transaction),
         then wake whoever may see the change: ``wake_only`` if given, else the users sharing a
         room with ``user_id`` and ``user_id`` itself."""
-        with self._ids.get_next() as stream_id:
-            result = await write(stream_id)
+        allocated: Optional[int] = None
+        try:
+            with self._ids.get_next() as stream_id:
+                allocated = stream_id
+                result = await write(stream_id)
+        except BaseException:
+            if allocated is not None:
+                # The id finished (rolled back): release announcements held behind it.
+                self._announcer.announce(allocated, ())
+            raise
         if wake_only is not None:
             keys = {wake_only}
         else:

@@ -10,6 +10,7 @@ repeated transaction id from the same device sends nothing again.
 from __future__ import annotations
 
 import secrets
+from typing import Optional
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.e2e.announce import StreamAnnouncer
 from matrixd.handlers.e2e.signing import invalid_param, require_dict
@@ -82,8 +83,17 @@ class ToDeviceHandler:
 
         sender_device = requester.device_id or ""
         async with self._txn_lock.queue((sender, sender_device, txn_id)):
-            with self._ids.get_next() as stream_id:
-                stored = await self._store.add_messages(sender, sender_device, txn_id, stream_id, local, remote)
+            allocated: Optional[int] = None
+            try:
+                with self._ids.get_next() as stream_id:
+                    allocated = stream_id
+                    stored = await self._store.add_messages(sender, sender_device, txn_id, stream_id, local,
+                                                            remote)
+            except BaseException:
+                if allocated is not None:
+                    # The id finished (rolled back): release announcements held behind it.
+                    self._announcer.announce(allocated, ())
+                raise
             # Announce even for a repeated txn id: the id is finished either way.
             self._announcer.announce(stream_id, {u for u, _, _ in local} if stored else ())
 
