@@ -83,6 +83,8 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import build_write_endpoints, publish_sync_streams
+from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.keys import e2e_key_servlets
 from matrixd.rest.client.room_keys import room_keys_servlets
@@ -245,6 +247,7 @@ class MasterComponents:
     replication: MasterReplication
     sync: SyncArea  # sync area (h/sync)
     e2e: E2EArea
+    internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
 
 
 async def build_master_components(
@@ -267,6 +270,64 @@ async def build_master_components(
     # -- end accounts ------------------------------------------------------------------------
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    rooms = build_rooms_area(config, clock, db, core, accounts.users)
+    visibility = rooms.visibility
+    # -- end rooms area ------------------------------------------------------------
+
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, tokens=accounts.tokens, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
+
+    # --- sync area (h/sync) ---
+    sync = await build_sync_area(config, clock, db, core, visibility)
+    # --- end sync area ---
+
+    # -- workers: the sync area's streams on the replication registry; the internal write endpoints --
+    publish_sync_streams(
+        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
+        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
+        account_data=sync.account_data, presence=sync.presence,
+    )
+    internal = build_write_endpoints(
+        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
+        presence=sync.presence, account_data=sync.account_data, event_ids=core.stores.stream_ids,
+        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence,
+    )
+    # -- end workers ---------------------------------------------------------------------------
+
+    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    e2e = await build_e2e_area(
+        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
+        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
+        reauth=_UiaReauth(account_area.reauth),
+    )
+    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
+    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            account_area=account_area, rooms=rooms, media=media, replication=replication,
+                            sync=sync, e2e=e2e, internal=internal)
+
+
+
+def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
+    """The rooms area's stores and handlers (workers build the same for their reads)."""
     st = core.stores
     state_entries = StateEntryStore(db, clock)
     visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
@@ -279,7 +340,7 @@ async def build_master_components(
     reports_store = ReportStore(db, clock)
     aliases = RoomAliasHandler(
         server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
-        users=accounts.users, access=access, send=core.send,
+        users=users, access=access, send=core.send,
     )
     rcl = config.ratelimiting
 
@@ -309,50 +370,15 @@ async def build_master_components(
         ),
         directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
                                        public_rooms=public_rooms, events=st.events, current_state=st.current_state,
-                                       users=accounts.users),
+                                       users=users),
         upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
                                    events=st.events, current_state=st.current_state, profiles=st.profiles,
                                    creation=core.creation),
         reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
-                              events=st.events, current_state=st.current_state, users=accounts.users,
+                              events=st.events, current_state=st.current_state, users=users,
                               visibility=visibility),
     )
-    # -- end rooms area ------------------------------------------------------------
-
-    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
-    media = build_media_area(
-        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
-        rc_media_create=config.ratelimiting.media_create,
-    )
-
-    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
-    # Persisted events reach workers (and this process's dispatcher) through the publisher,
-    # which pages committed rows up to each stream's current token.
-    replication = await build_master_replication(
-        clock=clock, db=db, server_name=config.server.server_name,
-        secret=config.workers.worker_replication_secret, notifier=core.notifier,
-        events=core.stores.events, current_state=core.stores.current_state,
-        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
-        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
-    )
-    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
-
-    # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core, visibility)
-    # --- end sync area ---
-
-    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
-    e2e = await build_e2e_area(
-        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
-        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
-    )
-    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
-    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
-
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync, e2e=e2e)
+    return rooms
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -406,7 +432,10 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         "federation": [],
         "media": media,
         "keys": [],
-        "replication": [],
+        # -- workers: the internal HTTP API (/_matrixd/replication/...), shared-secret MACs --
+        "replication": build_replication_servlets(
+            c.internal, lambda: c.replication.registry, config.workers.worker_replication_secret, c.clock
+        ),
     }
 
 
