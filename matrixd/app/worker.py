@@ -10,6 +10,9 @@ schema (workers never migrate it), build the components, connect to the
 master's TCP replication and wait until every subscribed stream is positioned,
 then open ``worker_listeners``; ``stop_worker(app)`` undoes it all.
 
+A worker writes ``worker_pid_file`` and logs by ``worker_log_config`` (the
+shared file's ``pid_file`` and ``log_config`` are the master's).
+
 The ready file (``--ready-file`` or ``$MATRIXD_READY_FILE``) is written once
 the listeners are up: ``{"pid", "worker_name", "worker_app", "listeners"}``.
 A worker does not serve before its replica is positioned, so a process
@@ -169,7 +172,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
     reactor: Any = global_reactor
     app = build_worker(config, reactor)
     exit_code = [0]
-    pid_file = config.server.pid_file
+    pid_file = config.workers.worker_pid_file
 
     async def startup() -> None:
         try:
@@ -208,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "matrixd worker") -> 
         config = load_config(args.config_path)
         if not config.workers.is_worker:
             raise ConfigError("worker_app", "is not set: run the master with 'matrixd -c ...' instead")
-        setup_logging(config.logging.log_config)
+        setup_logging(config.workers.worker_log_config or config.logging.log_config)
         for key in config.ignored_keys:
             logger.warning("Ignoring unknown config key %r", key)
         code = _run(config, args.ready_file)

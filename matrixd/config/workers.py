@@ -17,6 +17,9 @@ Key names follow Synapse's where they mean the same thing:
     (``main`` is the master) for writes forwarded from workers.
 ``worker_listeners``
     a worker's listeners, in the format of ``listeners``.
+``worker_pid_file`` / ``worker_log_config``
+    a worker's own pid file and logging config (``pid_file`` and
+    ``log_config`` belong to the master, whose file the worker shares).
 ``federation_sender_instances``
     the names of the ``federation_sender`` workers that send outbound
     federation; when it is non-empty the master sends none itself.
@@ -73,6 +76,8 @@ class WorkersConfig:
     instance_map: Mapping[str, InstanceLocation] = attrs.field(factory=dict)
     worker_listeners: tuple[ListenerConfig, ...] = ()
     federation_sender_instances: tuple[str, ...] = ()
+    worker_pid_file: Optional[str] = None
+    worker_log_config: Optional[str] = None
 
     @property
     def is_worker(self) -> bool:
@@ -133,7 +138,8 @@ class WorkersConfig:
         return cls(
             worker_app=app, worker_name=name, worker_replication_secret=secret, worker_replication_host=host,
             worker_replication_port=port, instance_map=instances, worker_listeners=worker_listeners,
-            federation_sender_instances=tuple(senders),
+            federation_sender_instances=tuple(senders), worker_pid_file=r.string("worker_pid_file"),
+            worker_log_config=r.string("worker_log_config"),
         )
 
     @property
