@@ -14,11 +14,25 @@ from signedjson.types import SigningKey
 from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
+from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.http.server import RestServlet
 from matrixd.rest.client.capabilities import CapabilitiesServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.federation.events import (
+    BackfillServlet,
+    EventAuthServlet,
+    EventServlet,
+    GetMissingEventsServlet,
+    StateIdsServlet,
+    StateServlet,
+)
+from matrixd.rest.federation.public_rooms import PublicRoomsServlet
+from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
+from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.key.query import RemoteKeyServlet
+from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.util.clock import Clock
@@ -39,6 +53,7 @@ class MasterComponents:
     core: RoomCore
     accounts: AccountStores
     auth: AccessTokenAuth
+    federation: FederationArea
 
 
 async def build_master_components(
@@ -55,7 +70,18 @@ async def build_master_components(
     )
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock), TokenStore(db, clock))
     auth = AccessTokenAuth(clock, accounts.users, accounts.tokens)
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth)
+
+    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
+    stores = core.stores
+    federation = build_federation_area(
+        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
+        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+    )
+
+    return MasterComponents(
+        config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth, federation=federation
+    )
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -67,10 +93,27 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     ]
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
+
+    # -- federation: the read-only federation API and the key server --
+    fed = c.federation
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, fed.public_rooms, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+
     return {
         "client": client,
-        "federation": [],
+        "federation": federation,
         "media": [],
-        "keys": [],
+        "keys": keys,
         "replication": [],
     }

@@ -18,6 +18,7 @@ import yaml
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
 from matrixd.config.database import DatabaseConfig
+from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
@@ -40,6 +41,7 @@ class RootConfig:
     voip: VoipConfig
     metrics: MetricsConfig
     logging: LoggingConfig
+    federation: FederationConfig
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 
