@@ -9,7 +9,6 @@ server raises; the keyring logs that and tries the next one.
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from typing import Any, Awaitable, Callable, Collection, Mapping, Optional, Protocol, Sequence
 
 import attrs
@@ -20,8 +19,10 @@ from matrixd.util.clock import Clock
 
 logger = logging.getLogger(__name__)
 
-#: Key requests are small and answered from memory; do not wait long.
-KEY_REQUEST_TIMEOUT_S = 20.0
+#: Key requests are small and answered from memory: do not wait long, retry once
+#: (an inbound request may be waiting on the answer).
+KEY_REQUEST_TIMEOUT_S = 10.0
+KEY_REQUEST_RETRIES = 1
 
 
 class FederationJsonClient(Protocol):
@@ -33,6 +34,8 @@ class FederationJsonClient(Protocol):
         path: str,
         args: Optional[Mapping[str, Any]] = None,
         timeout: Optional[float] = None,
+        *,
+        max_retries: Optional[int] = None,
     ) -> JsonDict: ...
 
     async def post_json(
@@ -75,7 +78,9 @@ class DirectKeyFetcher:
         self._client = client
 
     async def fetch(self, server_name: str, key_ids: Collection[str], min_valid_until_ms: int) -> list[FetchedResponse]:
-        response = await self._client.get_json(server_name, "/_matrix/key/v2/server", timeout=KEY_REQUEST_TIMEOUT_S)
+        response = await self._client.get_json(
+            server_name, "/_matrix/key/v2/server", timeout=KEY_REQUEST_TIMEOUT_S, max_retries=KEY_REQUEST_RETRIES
+        )
         return [checked_response(response, server_name, server_name, self._clock.time_msec())]
 
 
@@ -161,7 +166,3 @@ def notary_fetchers(
     """One fetcher per configured notary, in configuration order."""
     return [NotaryKeyFetcher(clock, client, name, keys, notary_key_source) for name, keys in notaries]
 
-
-def key_query_path(server_name: str) -> str:
-    """``/_matrix/key/v2/query/{serverName}`` with the name escaped."""
-    return "/_matrix/key/v2/query/" + urllib.parse.quote(server_name, safe="")

@@ -53,6 +53,7 @@ from zope.interface import implementer
 
 from matrixd.crypto.keyring import Keyring
 from matrixd.crypto.keys import encode_verify_key, generate_signing_key
+from matrixd.crypto.notary import KeyNotary
 from matrixd.crypto.request_auth import sign_request
 from matrixd.crypto.server_keys import FetchedKey, JsonDict, LocalServerKeys, OldKey, StoredKeyJson
 from matrixd.events.hashing import add_content_hash
@@ -63,6 +64,7 @@ from matrixd.federation.transport.server import FederationAuthenticator
 from matrixd.http.request import MatrixRequest, MatrixSite
 from matrixd.http.server import JsonResource, ServletResult
 from matrixd.http.servlet import parse_json_object_from_request
+from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.testing.http import FakeChannel, make_site
 from matrixd.util.clock import Clock
@@ -326,6 +328,8 @@ class FakeRemoteServer:
         signing_key: its key (a fresh one by default).
         key_valid_for_ms: the ``valid_until_ts`` horizon of its key response.
         old_keys: keys it publishes under ``old_verify_keys``.
+        serve_keys: serve its key response (False: tests answer
+            ``/_matrix/key/v2/server`` themselves with ``handle_raw``).
     """
 
     def __init__(
@@ -336,6 +340,7 @@ class FakeRemoteServer:
         signing_key: Optional[SigningKey] = None,
         key_valid_for_ms: int = 24 * 3600 * 1000,
         old_keys: Optional[Mapping[str, OldKey]] = None,
+        serve_keys: bool = True,
     ) -> None:
         self.network = network
         self.server_name = server_name
@@ -343,7 +348,8 @@ class FakeRemoteServer:
         self.signing_key = signing_key or generate_signing_key()
         self.local_keys = LocalServerKeys(self.clock, server_name, self.signing_key, old_keys or {}, key_valid_for_ms)
         self.resource = JsonResource()
-        LocalKeyServlet(self.local_keys).register(self.resource)
+        if serve_keys:
+            LocalKeyServlet(self.local_keys).register(self.resource)
         self.site = make_site(network.reactor, self.resource)
         network.add_server(server_name, self.site)
         self.client = MatrixFederationClient(
@@ -420,6 +426,12 @@ class FakeRemoteServer:
     def handle_raw(self, method: str, path_regex: str, handler: Callable[..., Coroutine[Any, Any, ServletResult]]) -> None:
         """Answer without authenticating: ``handler(request, **path_args)`` (for broken-peer tests)."""
         self.resource.register_paths(method, [re.compile("^" + path_regex + "$")], handler, f"raw:{path_regex}")
+
+    def enable_notary(self) -> KeyNotary:
+        """Serve ``/_matrix/key/v2/query`` with the real notary, on this server's in-memory key store."""
+        notary = KeyNotary(self.clock, self.local_keys, self.key_store, self.keyring)
+        RemoteKeyServlet(notary).register(self.resource)
+        return notary
 
     # -- events ---------------------------------------------------------------
 

@@ -30,12 +30,13 @@ import json
 import logging
 import random
 import urllib.parse
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, TypeVar, Union
 
 from canonicaljson import encode_canonical_json
 from prometheus_client import Counter, Histogram
 from signedjson.types import SigningKey
 from twisted.internet import defer
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 
@@ -51,6 +52,7 @@ from matrixd.util.clock import Clock
 logger = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
+T = TypeVar("T")
 QueryValue = Union[str, int, bool, Sequence[str]]
 QueryArgs = Mapping[str, QueryValue]
 
@@ -293,35 +295,37 @@ class MatrixFederationClient:
     ) -> tuple[int, bytes]:
         reactor: Any = self._clock.reactor
         start = self._clock.time()
+        guard = _CancelGuard()
         try:
             d = self.agent.request(method.encode("ascii"), url, headers, BytesProducer(body) if body else None)
-            d.addTimeout(timeout, reactor)
-            response = await d
+            d.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+            response = await guard.wrap(d)
             remaining = max(0.001, timeout - (self._clock.time() - start))
             body_d = read_body_limited(response, limit)
-            body_d.addTimeout(remaining, reactor)
-            response_body = await body_d
-        except IPBlacklistedError as e:
-            _requests.labels(method, "error").inc()
-            raise RequestSendFailed(destination, str(e), can_retry=False) from None
-        except BodyTooLargeError as e:
-            _requests.labels(method, "error").inc()
-            raise RequestSendFailed(destination, str(e), can_retry=False) from None
-        except (defer.TimeoutError, defer.CancelledError):
-            _requests.labels(method, "error").inc()
-            raise RequestSendFailed(destination, f"no complete response within {timeout:g}s", can_retry=True) \
-                from None
-        except ValueError as e:  # discovery: the name does not resolve to anything usable
-            _requests.labels(method, "error").inc()
-            raise RequestSendFailed(destination, str(e), can_retry=False) from None
+            body_d.addTimeout(remaining, reactor, onTimeoutCancel=_timed_out)
+            response_body = await guard.wrap(body_d)
         except Exception as e:
-            _requests.labels(method, "error").inc()
-            raise RequestSendFailed(destination, f"{type(e).__name__}: {e}", can_retry=True) from None
+            if guard.cancelled:
+                _requests.labels(method, "cancelled").inc()
+                raise defer.CancelledError() from None  # our caller gave up: never turn that into a retry
+            raise self._send_failure(method, destination, timeout, e) from None
         finally:
             _duration.labels(method).observe(self._clock.time() - start)
         _requests.labels(method, str(response.code)).inc()
         logger.debug("%s %s -> %d", method, url.decode("ascii", "replace"), response.code)
         return response.code, response_body
+
+    @staticmethod
+    def _send_failure(method: str, destination: str, timeout: float, e: Exception) -> RequestSendFailed:
+        """What a failed attempt means for the caller (and whether a retry may help)."""
+        _requests.labels(method, "error").inc()
+        if isinstance(e, (IPBlacklistedError, BodyTooLargeError)):
+            return RequestSendFailed(destination, str(e), can_retry=False)
+        if isinstance(e, (_AttemptTimedOut, defer.TimeoutError)):
+            return RequestSendFailed(destination, f"no complete response within {timeout:g}s", can_retry=True)
+        if isinstance(e, ValueError):  # discovery: the name does not lead anywhere usable
+            return RequestSendFailed(destination, str(e), can_retry=False)
+        return RequestSendFailed(destination, f"{type(e).__name__}: {e}", can_retry=True)
 
     @staticmethod
     def _parse_json(destination: str, body: bytes) -> JsonDict:
@@ -332,6 +336,44 @@ class MatrixFederationClient:
         if not isinstance(parsed, dict):
             raise RequestSendFailed(destination, "the response is not a JSON object", can_retry=False)
         return parsed
+
+
+class _AttemptTimedOut(Exception):
+    pass
+
+
+class _CancelGuard:
+    """Tells a cancellation by our caller apart from the failures it causes below us.
+
+    Cancelling a request makes Twisted's HTTP client fail with a connection
+    error rather than ``CancelledError``; awaiting through ``wrap`` records
+    that the cancel came from above, so the attempt is not retried.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def wrap(self, d: "defer.Deferred[T]") -> "defer.Deferred[T]":
+        def cancel(_wrapper: "defer.Deferred[T]") -> None:
+            self.cancelled = True
+            d.cancel()
+
+        wrapper: defer.Deferred[T] = defer.Deferred(cancel)
+
+        def relay(result: Any) -> None:
+            if not wrapper.called:
+                if isinstance(result, Failure):
+                    wrapper.errback(result)
+                else:
+                    wrapper.callback(result)
+
+        d.addBoth(relay)
+        return wrapper
+
+
+def _timed_out(result: object, timeout: float) -> Any:
+    """``addTimeout``'s hook: whatever the cancelled request failed with, it timed out."""
+    raise _AttemptTimedOut()
 
 
 def _reject_constant(name: str) -> Any:
