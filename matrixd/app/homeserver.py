@@ -102,12 +102,18 @@ async def start_master(app: MasterApp) -> list[BoundListener]:
         app.config, app.reactor, app.clock, app.database, app.signing_key
     )
     app.servlet_groups = build_servlet_groups(app.config, app.components)
-    app.listeners = start_listeners(app.reactor, app.config, app.servlet_groups)
+    app.listeners = start_listeners(
+        app.reactor, app.config, app.servlet_groups, replication_factory=app.components.replication.server
+    )
     return app.listeners
 
 
 async def stop_master(app: MasterApp) -> None:
     """Stop accepting connections, then close the database."""
+    if app.components is not None:
+        app.components.replication.publisher.stop()
+        if app.components.replication.server is not None:
+            app.components.replication.server.close_all()
     for listener in app.listeners:
         stopped = listener.listening_port.stopListening()
         if stopped is not None:

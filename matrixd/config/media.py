@@ -43,7 +43,12 @@ class MediaConfig:
     ``max_image_pixels``, ``dynamic_thumbnails``, ``thumbnail_sizes``,
     ``enable_authenticated_media``, ``url_preview_enabled``,
     ``url_preview_ip_range_blacklist``, ``url_preview_ip_range_whitelist``,
-    ``max_spider_size``.
+    ``max_spider_size``, ``max_pending_media_uploads``, ``unused_expiration_time``.
+
+    ``enable_authenticated_media`` freezes the deprecated unauthenticated
+    ``/_matrix/media/*/download|thumbnail`` endpoints for media stored while it is
+    on (the spec's "freeze"); the authenticated ``/_matrix/client/v1/media``
+    endpoints serve everything either way.
     """
 
     enable_media_repo: bool = True
@@ -57,6 +62,10 @@ class MediaConfig:
     url_preview_ip_range_blacklist: tuple[str, ...] = DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST
     url_preview_ip_range_whitelist: tuple[str, ...] = ()
     max_spider_size: int = 10 * 1024 * 1024
+    # Async uploads (POST /_matrix/media/v1/create): how many created-but-not-yet-
+    # uploaded ids one user may hold, and how long an unused id stays valid.
+    max_pending_media_uploads: int = 5
+    unused_expiration_time_ms: int = 24 * 60 * 60 * 1000
 
     @classmethod
     def parse(cls, r: ConfigReader) -> "MediaConfig":
@@ -99,4 +108,14 @@ class MediaConfig:
             url_preview_ip_range_blacklist=blacklist,
             url_preview_ip_range_whitelist=whitelist,
             max_spider_size=r.size("max_spider_size", "10M"),
+            max_pending_media_uploads=r.integer("max_pending_media_uploads", 5, min_value=1),
+            unused_expiration_time_ms=_positive_duration(r, "unused_expiration_time", "24h"),
         )
+
+
+def _positive_duration(r: ConfigReader, name: str, default: str) -> int:
+    value = r.duration_ms(name, default)
+    assert value is not None
+    if value <= 0:
+        raise ConfigError(r.key(name), "must be a positive duration")
+    return value

@@ -27,6 +27,7 @@ from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
 from matrixd.config.voip import VoipConfig
+from matrixd.config.workers import WorkersConfig
 
 @attrs.frozen(slots=True)
 class RootConfig:
@@ -41,6 +42,7 @@ class RootConfig:
     voip: VoipConfig
     metrics: MetricsConfig
     logging: LoggingConfig
+    workers: WorkersConfig
     federation: FederationConfig
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
@@ -65,6 +67,7 @@ class RootConfig:
         return config
 
     def _check(self) -> None:
+        self.workers.check_listeners(self.listeners.listeners)
         for i, listener in enumerate(self.listeners.listeners):
             serves_metrics = listener.type == "metrics" or "metrics" in listener.resource_names
             if serves_metrics and not self.metrics.enable_metrics:

@@ -5,7 +5,7 @@ key store and ``Keyring``, the outbound ``MatrixFederationClient`` on a
 ``MatrixFederationAgent`` (discovery, TLS policy, IP filter, a lazily built
 ``twisted.names`` resolver), the notary, the inbound
 ``FederationAuthenticator``, server ACLs, server visibility, the read handler
-and the public room list. The servlets are registered by the role's wiring
+and the client for other servers' room directories. The servlets are registered by the role's wiring
 (``matrixd.app.master``).
 """
 
@@ -24,7 +24,7 @@ from matrixd.crypto.server_keys import LocalServerKeys
 from matrixd.federation.acl import ServerAclChecker
 from matrixd.federation.discovery import DnsLookups, LazyResolver, ServerNameResolver
 from matrixd.federation.ip_filter import IPRangeFilter
-from matrixd.federation.public_rooms import PublicRoomList
+from matrixd.federation.public_rooms import FederationRoomDirectoryClient
 from matrixd.federation.read_handler import FederationReadHandler
 from matrixd.federation.software import server_version
 from matrixd.federation.tls import FederationTLSPolicy
@@ -58,7 +58,8 @@ class FederationArea:
     acl: ServerAclChecker
     visibility: ServerVisibility
     reader: FederationReadHandler
-    public_rooms: PublicRoomList
+    # For RoomDirectoryHandler(remote=...): other servers' directories.
+    remote_directory: FederationRoomDirectoryClient
 
 
 def _system_resolver(reactor: Any) -> Callable[[], IResolver]:
@@ -136,5 +137,5 @@ def build_federation_area(
         acl=acl,
         visibility=visibility,
         reader=reader,
-        public_rooms=PublicRoomList(rooms, current_state),
+        remote_directory=FederationRoomDirectoryClient(client),
     )

@@ -50,3 +50,13 @@ class AliasStore:
             room_id,
         )
         return [r[0] for r in rows]
+
+    async def move_aliases(self, old_room_id: str, new_room_id: str) -> list[str]:
+        """Point every alias of ``old_room_id`` at ``new_room_id`` (room upgrades); returns them, sorted."""
+        def _txn(txn: Cursor) -> list[str]:
+            txn.execute("SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias", (old_room_id,))
+            moved = [str(r[0]) for r in txn]
+            txn.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room_id, old_room_id))
+            return moved
+
+        return await self._db.run_interaction("move_aliases", _txn)

@@ -7,6 +7,8 @@ from typing import Any
 
 from twisted.trial import unittest
 
+from matrixd.api.errors import MatrixError
+from matrixd.storage.directory import DirectoryQuery
 from matrixd.testing.federation import FakeRemoteServer
 from tests.federation.utils import REMOTE, create_room, join, make_federating_homeserver, send_event
 
@@ -308,3 +310,40 @@ class PublicRoomsTestCase(unittest.TestCase):
         self.assertEqual(channel.code, 400)
         channel = self.remote.request(self.hs, "POST", "/_matrix/federation/v1/publicRooms", {"limit": "x"})
         self.assertEqual(channel.code, 400)
+
+
+class RemoteDirectoryClientTestCase(unittest.TestCase):
+    def test_fetches_remote_directory(self) -> None:
+        """Another server's directory is fetched with GET, or POST when filtered; refusals pass through."""
+        hs, network, remote = make_federating_homeserver(self)
+        seen: list[Any] = []
+
+        async def directory(origin: str, content: Any, request: Any) -> tuple[int, Any]:
+            seen.append((request.method, dict(request.args or {}), content))
+            return 200, {"chunk": [{"room_id": "!r:remote.test", "num_joined_members": 1,
+                                    "world_readable": False, "guest_can_join": False}]}
+
+        remote.handle("GET", "/_matrix/federation/v1/publicRooms", directory)
+        remote.handle("POST", "/_matrix/federation/v1/publicRooms", directory)
+        client = hs.components.federation.remote_directory
+        body = network.run(client.get_remote_public_rooms(
+            REMOTE, limit=5, since=None, query=DirectoryQuery(), third_party_instance_id=None,
+            include_all_networks=False))
+        self.assertEqual(body["chunk"][0]["room_id"], "!r:remote.test")
+        self.assertEqual(seen[0][:2], (b"GET", {b"include_all_networks": [b"false"], b"limit": [b"5"]}))
+        network.run(client.get_remote_public_rooms(
+            REMOTE, limit=None, since="tok", query=DirectoryQuery(search_term="x", room_types=(None,)),
+            third_party_instance_id=None, include_all_networks=False))
+        self.assertEqual(seen[1][2], {"include_all_networks": False, "since": "tok",
+                                      "filter": {"generic_search_term": "x", "room_types": [None]}})
+        with self.assertRaises(MatrixError) as cm:
+            network.run(client.get_remote_public_rooms(
+                "nowhere.test", limit=None, since=None, query=DirectoryQuery(), third_party_instance_id=None,
+                include_all_networks=False))
+        self.assertEqual(cm.exception.code, 502)
+        closed = FakeRemoteServer(network, "closed.test")
+        with self.assertRaises(MatrixError) as cm:
+            network.run(client.get_remote_public_rooms(
+                closed.server_name, limit=None, since=None, query=DirectoryQuery(), third_party_instance_id=None,
+                include_all_networks=False))
+        self.assertEqual((cm.exception.code, cm.exception.errcode), (404, "M_UNRECOGNIZED"))

@@ -1,0 +1,95 @@
+"""Member lists: ``/members`` (member events, at a point in time), ``/joined_members``, ``/joined_rooms``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from matrixd.events.event import Event, JsonDict, StateMap
+from matrixd.handlers.rooms.access import RoomAccessChecker
+from matrixd.handlers.rooms.serialize import ClientEventSerializer
+from matrixd.handlers.rooms.timeline import TimelineWalker
+from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.events import EventStore
+from matrixd.storage.state import StateGroupStore
+from matrixd.types import Requester
+
+MEMBER = "m.room.member"
+
+
+def membership_matches(membership: Optional[str], wanted: Optional[str], unwanted: Optional[str]) -> bool:
+    """The spec's rule for ``membership`` / ``not_membership``: given both, either one may hold."""
+    if wanted is None and unwanted is None:
+        return True
+    if wanted is not None and membership == wanted:
+        return True
+    return unwanted is not None and membership != unwanted
+
+
+class RoomMembersHandler:
+    def __init__(
+        self,
+        *,
+        access: RoomAccessChecker,
+        walker: TimelineWalker,
+        events: EventStore,
+        state: StateGroupStore,
+        current_state: CurrentStateStore,
+        serializer: ClientEventSerializer,
+    ) -> None:
+        self._access = access
+        self._walker = walker
+        self._events = events
+        self._state = state
+        self._current = current_state
+        self._serializer = serializer
+
+    async def get_members(
+        self,
+        requester: Requester,
+        room_id: str,
+        *,
+        at: Optional[str] = None,
+        membership: Optional[str] = None,
+        not_membership: Optional[str] = None,
+    ) -> list[JsonDict]:
+        """Member events of the room now (or when the user left, or at the ``at`` token), filtered."""
+        access = await self._access.check_can_read(requester.user_id, room_id)
+        if at is not None:
+            position = await self._walker.resolve_token(room_id, at)
+            read_limit = await self._access.read_limit(access)
+            if read_limit is not None and position > read_limit:
+                position = read_limit
+            state = await self._state_at_position(room_id, position)
+        else:
+            state = await self._access.state_ids_for_reader(access)
+        ids = [eid for (etype, _), eid in sorted(state.items()) if etype == MEMBER]
+        events: list[Event] = await self._events.get_events_as_list(ids)
+        chosen = [e for e in events if membership_matches(e.membership, membership, not_membership)]
+        return await self._serializer.serialize_events(chosen, requester)
+
+    async def _state_at_position(self, room_id: str, position: tuple[int, int]) -> StateMap:
+        """The state after the latest timeline event at or before ``position`` (empty before the room)."""
+        latest = await self._events.get_room_events_topological(room_id, position, None, 1, "b")
+        if not latest:
+            return {}
+        state = await self._state.get_state_ids_for_event(latest[0].event_id)
+        return state if state is not None else {}
+
+    async def get_joined_members(self, requester: Requester, room_id: str) -> JsonDict:
+        """``{user_id: {display_name, avatar_url}}`` of the joined members; the requester must be joined."""
+        await self._access.check_joined(requester.user_id, room_id)
+        profiles = await self._current.get_joined_member_profiles(room_id)
+        joined: JsonDict = {}
+        for user_id in sorted(profiles):
+            profile = profiles[user_id]
+            entry: JsonDict = {}
+            if profile.displayname is not None:
+                entry["display_name"] = profile.displayname
+            if profile.avatar_url is not None:
+                entry["avatar_url"] = profile.avatar_url
+            joined[user_id] = entry
+        return joined
+
+    async def get_joined_rooms(self, requester: Requester) -> list[str]:
+        """The rooms the requester is joined to, sorted."""
+        return sorted(await self._current.get_rooms_for_user(requester.user_id))
