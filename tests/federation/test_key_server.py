@@ -174,9 +174,12 @@ class NotaryTestCase(unittest.TestCase):
 
     def test_bad_queries(self) -> None:
         """Malformed queries are 400."""
-        for body in ({}, {"server_keys": []}, {"server_keys": {REMOTE: []}},
-                     {"server_keys": {REMOTE: {"k": {"minimum_valid_until_ts": "x"}}}},
-                     {"server_keys": {"bad name!": {}}}):
+        bodies: tuple[dict[str, Any], ...] = (
+            {}, {"server_keys": []}, {"server_keys": {REMOTE: []}},
+            {"server_keys": {REMOTE: {"k": {"minimum_valid_until_ts": "x"}}}},
+            {"server_keys": {"bad name!": {}}},
+        )
+        for body in bodies:
             channel = self.hs.request("POST", "/_matrix/key/v2/query", body)
             self.assertEqual(channel.code, 400, body)
         self.assertEqual(self.hs.request("GET", "/_matrix/key/v2/query/bad%20name").code, 400)

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from matrixd.api.errors import ConfigError
 from matrixd.config import parse_config_dict
-from matrixd.config.federation import DEFAULT_IP_RANGE_BLACKLIST
+from matrixd.config.federation import DEFAULT_IP_RANGE_BLACKLIST, FederationConfig
 from matrixd.crypto.keys import encode_verify_key, generate_signing_key, get_verify_key
 from matrixd.crypto.request_auth import (
     XMatrixCredentials,
@@ -129,18 +129,18 @@ class ServerAclTestCase(unittest.TestCase):
 
 
 class FederationConfigTestCase(unittest.TestCase):
-    def parse(self, **extra: object) -> object:
+    def parse(self, **extra: object) -> FederationConfig:
         return parse_config_dict({"server_name": "test", **extra}).federation
 
     def test_defaults(self) -> None:
         """Verification on, private ranges refused, no notaries, keys valid a day, public rooms not shared."""
         c = self.parse()
-        self.assertTrue(c.verify_certificates)  # type: ignore[attr-defined]
-        self.assertEqual(c.trusted_key_servers, ())  # type: ignore[attr-defined]
-        self.assertEqual(c.key_refresh_interval_ms, 86_400_000)  # type: ignore[attr-defined]
-        self.assertIn(ipaddress.ip_network("127.0.0.0/8"), c.ip_range_blacklist)  # type: ignore[attr-defined]
-        self.assertFalse(c.allow_public_rooms)  # type: ignore[attr-defined]
-        self.assertIsNone(c.domain_whitelist)  # type: ignore[attr-defined]
+        self.assertTrue(c.verify_certificates)
+        self.assertEqual(c.trusted_key_servers, ())
+        self.assertEqual(c.key_refresh_interval_ms, 86_400_000)
+        self.assertIn(ipaddress.ip_network("127.0.0.0/8"), c.ip_range_blacklist)
+        self.assertFalse(c.allow_public_rooms)
+        self.assertIsNone(c.domain_whitelist)
 
     def test_synapse_style_keys(self) -> None:
         """trusted_key_servers, old_signing_keys and federation_ip_range_blacklist are read as Synapse writes them."""
@@ -154,14 +154,14 @@ class FederationConfigTestCase(unittest.TestCase):
             federation_verify_certificates=False,
             federation={"client_timeout": "30s", "max_short_retries": 1},
         )
-        servers = c.trusted_key_servers  # type: ignore[attr-defined]
+        servers = c.trusted_key_servers
         self.assertEqual([s.server_name for s in servers], ["matrix.org", "other.org"])
         self.assertEqual(list(servers[0].verify_keys), ["ed25519:a"])
-        self.assertEqual(c.old_signing_keys["ed25519:old"].expired_ts, 5)  # type: ignore[attr-defined]
-        self.assertEqual(c.ip_range_blacklist, (ipaddress.ip_network("10.0.0.0/8"),))  # type: ignore[attr-defined]
-        self.assertEqual(c.ip_range_whitelist, (ipaddress.ip_network("127.0.0.1/32"),))  # type: ignore[attr-defined]
-        self.assertFalse(c.verify_certificates)  # type: ignore[attr-defined]
-        self.assertEqual(c.client.client_timeout_ms, 30_000)  # type: ignore[attr-defined]
+        self.assertEqual(c.old_signing_keys["ed25519:old"].expired_ts, 5)
+        self.assertEqual(c.ip_range_blacklist, (ipaddress.ip_network("10.0.0.0/8"),))
+        self.assertEqual(c.ip_range_whitelist, (ipaddress.ip_network("127.0.0.1/32"),))
+        self.assertFalse(c.verify_certificates)
+        self.assertEqual(c.client.client_timeout_ms, 30_000)
 
     def test_errors_name_the_key(self) -> None:
         """Bad values raise ConfigError naming the key."""

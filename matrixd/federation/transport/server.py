@@ -97,6 +97,8 @@ class FederationAuthenticator:
                 return origin
             except SignatureVerifyError as e:
                 error = _unauthorized(e.msg)
+            except ValueError as e:  # content canonical JSON cannot encode (signedjson refuses it)
+                error = _unauthorized(f"The request cannot be verified: {e}")
         assert error is not None
         logger.info("[%s] refused a request claiming to be from %s: %s", request.request_id, origin, error.msg)
         raise error
