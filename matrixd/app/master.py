@@ -36,6 +36,7 @@ from matrixd.handlers.accounts.uia import (
     UserInteractiveAuth,
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
+from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -91,6 +92,19 @@ from matrixd.rest.client.room_keys import room_keys_servlets
 from matrixd.rest.client.to_device import SendToDeviceServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.federation.events import (
+    BackfillServlet,
+    EventAuthServlet,
+    EventServlet,
+    GetMissingEventsServlet,
+    StateIdsServlet,
+    StateServlet,
+)
+from matrixd.rest.federation.public_rooms import PublicRoomsServlet
+from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
+from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.key.query import RemoteKeyServlet
+from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
@@ -247,6 +261,7 @@ class MasterComponents:
     replication: MasterReplication
     sync: SyncArea  # sync area (h/sync)
     e2e: E2EArea
+    federation: FederationArea
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
 
 
@@ -320,9 +335,17 @@ async def build_master_components(
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
 
+    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
+    stores = core.stores
+    federation = build_federation_area(
+        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
+        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+    )
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync, e2e=e2e, internal=internal)
+                            sync=sync, e2e=e2e, federation=federation, internal=internal)
 
 
 
@@ -427,11 +450,27 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         media.extend(media_servlets.media)
         client.extend(media_servlets.client)
 
+    # -- federation: the read-only federation API and the key server --
+    fed = c.federation
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+
     return {
         "client": client,
-        "federation": [],
+        "federation": federation,
         "media": media,
-        "keys": [],
+        "keys": keys,
         # -- workers: the internal HTTP API (/_matrixd/replication/...), shared-secret MACs --
         "replication": build_replication_servlets(
             c.internal, lambda: c.replication.registry, config.workers.worker_replication_secret, c.clock

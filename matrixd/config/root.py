@@ -19,6 +19,7 @@ import yaml
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
 from matrixd.config.database import DatabaseConfig
+from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenerConfig, ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
@@ -44,6 +45,7 @@ class RootConfig:
     metrics: MetricsConfig
     logging: LoggingConfig
     workers: WorkersConfig
+    federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
