@@ -119,6 +119,8 @@ async def stop_master(app: MasterApp) -> None:
         if stopped is not None:
             await stopped
     app.listeners = []
+    if app.components is not None:
+        await app.components.federation.agent.close()
     app.database.close()
 
 

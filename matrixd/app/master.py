@@ -36,8 +36,10 @@ from matrixd.handlers.accounts.uia import (
     UserInteractiveAuth,
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
+from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
+from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
 from matrixd.rest.admin import AdminAuth
@@ -83,8 +85,24 @@ from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
 from matrixd.rest.client.rooms import build_rooms_servlets
+from matrixd.rest.client.keys import e2e_key_servlets
+from matrixd.rest.client.room_keys import room_keys_servlets
+from matrixd.rest.client.to_device import SendToDeviceServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.federation.events import (
+    BackfillServlet,
+    EventAuthServlet,
+    EventServlet,
+    GetMissingEventsServlet,
+    StateIdsServlet,
+    StateServlet,
+)
+from matrixd.rest.federation.public_rooms import PublicRoomsServlet
+from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
+from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.key.query import RemoteKeyServlet
+from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
@@ -96,6 +114,7 @@ from matrixd.storage.directory import PublicRoomsStore
 from matrixd.storage.reports import ReportStore
 from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.visibility import VisibilityStore
+from matrixd.types import JsonDict, Requester
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
@@ -238,6 +257,8 @@ class MasterComponents:
     rooms: RoomsArea
     media: MediaArea
     replication: MasterReplication
+    e2e: E2EArea
+    federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
 
 
@@ -331,13 +352,30 @@ async def build_master_components(
     )
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
+    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    e2e = await build_e2e_area(
+        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
+        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
+        reauth=_UiaReauth(account_area.reauth),
+    )
+    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
+    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
+
+    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
+    stores = core.stores
+    federation = build_federation_area(
+        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
+        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+    )
+
     # --- sync area (h/sync) ---
     sync = await build_sync_area(config, clock, db, core, visibility)
     # --- end sync area ---
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync)
+                            e2e=e2e, federation=federation, sync=sync)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -347,6 +385,11 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         CapabilitiesServlet(config.server, config.registration, c.auth),
         ClientWellKnownServlet(config.server),
     ]
+    # -- end-to-end encryption --
+    client += e2e_key_servlets(c.auth, c.e2e.keys, c.e2e.cross_signing)
+    client.append(SendToDeviceServlet(c.auth, c.e2e.to_device))
+    client += room_keys_servlets(c.auth, c.e2e.backup)
+
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
     # --- sync area servlets (h/sync) ---
@@ -381,16 +424,42 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         media.extend(media_servlets.media)
         client.extend(media_servlets.client)
 
+    # -- federation: the read-only federation API and the key server --
+    fed = c.federation
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+
     return {
         "client": client,
-        "federation": [],
+        "federation": federation,
         "media": media,
-        "keys": [],
+        "keys": keys,
         "replication": [],
     }
 
 
 # -- accounts area wiring (used by the two blocks above) ------------------------------------
+
+
+class _UiaReauth:
+    """Cross-signing key replacement re-authenticates through the accounts area's UIA."""
+
+    def __init__(self, reauth: Reauthentication) -> None:
+        self._reauth = reauth
+
+    async def require_auth(self, requester: Requester, body: JsonDict, operation: str) -> None:
+        await self._reauth.require(requester, body, method="POST", operation=operation)
 
 
 def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore,

@@ -18,6 +18,7 @@ import yaml
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
 from matrixd.config.database import DatabaseConfig
+from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
@@ -43,6 +44,7 @@ class RootConfig:
     metrics: MetricsConfig
     logging: LoggingConfig
     workers: WorkersConfig
+    federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
