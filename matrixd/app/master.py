@@ -118,6 +118,7 @@ from matrixd.types import JsonDict, Requester
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
+from typing import Optional
 from matrixd.events.event import Event
 from matrixd.handlers.account_data import AccountDataHandler
 from matrixd.handlers.presence import PresenceHandler
@@ -127,6 +128,7 @@ from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.sync.filters import FilterHandler
 from matrixd.handlers.sync.handler import SyncHandler, SyncStores
 from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
@@ -168,7 +170,8 @@ class SyncArea:
 
 
 async def build_sync_area(
-    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility,
+    e2e: Optional[E2ESyncSource] = None,
 ) -> SyncArea:
     """The sync area's stores and handlers; announces each stream's starting position."""
     notifier, cs = core.notifier, core.stores.current_state
@@ -205,7 +208,7 @@ async def build_sync_area(
     core.persister.add_persisted_callback(on_persisted)
     sync = SyncHandler(
         clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence, push_rules=push_rules,
-        visibility=visibility,
+        visibility=visibility, e2e=e2e,
     )
     return SyncArea(
         stores=stores,
@@ -370,7 +373,7 @@ async def build_master_components(
     )
 
     # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core, visibility)
+    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
     # --- end sync area ---
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
