@@ -120,6 +120,7 @@ from matrixd.types import JsonDict, Requester
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
+from typing import Optional
 from matrixd.events.event import Event
 from matrixd.handlers.account_data import AccountDataHandler
 from matrixd.handlers.presence import PresenceHandler
@@ -129,6 +130,7 @@ from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.sync.filters import FilterHandler
 from matrixd.handlers.sync.handler import SyncHandler, SyncStores
 from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
@@ -170,7 +172,8 @@ class SyncArea:
 
 
 async def build_sync_area(
-    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility,
+    e2e: Optional[E2ESyncSource] = None,
 ) -> SyncArea:
     """The sync area's stores and handlers; announces each stream's starting position."""
     notifier, cs = core.notifier, core.stores.current_state
@@ -207,7 +210,7 @@ async def build_sync_area(
     core.persister.add_persisted_callback(on_persisted)
     sync = SyncHandler(
         clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence, push_rules=push_rules,
-        visibility=visibility,
+        visibility=visibility, e2e=e2e,
     )
     return SyncArea(
         stores=stores,
@@ -259,9 +262,9 @@ class MasterComponents:
     rooms: RoomsArea
     media: MediaArea
     replication: MasterReplication
-    sync: SyncArea  # sync area (h/sync)
     e2e: E2EArea
     federation: FederationArea
+    sync: SyncArea  # sync area (h/sync)
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
 
 
@@ -307,25 +310,6 @@ async def build_master_components(
     )
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
-    # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core, visibility)
-    # --- end sync area ---
-
-    # -- workers: the sync area's streams on the replication registry; the internal write endpoints --
-    publish_sync_streams(
-        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
-        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
-        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
-        account_data=sync.account_data, presence=sync.presence,
-    )
-    internal = build_write_endpoints(
-        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
-        presence=sync.presence, account_data=sync.account_data, event_ids=core.stores.stream_ids,
-        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
-        presence_store=sync.stores.presence,
-    )
-    # -- end workers ---------------------------------------------------------------------------
-
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
@@ -343,10 +327,28 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
+    # --- sync area (h/sync) ---
+    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
+    # --- end sync area ---
+
+    # -- workers: the sync area's streams on the replication registry; the internal write endpoints --
+    publish_sync_streams(
+        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
+        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
+        account_data=sync.account_data, presence=sync.presence,
+    )
+    internal = build_write_endpoints(
+        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
+        presence=sync.presence, account_data=sync.account_data, event_ids=core.stores.stream_ids,
+        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence,
+    )
+    # -- end workers ---------------------------------------------------------------------------
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
                             sync=sync, e2e=e2e, federation=federation, internal=internal)
-
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:

@@ -9,7 +9,7 @@ account data event.  Every write is announced on the account_data stream
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from matrixd.api.errors import AuthError, BadJsonError, Codes, InvalidParamError, MatrixError, NotFoundError
 from matrixd.handlers.push_rules import PushRulesHandler
@@ -59,12 +59,20 @@ class AccountDataHandler:
     def _announce(self, stream_id: int, user_id: str) -> None:
         self._announcer.announce(stream_id, [user_id])
 
+    async def _written(self, write: Awaitable[int]) -> int:
+        """Await a store write; if it fails, release announcements held behind its (finished) id."""
+        try:
+            return await write
+        except BaseException:
+            self._announcer.flush()
+            raise
+
     # -- global -----------------------------------------------------------------
 
     async def set_global(self, requester: Requester, user_id: str, data_type: str, content: JsonDict) -> None:
         self._check_self(requester, user_id, "add")
         self._check_writable(data_type)
-        self._announce(await self._store.set_global(user_id, data_type, content), user_id)
+        self._announce(await self._written(self._store.set_global(user_id, data_type, content)), user_id)
 
     async def get_global(self, requester: Requester, user_id: str, data_type: str) -> JsonDict:
         self._check_self(requester, user_id, "get")
@@ -85,9 +93,9 @@ class AccountDataHandler:
         self._check_writable(data_type)
         if data_type == TAG_TYPE:
             async with self._tag_lock.queue((user_id, room_id)):
-                stream_id = await self._store.set_room(user_id, room_id, data_type, content)
+                stream_id = await self._written(self._store.set_room(user_id, room_id, data_type, content))
         else:
-            stream_id = await self._store.set_room(user_id, room_id, data_type, content)
+            stream_id = await self._written(self._store.set_room(user_id, room_id, data_type, content))
         self._announce(stream_id, user_id)
 
     async def get_room(self, requester: Requester, user_id: str, room_id: str, data_type: str) -> JsonDict:
@@ -100,7 +108,9 @@ class AccountDataHandler:
 
     async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
         """Move the user's fully read marker (the read markers API, already checked)."""
-        stream_id = await self._store.set_room(user_id, room_id, "m.fully_read", {"event_id": event_id})
+        stream_id = await self._written(
+            self._store.set_room(user_id, room_id, "m.fully_read", {"event_id": event_id})
+        )
         self._announce(stream_id, user_id)
 
     # -- tags -------------------------------------------------------------------
@@ -138,7 +148,9 @@ class AccountDataHandler:
                 if tags.get(tag) == value:
                     return
                 tags[tag] = value
-            stream_id = await self._store.set_room(user_id, room_id, TAG_TYPE, {**(existing or {}), "tags": tags})
+            stream_id = await self._written(
+                self._store.set_room(user_id, room_id, TAG_TYPE, {**(existing or {}), "tags": tags})
+            )
         self._announce(stream_id, user_id)
 
 

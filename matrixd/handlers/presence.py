@@ -244,7 +244,11 @@ class PresenceHandler:
         batch = list(states)
         if not batch:
             return
-        stored = await self._store.update_presence(batch)
+        try:
+            stored = await self._store.update_presence(batch)
+        except BaseException:
+            self._announcer.flush()
+            raise
         keys: set[str] = set()
         for state in stored:
             if state.state == OFFLINE:

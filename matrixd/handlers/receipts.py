@@ -90,11 +90,17 @@ class ReceiptsHandler:
         data: dict[str, Any] = {"ts": self._clock.time_msec()}
         if thread_id is not None:
             data["thread_id"] = thread_id
-        stream_id = await self._store.insert_receipt(
-            room_id, receipt_type, user_id, thread_id, event.event_id,
-            event.internal_metadata.stream_ordering or 0, data,
-        )
-        if stream_id is not None:
+        try:
+            stream_id = await self._store.insert_receipt(
+                room_id, receipt_type, user_id, thread_id, event.event_id,
+                event.internal_metadata.stream_ordering or 0, data,
+            )
+        except BaseException:
+            self._announcer.flush()
+            raise
+        if stream_id is None:
+            self._announcer.flush()  # the id finished without a row
+        else:
             self._announcer.announce(stream_id, [room_id])
 
     async def _check_thread(self, event: Event, thread_id: str) -> None:

@@ -35,3 +35,15 @@ class AnnouncerTests(unittest.TestCase):
         announcer.announce(3, ["@u:test"])
         self.assertTrue(self.successResultOf(waiting))
         self.assertEqual(notifier.current_token.account_data, 3)
+
+    def test_failed_write_releases_held_rows(self) -> None:
+        """When the write holding the position back fails, flush() releases the rows behind it."""
+        notifier = Notifier(Clock(ReactorClock()))
+        token = {"value": 4}
+        announcer = StreamAnnouncer(notifier, StreamName.PRESENCE, lambda: token["value"])
+        waiting = notifier.wait_for_keys(["@b:test"], notifier.current_seq(), 30)
+        announcer.announce(6, ["@b:test"])
+        self.assertNoResult(waiting)
+        token["value"] = 6  # id 5 finished by rolling back
+        announcer.flush()
+        self.assertTrue(self.successResultOf(waiting))

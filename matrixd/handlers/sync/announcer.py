@@ -3,12 +3,17 @@
 Writes finish out of order: when the row with id 6 commits while id 5 is
 still running, the announceable position stays at 4, and the row's keys
 must not be lost; they are announced by whichever write moves the position
-past 6 (here: the one finishing id 5), together with its own keys.
+past 6 (here: the one finishing id 5), together with its own keys.  A write
+that fails (its id finishes without a row) calls :meth:`StreamAnnouncer.flush`
+so what was held behind it is released.
 
 On a master with replication, :meth:`StreamAnnouncer.publish_through` hands
 announcements to the replication publisher instead: it pages the committed
 rows up to the current token and runs them through the dispatcher (which
 wakes the rows' keys), the one path workers run too.
+
+(``matrixd.handlers.e2e.announce`` does the same for the E2E streams, keyed
+on their id generators; the two could become one shared helper.)
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class StreamAnnouncer:
             self._publish()
             return
         self._pending.append((stream_id, tuple(keys)))
+        self.flush()
+
+    def flush(self) -> None:
+        """Advance to the current token and wake the keys of every held row it now covers."""
         token = self._current_token()
         ready: list[str] = []
         waiting: list[tuple[int, tuple[str, ...]]] = []

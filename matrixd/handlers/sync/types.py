@@ -108,6 +108,9 @@ class SyncResult:
     extra_unsigned: dict[str, JsonDict] = attrs.field(factory=dict)
     #: The redaction event of each redacted event sent (``unsigned.redacted_because``).
     redacted_because: dict[str, Event] = attrs.field(factory=dict)
+    #: Only with end-to-end encryption wired in (None: the fields are left out).
+    device_one_time_keys_count: Optional[dict[str, int]] = None
+    device_unused_fallback_key_types: Optional[list[str]] = None
     #: The rooms the user is joined to: the long-poll's wake-up keys (not serialised).
     joined_room_ids: frozenset[str] = frozenset()
 

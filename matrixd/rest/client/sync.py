@@ -91,7 +91,7 @@ class SyncResponseFormatter:
         invite = {i.room_id: {"invite_state": {"events": i.invite_state}} for i in r.invited}
         knock = {k.room_id: {"knock_state": {"events": k.knock_state}} for k in r.knocked}
         device_lists: JsonDict = {"changed": r.device_lists_changed, "left": r.device_lists_left}
-        return {
+        out: JsonDict = {
             "next_batch": r.next_batch.to_string(),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
             "presence": {"events": r.presence},
@@ -99,6 +99,11 @@ class SyncResponseFormatter:
             "to_device": {"events": r.to_device},
             "device_lists": device_lists,
         }
+        if r.device_one_time_keys_count is not None:
+            out["device_one_time_keys_count"] = r.device_one_time_keys_count
+        if r.device_unused_fallback_key_types is not None:
+            out["device_unused_fallback_key_types"] = r.device_unused_fallback_key_types
+        return out
 
 
 def format_sync_result(sync_filter: SyncFilter, now_ms: int, result: SyncResult) -> JsonDict:
