@@ -84,7 +84,7 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
-from matrixd.app.roles.master_side import build_write_endpoints, publish_sync_streams
+from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
 from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.keys import e2e_key_servlets
@@ -331,16 +331,18 @@ async def build_master_components(
     sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
     # --- end sync area ---
 
-    # -- workers: the sync area's streams on the replication registry; the internal write endpoints --
+    # -- workers: the sync and E2E streams on the replication registry; the internal write endpoints --
     publish_sync_streams(
         replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
         presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
         current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
         account_data=sync.account_data, presence=sync.presence,
     )
+    publish_e2e_streams(replication, e2e)
     internal = build_write_endpoints(
         send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
-        presence=sync.presence, account_data=sync.account_data, event_ids=core.stores.stream_ids,
+        presence=sync.presence, account_data=sync.account_data, to_device=e2e.to_device,
+        event_ids=core.stores.stream_ids,
         receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
         presence_store=sync.stores.presence,
     )
@@ -453,20 +455,7 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         client.extend(media_servlets.client)
 
     # -- federation: the read-only federation API and the key server --
-    fed = c.federation
-    federation: list[RestServlet] = [
-        FederationVersionServlet(),
-        EventServlet(fed.authenticator, fed.acl, fed.reader),
-        StateServlet(fed.authenticator, fed.acl, fed.reader),
-        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
-        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
-        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
-        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
-        QueryProfileServlet(fed.authenticator, fed.reader),
-        QueryDirectoryServlet(fed.authenticator, fed.reader),
-        PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
-    ]
-    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
 
     return {
         "client": client,
@@ -588,3 +577,23 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         NewRegistrationTokenServlet(admin_auth, a.registration_token_admin),
         RegistrationTokenServlet(admin_auth, a.registration_token_admin),
     ]
+
+
+def build_federation_servlets(
+    config: RootConfig, fed: FederationArea, directory: RoomDirectoryHandler
+) -> tuple[list[RestServlet], list[RestServlet]]:
+    """The ``federation`` and ``keys`` servlets (the master's, and a federation reader's)."""
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, directory, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    return federation, keys

@@ -135,6 +135,8 @@ async def stop_worker(app: WorkerApp) -> None:
     app.listeners = []
     if app.components is not None:
         app.components.replication.client.stop()
+        if app.components.federation is not None:
+            await app.components.federation.agent.close()
     if app.transport is not None:
         await app.transport.close()
     app.database.close()

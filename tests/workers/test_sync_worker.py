@@ -182,3 +182,25 @@ class ReadYourWritesTests(unittest.TestCase):
         pair.settle(ch)
         self.assertEqual(ch.code, 200, ch.json_body)
         self.assertGreaterEqual(pair.client.dispatcher.position("events") or 0, persisted)
+
+
+class E2EThroughWorkerTests(unittest.TestCase):
+    def test_to_device_message_delivered_by_worker_then_acknowledged(self) -> None:
+        """A to-device message sent on the master reaches the recipient's /sync on the worker, once."""
+        pair = WorkerPair(self)
+        alice, alice_tok = pair.hs.create_user("alice", device_id="ALICEDEV")
+        bob, bob_tok = pair.hs.create_user("bob", device_id="BOBDEV")
+        first = pair.worker_request("GET", "/_matrix/client/v3/sync", access_token=bob_tok)
+        since = first.json_body["next_batch"]
+        ch = pair.master_request("PUT", "/_matrix/client/v3/sendToDevice/m.test/t1",
+                                 {"messages": {bob: {"BOBDEV": {"hello": "bob"}}}}, access_token=alice_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        second = pair.worker_request("GET", f"/_matrix/client/v3/sync?since={since}", access_token=bob_tok)
+        events = second.json_body["to_device"]["events"]
+        self.assertEqual([(e["sender"], e["type"], e["content"]) for e in events], [(alice, "m.test", {"hello": "bob"})])
+        third = pair.worker_request("GET", f"/_matrix/client/v3/sync?since={second.json_body['next_batch']}",
+                                    access_token=bob_tok)
+        self.assertEqual(third.json_body["to_device"]["events"], [])
+        # The acknowledgement went to the master, which deleted the message.
+        remaining = pair.hs.run(pair.hs.components.e2e.stores.to_device.get_messages(bob, "BOBDEV", 0, 10**9, 10))
+        self.assertEqual(remaining, [])

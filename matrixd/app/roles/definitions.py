@@ -11,8 +11,8 @@ kind                   serves                                               foll
                        ``/members``, ``/state``, ``/event``,               current_state_deltas,
                        ``/joined_rooms``...), account data / tags / push   caches, receipts, typing,
                        rules / presence / filter reads; sends, receipts,   account_data, presence,
-                       read markers, typing, presence and account data     push_rules
-                       writes go to the master
+                       read markers, typing, presence and account data     push_rules, to_device,
+                       writes (and to-device acks) go to the master        device_lists
 ``federation_reader``  ``/_matrix/federation/*``, ``/_matrix/key/*``        events,
                        (inbound PDUs go to the master)                      current_state_deltas, caches
 ``media_repository``   ``/_matrix/media/*``, ``/_matrix/client/v1/media/*`` caches
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import attrs
 
 CORE_READ_STREAMS = ("events", "backfill", "current_state_deltas", "caches")
-SYNC_STREAMS = ("receipts", "typing", "account_data", "presence", "push_rules")
+SYNC_STREAMS = ("receipts", "typing", "account_data", "presence", "push_rules", "to_device", "device_lists")
 
 
 @attrs.frozen(slots=True)

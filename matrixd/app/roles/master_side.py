@@ -7,11 +7,14 @@ Called from the "workers" block of :func:`matrixd.app.master.build_master_compon
 from __future__ import annotations
 
 from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.e2e.area import E2EArea
+from matrixd.handlers.e2e.to_device import ToDeviceHandler
 from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.rooms.send import EventSendHandler
 from matrixd.handlers.typing import TypingHandler
+from matrixd.replication.e2e_streams import DEVICE_LISTS, TO_DEVICE, e2e_streams
 from matrixd.replication.http.server import ReplicationEndpoints
 from matrixd.replication.http.writes import MasterWriteTargets, register_write_endpoints
 from matrixd.replication.roles import MasterReplication
@@ -64,6 +67,17 @@ def publish_sync_streams(
     # writer will call notify("push_rules") after each commit.
 
 
+def publish_e2e_streams(replication: MasterReplication, e2e: E2EArea) -> None:
+    """Register ``to_device`` and ``device_lists`` and make their writers announce through the publisher."""
+    for stream in e2e_streams(e2e.stores.to_device, e2e.stores.device_lists,
+                              to_device_token=e2e.to_device.current_position,
+                              device_lists_token=e2e.device_lists.current_position):
+        replication.add_stream(stream)
+    notify = replication.publisher.notify
+    e2e.to_device.set_publisher(lambda: notify(TO_DEVICE))
+    e2e.device_lists.set_publisher(lambda: notify(DEVICE_LISTS))
+
+
 def build_write_endpoints(
     *,
     send: EventSendHandler,
@@ -72,6 +86,7 @@ def build_write_endpoints(
     read_markers: ReadMarkersHandler,
     presence: PresenceHandler,
     account_data: AccountDataHandler,
+    to_device: ToDeviceHandler,
     event_ids: StreamIdGenerator,
     receipts_store: ReceiptStore,
     account_data_store: AccountDataStore,
@@ -81,7 +96,7 @@ def build_write_endpoints(
     endpoints = ReplicationEndpoints()
     register_write_endpoints(endpoints, MasterWriteTargets(
         send=send, typing=typing, receipts=receipts, read_markers=read_markers, presence=presence,
-        account_data=account_data,
+        account_data=account_data, to_device=to_device,
         positions={
             "events": event_ids.get_max_allocated,
             RECEIPTS: receipts_store.stream_ids.get_max_allocated,

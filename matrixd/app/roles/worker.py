@@ -23,13 +23,16 @@ from twisted.internet import defer
 
 from matrixd.api.errors import ConfigError
 from matrixd.app.core import RoomCore, build_room_core
-from matrixd.app.master import AccountStores, SyncArea, build_rooms_area
+from matrixd.app.master import AccountStores, SyncArea, build_federation_servlets, build_rooms_area
 from matrixd.app.roles.definitions import WORKER_KINDS, WorkerKind
 from matrixd.app.roles.servlets import select_methods
 from matrixd.config import RootConfig
 from matrixd.config.workers import MAIN_INSTANCE
 from matrixd.events.room_versions import get_room_version
+from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.handlers.auth import AccessTokenAuth
+from matrixd.handlers.e2e.device_lists import DeviceListChanges
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.push_rules import PushRulesHandler
 from matrixd.handlers.rooms.area import RoomsArea
 from matrixd.handlers.sync.filters import FilterHandler
@@ -39,12 +42,15 @@ from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import InternalTransport, ReplicationHttpClient, RemoteWriter
+from matrixd.replication.e2e_streams import e2e_streams
 from matrixd.replication.http.remote import (
+    ReplicaDeviceListUpdater,
     RemoteAccountDataHandler,
     RemoteEventSendHandler,
     RemotePresenceHandler,
     RemoteReadMarkersHandler,
     RemoteReceiptsHandler,
+    RemoteToDeviceHandler,
     RemoteTypingHandler,
 )
 from matrixd.replication.roles import WorkerReplication, build_worker_replication
@@ -74,10 +80,13 @@ from matrixd.rest.media import build_media_servlets
 from matrixd.storage.account_data import AccountDataStore
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
+from matrixd.storage.device_lists import DeviceListStore, create_device_list_id_generator
+from matrixd.storage.e2e_keys import E2EKeyStore
 from matrixd.storage.filters import FilterStore
 from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptStore
+from matrixd.storage.to_device import ToDeviceStore, create_to_device_id_generator
 from matrixd.util.clock import Clock
 
 #: The client-API writes a sync worker accepts (each backed by a remote handler).
@@ -120,6 +129,7 @@ class WorkerComponents:
     rooms: Optional[RoomsArea] = None
     sync: Optional[SyncArea] = None
     media: Optional[MediaArea] = None
+    federation: Optional[FederationArea] = None
     #: Sends through the master (sync workers; federation readers once inbound PDUs land).
     send: Optional[RemoteEventSendHandler] = None
 
@@ -194,13 +204,16 @@ async def build_worker_components(
     if kind.name == "sync":
         assert writer is not None and http is not None
         rooms = build_rooms_area(config, clock, db, core, accounts.users)
-        sync, typing_fetch = await _build_sync_area(config, clock, db, core, rooms, writer, http, set_user_syncing)
+        sync, typing_fetch = await _build_sync_area(config, clock, db, core, rooms, accounts.devices, writer, http,
+                                                    set_user_syncing)
         extra_streams = sync_streams_for_worker(
             receipts=sync.stores.receipts, account_data=sync.stores.account_data, presence=sync.stores.presence,
             push_rules=sync.stores.push_rules, current_state=core.stores.current_state, typing=sync.typing,
             fetch_typing=typing_fetch,
-        )
+        ) + e2e_streams(ToDeviceStore(db, clock), DeviceListStore(db, clock))
         send = RemoteEventSendHandler(writer)
+    elif kind.name == "federation_reader":
+        rooms = build_rooms_area(config, clock, db, core, accounts.users)
     elif kind.name == "federation_sender":
         # Receipts, typing and presence become EDUs to send: follow them too (read-only replicas).
         extra_streams = await _edu_streams(clock, db, core, http)
@@ -214,6 +227,14 @@ async def build_worker_components(
     late.append(replication)
     auth = AccessTokenAuth(clock, accounts.users, tokens, activity=ReplicationActivity(replication.client.record_user_ip))
 
+    federation: Optional[FederationArea] = None
+    if kind.name == "federation_reader":
+        st = core.stores
+        federation = build_federation_area(
+            config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+            signing_key=signing_key, events=st.events, state=st.state, current_state=st.current_state,
+            rooms=st.rooms, aliases=st.aliases, profiles=st.profiles,
+        )
     media: Optional[MediaArea] = None
     if kind.name == "media_repository":
         media = build_media_area(
@@ -221,7 +242,8 @@ async def build_worker_components(
             rc_media_create=config.ratelimiting.media_create,
         )
     return WorkerComponents(config=config, kind=kind, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            replication=replication, http=http, rooms=rooms, sync=sync, media=media, send=send)
+                            replication=replication, http=http, rooms=rooms, sync=sync, media=media,
+                            federation=federation, send=send)
 
 
 async def _sync_stores(clock: Clock, db: Database, core: RoomCore) -> SyncStores:
@@ -249,8 +271,8 @@ def _typing_fetcher(http: Optional[ReplicationHttpClient]) -> Callable[[int, int
 
 
 async def _build_sync_area(
-    config: RootConfig, clock: Clock, db: Database, core: RoomCore, rooms: RoomsArea, writer: RemoteWriter,
-    http: ReplicationHttpClient, set_user_syncing: Callable[[str, bool], None],
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, rooms: RoomsArea, devices: DeviceStore,
+    writer: RemoteWriter, http: ReplicationHttpClient, set_user_syncing: Callable[[str, bool], None],
 ) -> tuple[SyncArea, Callable[[int, int, int], Any]]:
     """The sync area of a worker: the master's readers, remote writers, and replicas fed by replication."""
     notifier, cs = core.notifier, core.stores.current_state
@@ -265,8 +287,18 @@ async def _build_sync_area(
         writer, set_user_syncing, clock=clock, store=stores.presence, notifier=notifier, current_state=cs,
         server_name=config.server.server_name, enabled=config.presence.enabled,
     )
+    e2e = E2ESyncSource(
+        keys=E2EKeyStore(db, clock),
+        to_device=RemoteToDeviceHandler(writer, notifier=notifier, server_name=config.server.server_name,
+                                        store=ToDeviceStore(db, clock), devices=devices,
+                                        stream_ids=await create_to_device_id_generator(db)),
+        device_lists=ReplicaDeviceListUpdater(notifier=notifier, store=DeviceListStore(db, clock),
+                                              keys=E2EKeyStore(db, clock), to_device=ToDeviceStore(db, clock),
+                                              stream_ids=await create_device_list_id_generator(db)),
+        changes=DeviceListChanges(store=DeviceListStore(db, clock), current_state=cs),
+    )
     sync = SyncHandler(clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence,
-                       push_rules=push_rules, visibility=rooms.visibility)
+                       push_rules=push_rules, visibility=rooms.visibility, e2e=e2e)
     area = SyncArea(stores=stores, filters=FilterHandler(FilterStore(db, clock)), sync=sync, typing=typing,
                     receipts=receipts, read_markers=RemoteReadMarkersHandler(writer), account_data=account_data,
                     presence=presence, push_rules=push_rules)
@@ -319,6 +351,8 @@ def build_worker_servlet_groups(config: RootConfig, c: WorkerComponents) -> dict
             servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
             groups["media"] = list(servlets.media)
             groups["client"] = list(servlets.client)
-    # federation_reader: the federation and key servlets are added here once the federation
-    # area is on main (the worker then builds it like the master does); federation_sender: none.
+    elif c.kind.name == "federation_reader":
+        assert c.federation is not None and c.rooms is not None
+        groups["federation"], groups["keys"] = build_federation_servlets(config, c.federation, c.rooms.directory)
+    # federation_sender: no HTTP API (health and metrics only).
     return groups

@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Mapping, Optional
 
 from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.e2e.device_lists import DeviceListUpdater
+from matrixd.handlers.e2e.to_device import ToDeviceHandler
 from matrixd.handlers.presence import OFFLINE, ONLINE, UNAVAILABLE, PresenceHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
@@ -26,6 +28,8 @@ from matrixd.handlers.typing import TypingHandler
 from matrixd.events.event import Event
 from matrixd.replication.http import writes
 from matrixd.replication.http.client import RemoteWriter
+from matrixd.streams.notifier import Notifier
+from matrixd.streams.token import StreamName
 from matrixd.types import JsonDict, Requester
 
 
@@ -198,3 +202,36 @@ class RemotePresenceHandler(PresenceHandler):
             else:
                 self._local_syncs.pop(user_id, None)
                 self._set_user_syncing(user_id, False)
+
+
+class RemoteToDeviceHandler(ToDeviceHandler):
+    """To-device reads from the database up to the replicated position; acknowledgements go to the master."""
+
+    def __init__(self, writer: RemoteWriter, *, notifier: Notifier, **kwargs: Any) -> None:
+        super().__init__(notifier=notifier, **kwargs)
+        self._writer = writer
+        self._replica = notifier
+
+    def current_position(self) -> int:
+        return self._replica.current_token.get(StreamName.TO_DEVICE)
+
+    async def ack(self, user_id: str, device_id: str, up_to_pos: int) -> None:
+        await self._writer.write(writes.TO_DEVICE_ACK, {"user_id": user_id, "device_id": device_id,
+                                                        "up_to": up_to_pos})
+
+    async def send_to_device(self, requester: Requester, event_type: str, txn_id: str, body: JsonDict) -> None:
+        raise RuntimeError("to-device messages are sent through the master")
+
+
+class ReplicaDeviceListUpdater(DeviceListUpdater):
+    """Device list positions as replicated here; changes are recorded by the master."""
+
+    def __init__(self, *, notifier: Notifier, **kwargs: Any) -> None:
+        super().__init__(notifier=notifier, **kwargs)
+        self._replica = notifier
+
+    def current_position(self) -> int:
+        return self._replica.current_token.get(StreamName.DEVICE_LISTS)
+
+    async def write_change(self, user_id: str, write: Any, wake_only: Optional[str] = None) -> Any:
+        raise RuntimeError("device list changes are recorded by the master")

@@ -21,6 +21,8 @@ endpoint           arguments                                           streams r
 ``account_data``   requester, op (set_global | set_room | add_tag |    account_data
                    remove_tag), user_id, room_id, data_type, tag,
                    content
+``to_device_ack``  user_id, device_id, up_to (a /sync on a worker       (none: deletes only)
+                   acknowledged to-device messages)
 =================  ==================================================  ==========================
 """
 
@@ -32,6 +34,7 @@ import attrs
 
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.e2e.to_device import ToDeviceHandler
 from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
@@ -47,6 +50,7 @@ READ_MARKERS = "read_markers"
 PRESENCE = "presence"
 PRESENCE_SYNC = "presence_sync"
 ACCOUNT_DATA = "account_data"
+TO_DEVICE_ACK = "to_device_ack"
 
 ACCOUNT_DATA_OPS = frozenset({"set_global", "set_room", "add_tag", "remove_tag"})
 
@@ -131,6 +135,7 @@ class MasterWriteTargets:
     read_markers: ReadMarkersHandler
     presence: PresenceHandler
     account_data: AccountDataHandler
+    to_device: ToDeviceHandler
     #: stream name -> the last id allocated on it (``StreamIdGenerator.get_max_allocated``).
     positions: Mapping[str, Callable[[], int]]
 
@@ -191,6 +196,13 @@ def register_write_endpoints(endpoints: ReplicationEndpoints, t: MasterWriteTarg
             raise _bad(f"op must be one of {', '.join(sorted(ACCOUNT_DATA_OPS))}")
         return WriteResult({}, t.report("account_data"))
 
+    async def to_device_ack(args: JsonDict) -> WriteResult:
+        up_to = _opt_int(args, "up_to")
+        if up_to is None:
+            raise _bad("up_to must be an integer")
+        await t.to_device.ack(_str(args, "user_id"), _str(args, "device_id"), up_to)
+        return WriteResult({}, {})
+
     endpoints.register(SEND_EVENT, send_event)
     endpoints.register(TYPING, typing)
     endpoints.register(RECEIPT, receipt)
@@ -198,3 +210,4 @@ def register_write_endpoints(endpoints: ReplicationEndpoints, t: MasterWriteTarg
     endpoints.register(PRESENCE, presence)
     endpoints.register(PRESENCE_SYNC, presence_sync)
     endpoints.register(ACCOUNT_DATA, account_data)
+    endpoints.register(TO_DEVICE_ACK, to_device_ack)
