@@ -204,3 +204,23 @@ class E2EThroughWorkerTests(unittest.TestCase):
         # The acknowledgement went to the master, which deleted the message.
         remaining = pair.hs.run(pair.hs.components.e2e.stores.to_device.get_messages(bob, "BOBDEV", 0, 10**9, 10))
         self.assertEqual(remaining, [])
+
+
+class TokenFromAheadTests(unittest.TestCase):
+    def test_token_ahead_of_replica_waits_for_replication(self) -> None:
+        """A since token from the master, ahead of the worker's replica, makes the worker wait for replication."""
+        pair = WorkerPair(self)
+        alice, tok = pair.hs.create_user("alice")
+        room = pair.master_request("POST", "/_matrix/client/v3/createRoom", {}, access_token=tok).json_body["room_id"]
+        pair.hs.request("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/a",
+                        {"msgtype": "m.text", "body": "ahead"}, access_token=tok)
+        # The master's token already covers the event; the worker has not seen it (nothing pumped).
+        master_token = pair.hs.request("GET", "/_matrix/client/v3/sync", access_token=tok).json_body["next_batch"]
+        ch = pair.worker_request("GET", f"/_matrix/client/v3/sync?since={master_token}", access_token=tok,
+                                 await_result=False)
+        pair.reactor.advance(0.1)
+        self.assertFalse(ch.is_finished())
+        pair.settle(ch)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        # Nothing after the master's token was missed or repeated.
+        self.assertNotIn(room, ch.json_body["rooms"]["join"])
