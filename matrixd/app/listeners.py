@@ -3,7 +3,8 @@
 An http listener serves one ``JsonResource`` holding the servlets of the resource
 names it lists (``client``, ``federation``, ...); which servlets each name means
 is decided by the role's wiring (``matrixd.app.homeserver``). A metrics listener
-serves the Prometheus exposition on every path.
+serves the Prometheus exposition on every path. A replication listener serves
+the master's TCP replication stream to workers (the role passes its factory).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any, Optional
 
 import attrs
 from twisted.internet import ssl
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.web.resource import IResource
 
+from matrixd.api.errors import ConfigError
 from matrixd.config.listeners import ListenerConfig
 from matrixd.config.root import RootConfig
 from matrixd.http.request import MatrixRequest, MatrixSite
@@ -107,25 +109,42 @@ def _tls_options(config: RootConfig) -> ssl.CertificateOptions:
     return options
 
 
-def start_listeners(reactor: Any, config: RootConfig, groups: ServletGroups) -> list[BoundListener]:
-    """Listen on every configured listener; raises (CannotListenError...) on failure."""
+def _http_site(reactor: Any, config: RootConfig, groups: ServletGroups, listener: ListenerConfig,
+               index: int) -> MatrixSite:
+    root: IResource
+    if listener.type == "metrics":
+        root = MetricsResource()
+        body_limit = 1024
+    else:
+        root = build_json_resource(listener.resource_names, groups)
+        body_limit = max_body_size_for(listener, config)
+    return MatrixSite(
+        root,
+        reactor,
+        max_request_body_size=body_limit,
+        x_forwarded=listener.x_forwarded,
+        site_tag=f"{listener.type}-{index}",
+    )
+
+
+def start_listeners(
+    reactor: Any, config: RootConfig, groups: ServletGroups, replication_factory: Optional[IProtocolFactory] = None
+) -> list[BoundListener]:
+    """Listen on every configured listener; raises (CannotListenError...) on failure.
+
+    Raises:
+        ConfigError: a replication listener is configured but this role serves none.
+    """
     bound: list[BoundListener] = []
     tls_options: Optional[ssl.CertificateOptions] = None
-    for index, listener in enumerate(config.listeners.listeners):
-        root: IResource
-        if listener.type == "metrics":
-            root = MetricsResource()
-            body_limit = 1024
+    for index, listener in enumerate(config.process_listeners):
+        site: IProtocolFactory
+        if listener.type == "replication":
+            if replication_factory is None:
+                raise ConfigError(f"listeners[{index}]", "this process does not serve TCP replication")
+            site = replication_factory
         else:
-            root = build_json_resource(listener.resource_names, groups)
-            body_limit = max_body_size_for(listener, config)
-        site = MatrixSite(
-            root,
-            reactor,
-            max_request_body_size=body_limit,
-            x_forwarded=listener.x_forwarded,
-            site_tag=f"{listener.type}-{index}",
-        )
+            site = _http_site(reactor, config, groups, listener, index)
         for address in listener.bind_addresses:
             if listener.tls:
                 if tls_options is None:

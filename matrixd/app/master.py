@@ -36,8 +36,39 @@ from matrixd.handlers.accounts.uia import (
     UserInteractiveAuth,
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
+from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
+from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
+from matrixd.http.server import RestServlet
+from matrixd.media.area import MediaArea, build_media_area
+from matrixd.rest.admin import AdminAuth
+from matrixd.rest.admin.register import SharedSecretRegisterServlet
+from matrixd.rest.admin.registration_tokens import (
+    NewRegistrationTokenServlet,
+    RegistrationTokenServlet,
+    RegistrationTokensServlet,
+)
+from matrixd.rest.client.account import (
+    DeactivateServlet,
+    PasswordServlet,
+    ThreepidAddServlet,
+    ThreepidRemoveServlet,
+    ThreepidRequestTokenServlet,
+    ThreepidServlet,
+    WhoamiServlet,
+)
+from matrixd.rest.client.capabilities import CapabilitiesServlet
+from matrixd.rest.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
+from matrixd.rest.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
+from matrixd.rest.client.logout import LogoutAllServlet, LogoutServlet
+from matrixd.rest.client.profile import ProfileFieldServlet, ProfileServlet
+from matrixd.rest.client.register import (
+    RegisterAvailableServlet,
+    RegisterServlet,
+    RegistrationTokenValidityServlet,
+)
+from matrixd.rest.client.user_directory import UserDirectorySearchServlet
 from matrixd.handlers.rooms.access import RoomAccessChecker
 from matrixd.handlers.rooms.aliases import RoomAliasHandler
 from matrixd.handlers.rooms.area import RoomsArea
@@ -52,37 +83,28 @@ from matrixd.handlers.rooms.state import RoomStateHandler
 from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
-from matrixd.http.server import RestServlet
-from matrixd.rest.admin import AdminAuth
-from matrixd.rest.admin.register import SharedSecretRegisterServlet
-from matrixd.rest.admin.registration_tokens import (
-    NewRegistrationTokenServlet,
-    RegistrationTokenServlet,
-    RegistrationTokensServlet,
-)
-from matrixd.rest.client.account import (
-    DeactivateServlet,
-    PasswordServlet,
-    ThreepidChangeServlet,
-    ThreepidRequestTokenServlet,
-    ThreepidServlet,
-    WhoamiServlet,
-)
-from matrixd.media.area import MediaArea, build_media_area
-from matrixd.rest.client.capabilities import CapabilitiesServlet
-from matrixd.rest.client.devices import DeleteDevicesServlet, DeviceServlet, DevicesServlet
-from matrixd.rest.client.login import LoginServlet, LoginTokenServlet, RefreshServlet
-from matrixd.rest.client.logout import LogoutAllServlet, LogoutServlet
-from matrixd.rest.client.profile import ProfileFieldServlet, ProfileServlet
-from matrixd.rest.client.register import (
-    RegisterAvailableServlet,
-    RegisterServlet,
-    RegistrationTokenValidityServlet,
-)
-from matrixd.rest.client.user_directory import UserDirectorySearchServlet
+from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
+from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
+from matrixd.rest.client.keys import e2e_key_servlets
+from matrixd.rest.client.room_keys import room_keys_servlets
+from matrixd.rest.client.to_device import SendToDeviceServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.client.wellknown import ClientWellKnownServlet, ServerWellKnownServlet
+from matrixd.rest.federation.events import (
+    BackfillServlet,
+    EventAuthServlet,
+    EventServlet,
+    GetMissingEventsServlet,
+    StateIdsServlet,
+    StateServlet,
+)
+from matrixd.rest.federation.public_rooms import PublicRoomsServlet
+from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
+from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.key.query import RemoteKeyServlet
+from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
@@ -94,16 +116,21 @@ from matrixd.storage.directory import PublicRoomsStore
 from matrixd.storage.reports import ReportStore
 from matrixd.storage.state_lookup import StateEntryStore
 from matrixd.storage.visibility import VisibilityStore
+from matrixd.types import JsonDict, Requester
 from matrixd.util.clock import Clock
 
 # --- sync area imports (h/sync) ---
+from typing import Optional
 from matrixd.events.event import Event
 from matrixd.handlers.account_data import AccountDataHandler
 from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.push_rules import PushRulesHandler
 from matrixd.handlers.read_markers import ReadMarkersHandler
 from matrixd.handlers.receipts import ReceiptsHandler
-from matrixd.handlers.sync import AllVisible, FilterHandler, SyncHandler, SyncStores
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler, SyncStores
+from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.typing import TypingHandler
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
@@ -144,7 +171,10 @@ class SyncArea:
     push_rules: PushRulesHandler
 
 
-async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore) -> SyncArea:
+async def build_sync_area(
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility,
+    e2e: Optional[E2ESyncSource] = None,
+) -> SyncArea:
     """The sync area's stores and handlers; announces each stream's starting position."""
     notifier, cs = core.notifier, core.stores.current_state
     stores = SyncStores(
@@ -156,6 +186,7 @@ async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: 
         account_data=AccountDataStore(db, clock, await AccountDataStore.create_stream_ids(db)),
         presence=PresenceStore(db, clock, await PresenceStore.create_stream_ids(db)),
         push_rules=PushRulesStore(db, clock, await PushRulesStore.create_stream_ids(db)),
+        txn_ids=core.stores.txn_ids,
     )
     notifier.set_position(StreamName.RECEIPTS, stores.receipts.get_current_token())
     notifier.set_position(StreamName.ACCOUNT_DATA, stores.account_data.get_current_token())
@@ -179,7 +210,7 @@ async def build_sync_area(config: RootConfig, clock: Clock, db: Database, core: 
     core.persister.add_persisted_callback(on_persisted)
     sync = SyncHandler(
         clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence, push_rules=push_rules,
-        visibility=AllVisible(),
+        visibility=visibility, e2e=e2e,
     )
     return SyncArea(
         stores=stores,
@@ -230,7 +261,11 @@ class MasterComponents:
     account_area: AccountArea
     rooms: RoomsArea
     media: MediaArea
+    replication: MasterReplication
+    e2e: E2EArea
+    federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
+    internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
 
 
 async def build_master_components(
@@ -253,6 +288,73 @@ async def build_master_components(
     # -- end accounts ------------------------------------------------------------------------
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    rooms = build_rooms_area(config, clock, db, core, accounts.users)
+    visibility = rooms.visibility
+    # -- end rooms area ------------------------------------------------------------
+
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, tokens=accounts.tokens, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
+
+    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    e2e = await build_e2e_area(
+        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
+        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
+        reauth=_UiaReauth(account_area.reauth),
+    )
+    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
+    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
+
+    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
+    stores = core.stores
+    federation = build_federation_area(
+        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
+        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+    )
+
+    # --- sync area (h/sync) ---
+    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
+    # --- end sync area ---
+
+    # -- workers: the sync and E2E streams on the replication registry; the internal write endpoints --
+    publish_sync_streams(
+        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
+        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
+        account_data=sync.account_data, presence=sync.presence,
+    )
+    publish_e2e_streams(replication, e2e)
+    internal = build_write_endpoints(
+        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
+        presence=sync.presence, account_data=sync.account_data, to_device=e2e.to_device,
+        event_ids=core.stores.stream_ids,
+        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence,
+    )
+    # -- end workers ---------------------------------------------------------------------------
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            account_area=account_area, rooms=rooms, media=media, replication=replication,
+                            sync=sync, e2e=e2e, federation=federation, internal=internal)
+
+
+def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
+    """The rooms area's stores and handlers (workers build the same for their reads)."""
     st = core.stores
     state_entries = StateEntryStore(db, clock)
     visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
@@ -265,7 +367,7 @@ async def build_master_components(
     reports_store = ReportStore(db, clock)
     aliases = RoomAliasHandler(
         server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
-        users=accounts.users, access=access, send=core.send,
+        users=users, access=access, send=core.send,
     )
     rcl = config.ratelimiting
 
@@ -295,27 +397,89 @@ async def build_master_components(
         ),
         directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
                                        public_rooms=public_rooms, events=st.events, current_state=st.current_state,
-                                       users=accounts.users),
+                                       users=users),
         upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
                                    events=st.events, current_state=st.current_state, profiles=st.profiles,
                                    creation=core.creation),
         reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
-                              events=st.events, current_state=st.current_state, users=accounts.users,
+                              events=st.events, current_state=st.current_state, users=users,
                               visibility=visibility),
     )
-    # -- end rooms area ------------------------------------------------------------
+    return rooms
 
-    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
-    media = build_media_area(
-        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
-        rc_media_create=config.ratelimiting.media_create,
-    )
 
-    # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core)
-    # --- end sync area ---
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            account_area=account_area, rooms=rooms, media=media, sync=sync)
+def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
+    """The servlets behind each http resource name, for the master role."""
+    client: list[RestServlet] = [
+        VersionsServlet(),
+        CapabilitiesServlet(config.server, config.registration, c.auth),
+        ClientWellKnownServlet(config.server),
+    ]
+    # -- end-to-end encryption --
+    client += e2e_key_servlets(c.auth, c.e2e.keys, c.e2e.cross_signing)
+    client.append(SendToDeviceServlet(c.auth, c.e2e.to_device))
+    client += room_keys_servlets(c.auth, c.e2e.backup)
+
+    if config.server.serve_server_wellknown:
+        client.append(ServerWellKnownServlet(config.server))
+    # --- sync area servlets (h/sync) ---
+    sa = c.sync
+    client += [
+        SyncServlet(c.auth, sa.sync, sa.filters, c.clock),
+        CreateFilterServlet(c.auth, sa.filters),
+        GetFilterServlet(c.auth, sa.filters),
+        TypingServlet(c.auth, sa.typing),
+        ReceiptServlet(c.auth, sa.receipts),
+        ReadMarkersServlet(c.auth, sa.read_markers),
+        PresenceStatusServlet(c.auth, sa.presence),
+        AccountDataServlet(c.auth, sa.account_data),
+        RoomAccountDataServlet(c.auth, sa.account_data),
+        TagListServlet(c.auth, sa.account_data),
+        TagServlet(c.auth, sa.account_data),
+        PushRulesServlet(c.auth, sa.push_rules),
+        GlobalPushRulesServlet(c.auth, sa.push_rules),
+        PushRuleServlet(c.auth, sa.push_rules),
+    ]
+    # --- end sync area servlets ---
+
+    # accounts (client API and the /_synapse/admin endpoints of the area)
+    client.extend(_account_servlets(config, c))
+    # -- rooms area servlets -------------------------------------------------------
+    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
+
+    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
+    media: list[RestServlet] = []
+    if config.media.enable_media_repo:
+        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
+        media.extend(media_servlets.media)
+        client.extend(media_servlets.client)
+
+    # -- federation: the read-only federation API and the key server --
+    federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
+
+    return {
+        "client": client,
+        "federation": federation,
+        "media": media,
+        "keys": keys,
+        # -- workers: the internal HTTP API (/_matrixd/replication/...), shared-secret MACs --
+        "replication": build_replication_servlets(
+            c.internal, lambda: c.replication.registry, config.workers.worker_replication_secret, c.clock
+        ),
+    }
+
+
+# -- accounts area wiring (used by the two blocks above) ------------------------------------
+
+
+class _UiaReauth:
+    """Cross-signing key replacement re-authenticates through the accounts area's UIA."""
+
+    def __init__(self, reauth: Reauthentication) -> None:
+        self._reauth = reauth
+
+    async def require_auth(self, requester: Requester, body: JsonDict, operation: str) -> None:
+        await self._reauth.require(requester, body, method="POST", operation=operation)
 
 
 def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore,
@@ -337,7 +501,7 @@ def _build_account_area(config: RootConfig, reactor: Any, clock: Clock, db: Data
         DUMMY: DummyStage(),
         PASSWORD: PasswordStage(authenticator),
         REGISTRATION_TOKEN: RegistrationTokenStage(registration_tokens),
-    })
+    }, hasher)
     reauth = Reauthentication(uia, accounts.users, hasher.enabled)
     devices = DeviceHandler(accounts.devices)
     activity = DeviceActivityRecorder(clock, accounts.devices)
@@ -399,7 +563,8 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         PasswordServlet(c.auth, a.account),
         DeactivateServlet(c.auth, a.account),
         ThreepidServlet(c.auth),
-        ThreepidChangeServlet(c.auth),
+        ThreepidAddServlet(c.auth),
+        ThreepidRemoveServlet(c.auth),
         ThreepidRequestTokenServlet(),
         DevicesServlet(c.auth, a.devices),
         DeviceServlet(c.auth, a.devices, a.reauth),
@@ -414,50 +579,21 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
     ]
 
 
-def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
-    """The servlets behind each http resource name, for the master role."""
-    client: list[RestServlet] = [
-        VersionsServlet(),
-        CapabilitiesServlet(config.server, config.registration, c.auth),
-        ClientWellKnownServlet(config.server),
+def build_federation_servlets(
+    config: RootConfig, fed: FederationArea, directory: RoomDirectoryHandler
+) -> tuple[list[RestServlet], list[RestServlet]]:
+    """The ``federation`` and ``keys`` servlets (the master's, and a federation reader's)."""
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, directory, config.federation.allow_public_rooms),
     ]
-    if config.server.serve_server_wellknown:
-        client.append(ServerWellKnownServlet(config.server))
-    # accounts (client API and the /_synapse/admin endpoints of the area)
-    client.extend(_account_servlets(config, c))
-    # -- rooms area servlets -------------------------------------------------------
-    client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
-
-    # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
-    media: list[RestServlet] = []
-    if config.media.enable_media_repo:
-        media_servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
-        media.extend(media_servlets.media)
-        client.extend(media_servlets.client)
-
-    # --- sync area servlets (h/sync) ---
-    sa = c.sync
-    client += [
-        SyncServlet(c.auth, sa.sync, sa.filters, c.clock),
-        CreateFilterServlet(c.auth, sa.filters),
-        GetFilterServlet(c.auth, sa.filters),
-        TypingServlet(c.auth, sa.typing),
-        ReceiptServlet(c.auth, sa.receipts),
-        ReadMarkersServlet(c.auth, sa.read_markers),
-        PresenceStatusServlet(c.auth, sa.presence),
-        AccountDataServlet(c.auth, sa.account_data),
-        RoomAccountDataServlet(c.auth, sa.account_data),
-        TagListServlet(c.auth, sa.account_data),
-        TagServlet(c.auth, sa.account_data),
-        PushRulesServlet(c.auth, sa.push_rules),
-        GlobalPushRulesServlet(c.auth, sa.push_rules),
-        PushRuleServlet(c.auth, sa.push_rules),
-    ]
-    # --- end sync area servlets ---
-    return {
-        "client": client,
-        "federation": [],
-        "media": media,
-        "keys": [],
-        "replication": [],
-    }
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    return federation, keys

@@ -14,7 +14,8 @@ from matrixd.config._reader import ConfigReader
 HTTP_RESOURCE_NAMES = frozenset(
     {"client", "federation", "media", "keys", "metrics", "replication", "health"}
 )
-LISTENER_TYPES = frozenset({"http", "metrics"})
+# "replication": the master's TCP replication stream for workers (no resources).
+LISTENER_TYPES = frozenset({"http", "metrics", "replication"})
 
 
 @attrs.frozen(slots=True)

@@ -9,10 +9,11 @@ account data event.  Every write is announced on the account_data stream
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from matrixd.api.errors import AuthError, BadJsonError, Codes, InvalidParamError, MatrixError, NotFoundError
 from matrixd.handlers.push_rules import PushRulesHandler
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.storage.account_data import AccountDataStore
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
@@ -28,9 +29,13 @@ MAX_TAG_BYTES = 255
 class AccountDataHandler:
     def __init__(self, *, store: AccountDataStore, notifier: Notifier, push_rules: PushRulesHandler) -> None:
         self._store = store
-        self._notifier = notifier
+        self._announcer = StreamAnnouncer(notifier, StreamName.ACCOUNT_DATA, store.get_current_token)
         self._push_rules = push_rules
         self._tag_lock = Linearizer("room_tags")
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
 
     # -- checks -----------------------------------------------------------------
 
@@ -41,6 +46,8 @@ class AccountDataHandler:
 
     @staticmethod
     def _check_writable(data_type: str) -> None:
+        if not data_type:
+            raise InvalidParamError("The account data type must not be empty")
         if data_type in SERVER_MANAGED_TYPES:
             raise MatrixError(405, f"Cannot set {data_type} through this API.", Codes.BAD_JSON)
 
@@ -49,16 +56,23 @@ class AccountDataHandler:
         if not is_valid_room_id(room_id):
             raise InvalidParamError(f"{room_id!r} is not a valid room ID")
 
-    def _announce(self, user_id: str) -> None:
-        self._notifier.on_new_position(StreamName.ACCOUNT_DATA, self._store.get_current_token(), [user_id])
+    def _announce(self, stream_id: int, user_id: str) -> None:
+        self._announcer.announce(stream_id, [user_id])
+
+    async def _written(self, write: Awaitable[int]) -> int:
+        """Await a store write; if it fails, release announcements held behind its (finished) id."""
+        try:
+            return await write
+        except BaseException:
+            self._announcer.flush()
+            raise
 
     # -- global -----------------------------------------------------------------
 
     async def set_global(self, requester: Requester, user_id: str, data_type: str, content: JsonDict) -> None:
         self._check_self(requester, user_id, "add")
         self._check_writable(data_type)
-        await self._store.set_global(user_id, data_type, content)
-        self._announce(user_id)
+        self._announce(await self._written(self._store.set_global(user_id, data_type, content)), user_id)
 
     async def get_global(self, requester: Requester, user_id: str, data_type: str) -> JsonDict:
         self._check_self(requester, user_id, "get")
@@ -79,10 +93,10 @@ class AccountDataHandler:
         self._check_writable(data_type)
         if data_type == TAG_TYPE:
             async with self._tag_lock.queue((user_id, room_id)):
-                await self._store.set_room(user_id, room_id, data_type, content)
+                stream_id = await self._written(self._store.set_room(user_id, room_id, data_type, content))
         else:
-            await self._store.set_room(user_id, room_id, data_type, content)
-        self._announce(user_id)
+            stream_id = await self._written(self._store.set_room(user_id, room_id, data_type, content))
+        self._announce(stream_id, user_id)
 
     async def get_room(self, requester: Requester, user_id: str, room_id: str, data_type: str) -> JsonDict:
         self._check_self(requester, user_id, "get")
@@ -94,8 +108,10 @@ class AccountDataHandler:
 
     async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
         """Move the user's fully read marker (the read markers API, already checked)."""
-        await self._store.set_room(user_id, room_id, "m.fully_read", {"event_id": event_id})
-        self._announce(user_id)
+        stream_id = await self._written(
+            self._store.set_room(user_id, room_id, "m.fully_read", {"event_id": event_id})
+        )
+        self._announce(stream_id, user_id)
 
     # -- tags -------------------------------------------------------------------
 
@@ -132,8 +148,10 @@ class AccountDataHandler:
                 if tags.get(tag) == value:
                     return
                 tags[tag] = value
-            await self._store.set_room(user_id, room_id, TAG_TYPE, {**(existing or {}), "tags": tags})
-        self._announce(user_id)
+            stream_id = await self._written(
+                self._store.set_room(user_id, room_id, TAG_TYPE, {**(existing or {}), "tags": tags})
+            )
+        self._announce(stream_id, user_id)
 
 
 def _tags_of(content: Optional[JsonDict]) -> dict[str, Any]:

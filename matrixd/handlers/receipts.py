@@ -10,11 +10,12 @@ from unthreaded ones.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from matrixd.api.errors import AuthError, InvalidParamError, NotFoundError
 from matrixd.events.event import Event
 from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.receipts import ReceiptStore
@@ -47,8 +48,12 @@ class ReceiptsHandler:
         self._store = store
         self._events = events
         self._current_state = current_state
-        self._notifier = notifier
+        self._announcer = StreamAnnouncer(notifier, StreamName.RECEIPTS, store.get_current_token)
         self._account_data = account_data
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
 
     async def post_receipt(
         self, requester: Requester, room_id: str, receipt_type: str, event_id: str, thread_id: Any = None
@@ -85,12 +90,18 @@ class ReceiptsHandler:
         data: dict[str, Any] = {"ts": self._clock.time_msec()}
         if thread_id is not None:
             data["thread_id"] = thread_id
-        stream_id = await self._store.insert_receipt(
-            room_id, receipt_type, user_id, thread_id, event.event_id,
-            event.internal_metadata.stream_ordering or 0, data,
-        )
-        if stream_id is not None:
-            self._notifier.on_new_position(StreamName.RECEIPTS, self._store.get_current_token(), [room_id])
+        try:
+            stream_id = await self._store.insert_receipt(
+                room_id, receipt_type, user_id, thread_id, event.event_id,
+                event.internal_metadata.stream_ordering or 0, data,
+            )
+        except BaseException:
+            self._announcer.flush()
+            raise
+        if stream_id is None:
+            self._announcer.flush()  # the id finished without a row
+        else:
+            self._announcer.announce(stream_id, [room_id])
 
     async def _check_thread(self, event: Event, thread_id: str) -> None:
         """400 if the event is plainly not in the thread the receipt names."""

@@ -247,25 +247,6 @@ class EventStore:
                 )
         return await self._db.run_interaction("get_recent_timeline_rows", _recent_rows_per_room_txn, items, limit)
 
-    async def get_txn_ids_for_events(self, user_id: str, device_id: str, event_ids: Collection[str]) -> dict[str, str]:
-        """``{event_id: txn_id}`` for those events the user's device sent with a transaction id."""
-        ids = list(event_ids)
-
-        def _txn(txn: Cursor) -> dict[str, str]:
-            found: dict[str, str] = {}
-            for chunk in batch_iter(ids, IN_LIST_BATCH):
-                clause, args = in_list_clause(txn.engine, "event_id", chunk)
-                txn.execute(
-                    f"SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND {clause}",
-                    [user_id, device_id, *args],
-                )
-                found.update((r[0], r[1]) for r in txn)
-            return found
-
-        if not ids:
-            return {}
-        return await self._db.run_interaction("get_txn_ids_for_events", _txn)
-
     async def _events_for_query(self, desc: str, sql_text: str, args: Sequence[Any]) -> list[Event]:
         rows = await self._db.execute(desc, sql_text, *args)
         return await self.get_events_as_list([r[0] for r in rows])

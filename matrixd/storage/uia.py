@@ -24,6 +24,8 @@ class UiaSession:
     uri: str
     user_id: Optional[str]
     params: JsonDict
+    # bcrypt hashes of the secret parameters (passwords), which are not kept in ``params``.
+    hashed_params: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(slots=True)
@@ -38,27 +40,27 @@ class UiaSessionStore:
         self._clock = clock
 
     async def create_session(self, session_id: str, method: str, uri: str, user_id: Optional[str],
-                             params: JsonDict) -> UiaSession:
+                             params: JsonDict, hashed_params: dict[str, str]) -> UiaSession:
         now = self._clock.time_msec()
         await self._db.execute(
             "create_ui_auth_session",
-            "INSERT INTO ui_auth_sessions (session_id, creation_ts, method, uri, user_id, params)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            session_id, now, method, uri, user_id, json.dumps(params),
+            "INSERT INTO ui_auth_sessions (session_id, creation_ts, method, uri, user_id, params, hashed_params)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            session_id, now, method, uri, user_id, json.dumps(params), json.dumps(hashed_params),
         )
-        return UiaSession(session_id, now, method, uri, user_id, params)
+        return UiaSession(session_id, now, method, uri, user_id, params, hashed_params)
 
     async def get_session(self, session_id: str) -> Optional[UiaSession]:
         rows = await self._db.execute(
             "get_ui_auth_session",
-            "SELECT session_id, creation_ts, method, uri, user_id, params FROM ui_auth_sessions"
+            "SELECT session_id, creation_ts, method, uri, user_id, params, hashed_params FROM ui_auth_sessions"
             " WHERE session_id = ?",
             session_id,
         )
         if not rows:
             return None
         r = rows[0]
-        return UiaSession(r[0], int(r[1]), r[2], r[3], r[4], json.loads(r[5]))
+        return UiaSession(r[0], int(r[1]), r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]))
 
     async def get_completed_stages(self, session_id: str) -> list[CompletedStage]:
         """The session's completed stages, in the order they were completed."""

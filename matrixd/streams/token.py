@@ -98,7 +98,10 @@ class StreamToken:
 
 @attrs.frozen(slots=True, order=False)
 class RoomStreamToken:
-    """A position in a room timeline: stream ordering, plus depth when topological."""
+    """A position in a room timeline: stream ordering, plus depth when topological.
+
+    The stream ordering is negative for backfilled history (the backfill stream counts down).
+    """
 
     stream: int
     topological: Optional[int] = None
@@ -113,9 +116,9 @@ class RoomStreamToken:
         try:
             if s.startswith("t"):
                 topo, _, stream = s[1:].partition("-")
-                return cls(stream=_nonneg(stream), topological=_nonneg(topo))
+                return cls(stream=_signed(stream), topological=_nonneg(topo))
             if s.startswith("s"):
-                return cls(stream=_nonneg(s[1:]))
+                return cls(stream=_signed(s[1:]))
         except ValueError:
             pass
         raise InvalidParamError(f"Invalid pagination token {s!r}")
@@ -129,6 +132,10 @@ class RoomStreamToken:
 
     def __str__(self) -> str:
         return self.to_string()
+
+
+def _signed(raw: str) -> int:
+    return -_nonneg(raw[1:]) if raw.startswith("-") else _nonneg(raw)
 
 
 def _nonneg(raw: str) -> int:

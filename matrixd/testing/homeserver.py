@@ -34,6 +34,11 @@ TEST_CONFIG: dict[str, Any] = {
     },
     "rc_joins": {"local": {"per_second": 10000, "burst_count": 10000},
                  "remote": {"per_second": 10000, "burst_count": 10000}},
+    "rc_joins_per_room": {"per_second": 10000, "burst_count": 10000},
+    "rc_invites": {"per_room": {"per_second": 10000, "burst_count": 10000},
+                   "per_user": {"per_second": 10000, "burst_count": 10000},
+                   "per_issuer": {"per_second": 10000, "burst_count": 10000}},
+    "rc_media_create": {"per_second": 10000, "burst_count": 10000},
     "enable_registration": True,
     "enable_registration_without_verification": True,
     "registration_shared_secret": "test_shared_secret",
@@ -82,7 +87,6 @@ class TestHomeserver:
         token = "syt_" + secrets.token_urlsafe(24)
         self.run(accounts.tokens.add_access_token(user_id, device_id, token))
         return user_id, token
-
 
     def register_user(self, localpart: str, password: str, *, device_id: Optional[str] = None,
                       initial_device_display_name: Optional[str] = None) -> tuple[str, str]:

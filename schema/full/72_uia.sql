@@ -7,7 +7,8 @@ CREATE TABLE ui_auth_sessions (
     method TEXT NOT NULL,
     uri TEXT NOT NULL,
     user_id TEXT,                             -- the authenticated requester; NULL for /register
-    params TEXT NOT NULL                      -- JSON: the first request's body without "auth"
+    params TEXT NOT NULL,                     -- JSON: the first request's body without "auth" and secrets
+    hashed_params TEXT NOT NULL               -- JSON: bcrypt hashes of its secrets (passwords), never plaintext
 );
 CREATE INDEX ui_auth_sessions_creation ON ui_auth_sessions (creation_ts);
 

@@ -47,6 +47,20 @@ class RegisterTests(AccountsTestCase):
         self.assertEqual(ch.json_body["user_id"], "@alice:test")
         self.assertEqual(self.login("alice", "pw").code, 200)
 
+    def test_password_never_stored_in_session(self) -> None:
+        """The session keeps only a hash of the password; repeating it is fine, changing it is 403."""
+        ch = self.req("POST", "/register", {"username": "alice", "password": "sekrit-pw"})
+        session = ch.json_body["session"]
+        rows = self.hs.run(self.hs.components.db.execute("t", "SELECT params, hashed_params FROM ui_auth_sessions"))
+        self.assertEqual(len(rows), 1)
+        self.assertNotIn("sekrit-pw", rows[0][0] + rows[0][1])
+        auth = {"type": "m.login.dummy", "session": session}
+        ch = self.req("POST", "/register", {"username": "alice", "password": "other-pw", "auth": auth})
+        self.assert_error(ch, 403, "M_FORBIDDEN")
+        ch = self.req("POST", "/register", {"username": "alice", "password": "sekrit-pw", "auth": auth})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.assertEqual(self.login("alice", "sekrit-pw").code, 200)
+
     def test_session_bound_to_endpoint(self) -> None:
         """A registration session cannot authenticate another endpoint."""
         ch = self.req("POST", "/register", {"username": "alice", "password": "pw"})

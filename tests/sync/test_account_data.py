@@ -75,6 +75,8 @@ class AccountDataTests(SyncTestCase):
         self.assertEqual((channel.code, channel.json_body["errcode"]), (400, "M_INVALID_PARAM"))
         channel = self.request("PUT", f"/user/{self.alice}/account_data/x", self.atok, [1])
         self.assertEqual(channel.code, 400)
+        channel = self.request("PUT", f"/user/{self.alice}/account_data/", self.atok, {})
+        self.assertEqual((channel.code, channel.json_body["errcode"]), (400, "M_INVALID_PARAM"))
 
     def test_push_rules_readable_as_account_data(self) -> None:
         """m.push_rules can be read through the account data API."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 from matrixd.streams.token import RoomStreamToken, StreamToken
 from tests.sync.helpers import SyncTestCase, requester
 
@@ -206,6 +208,29 @@ class IncrementalSyncTests(SyncTestCase):
         older = self.hs.run(self.core.stores.events.get_room_events_topological(
             self.room, (token.topological, token.stream), None, 5, "b"))
         self.assertEqual([e.event_id for e in older], list(reversed(gap)))
+
+        # /messages continues backwards from prev_batch, and closes the gap from `since` to prev_batch.
+        query = urllib.parse.urlencode({"from": joined["timeline"]["prev_batch"], "dir": "b", "limit": 5})
+        channel = self.request("GET", f"/rooms/{self.room}/messages?{query}", self.btok)
+        self.assertEqual(channel.code, 200, channel.json_body)
+        self.assertEqual([e["event_id"] for e in channel.json_body["chunk"]], list(reversed(gap)))
+        query = urllib.parse.urlencode({"from": first["next_batch"], "to": joined["timeline"]["prev_batch"],
+                                        "dir": "f", "limit": 50})
+        channel = self.request("GET", f"/rooms/{self.room}/messages?{query}", self.btok)
+        self.assertEqual([e["event_id"] for e in channel.json_body["chunk"]], gap)
+
+    def test_prev_batch_of_empty_timeline(self) -> None:
+        """A room sent with no timeline events still has a prev_batch /messages accepts."""
+        last = self.send(self.alice, self.room, "latest")
+        first = self.sync(self.btok, set_presence="offline")
+        self.request("PUT", f"/rooms/{self.room}/typing/{self.alice}", self.atok, {"typing": True})
+        body = self.sync(self.btok, since=first["next_batch"], set_presence="offline")
+        timeline = body["rooms"]["join"][self.room]["timeline"]
+        self.assertEqual(timeline["events"], [])
+        query = urllib.parse.urlencode({"from": timeline["prev_batch"], "dir": "b", "limit": 1})
+        channel = self.request("GET", f"/rooms/{self.room}/messages?{query}", self.btok)
+        self.assertEqual(channel.code, 200, channel.json_body)
+        self.assertEqual([e["event_id"] for e in channel.json_body["chunk"]], [last])
 
     def test_newly_joined_room_has_full_state(self) -> None:
         """A room joined since the last sync comes with its full state and summary."""

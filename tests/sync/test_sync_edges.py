@@ -8,7 +8,8 @@ from twisted.internet import defer
 
 from matrixd.events.event import Event
 from matrixd.handlers.filtering import DEFAULT_FILTER
-from matrixd.handlers.sync import SyncConfig, SyncHandler, SyncResult
+from matrixd.handlers.sync.handler import SyncHandler
+from matrixd.handlers.sync.types import SyncConfig, SyncResult
 from matrixd.streams.token import StreamName, StreamToken
 from tests.sync.helpers import DEVICE, SyncTestCase
 

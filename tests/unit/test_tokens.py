@@ -36,7 +36,7 @@ class StreamTokenTests(unittest.TestCase):
 class RoomStreamTokenTests(unittest.TestCase):
     def test_forms(self) -> None:
         """Topological and stream-only tokens round-trip."""
-        for t in [RoomStreamToken(5, 3), RoomStreamToken(7)]:
+        for t in [RoomStreamToken(5, 3), RoomStreamToken(7), RoomStreamToken(-3, 5), RoomStreamToken(-9)]:
             self.assertEqual(RoomStreamToken.parse(t.to_string()), t)
 
     def test_sync_token_accepted_for_pagination(self) -> None:
@@ -45,6 +45,6 @@ class RoomStreamTokenTests(unittest.TestCase):
 
     def test_bad(self) -> None:
         """Malformed pagination tokens are M_INVALID_PARAM."""
-        for bad in ["", "t", "t1", "t-1-2", "sx", "x5", "s-1"]:
+        for bad in ["", "t", "t1", "t-1-2", "sx", "x5", "s--1", "t1--", "s-"]:
             with self.assertRaises(InvalidParamError, msg=bad):
                 RoomStreamToken.parse(bad)

@@ -69,10 +69,13 @@ class AccountHandler:
         auth = body.get("auth")
         continuing = isinstance(auth, dict) and "session" in auth
         _check_password_body(self._hasher, body, required=not continuing)
-        result = await self._reauth.require(requester, body, method="POST", operation="/account/password")
+        result = await self._reauth.require(requester, body, method="POST", operation="/account/password",
+                                            secret_params=("new_password",))
         params = result.params
-        new_password = _check_password_body(self._hasher, params, required=True)
-        password_hash = await self._hasher.hash(new_password)
+        _check_password_body(self._hasher, params, required=False)
+        password_hash = result.hashed.get("new_password")
+        if password_hash is None:
+            raise MatrixError(400, "Missing 'new_password'", Codes.MISSING_PARAM)
         await self._users.set_password_hash(requester.user_id, password_hash)
         if params.get("logout_devices", True):
             await self._devices.delete_all_devices(requester.user_id, except_device_id=requester.device_id)

@@ -47,10 +47,19 @@ class DeviceHandler:
     def __init__(self, devices: DeviceStore) -> None:
         self._devices = devices
         self._deletion_callbacks: list[DeviceDeletionCallback] = []
+        self._creation_callbacks: list[DeviceDeletionCallback] = []
 
     def add_deletion_callback(self, cb: DeviceDeletionCallback) -> None:
         """Run ``cb`` after devices are deleted (their tokens are gone already)."""
         self._deletion_callbacks.append(cb)
+
+    def add_creation_callback(self, cb: DeviceDeletionCallback) -> None:
+        """Run ``cb(user_id, [device_id])`` after a new device is created (device list updates)."""
+        self._creation_callbacks.append(cb)
+
+    async def on_device_created(self, user_id: str, device_id: str) -> None:
+        for cb in self._creation_callbacks:
+            await cb(user_id, [device_id])
 
     async def get_devices(self, user_id: str) -> list[DeviceInfo]:
         return await self._devices.get_devices(user_id)

@@ -169,7 +169,7 @@ class RegistrationHandler:
             raise MatrixError(400, "Missing 'password'", Codes.MISSING_PARAM)
 
         result = await self._uia.check_auth(body, method="POST", operation="/register", flows=self._flows(),
-                                            requester=None)
+                                            requester=None, secret_params=("password",))
         try:
             return await self._register_authenticated(result, client_ip)
         except Exception:
@@ -211,11 +211,10 @@ class RegistrationHandler:
     async def _register_authenticated(self, result: UiaResult, client_ip: str) -> JsonDict:
         params = result.params
         guest_user = await self._check_body(params)
-        password = params.get("password")
-        if not isinstance(password, str):
+        password_hash = result.hashed.get("password")
+        if password_hash is None:
             raise MatrixError(400, "Missing 'password'", Codes.MISSING_PARAM)
         self._ratelimiter.ratelimit(client_ip)
-        password_hash = await self._hasher.hash(password)
         if guest_user is not None:
             if not await self._users.upgrade_guest(guest_user, password_hash):
                 raise AuthError(403, "This guest account has already been upgraded")

@@ -88,7 +88,8 @@ class SessionHandler:
                 await self._tokens.delete_tokens_for_user(user_id, device_id=device_id)
                 await self._tokens.delete_refresh_tokens_for_user(user_id, device_id)
         display_name = initial_display_name[:MAX_DEVICE_DISPLAY_NAME_LEN] if initial_display_name else None
-        await self._devices.store_device(user_id, device_id, display_name)
+        if await self._devices.store_device(user_id, device_id, display_name):
+            await self._device_handler.on_device_created(user_id, device_id)
 
         cfg = self._config
         now = self._clock.time_msec()

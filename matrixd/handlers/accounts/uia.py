@@ -10,6 +10,11 @@ authenticated for one operation cannot be spent on another.  When every stage
 of some flow is complete the session is consumed (deleted) and the operation
 runs with the original parameters.
 
+Secret parameters (the password of ``/register``, the new password of
+``/account/password``) are never stored: the session keeps their bcrypt hash,
+a later request repeating one is compared against it, and the operation gets
+the hash (:attr:`UiaResult.hashed`).
+
 Stages must be completed in the order of some offered flow; a failed attempt
 is a 401 with the usual body plus ``errcode``/``error``; a stage that is
 already complete is not re-run.
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Collection, Mapping, Optional, Protocol, Sequence
 
 import attrs
 
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.accounts.credentials import PasswordAuthenticator, identifier_from_body
+from matrixd.handlers.accounts.passwords import PasswordHasher
 from matrixd.storage.accounts import UserStore
 from matrixd.storage.registration_tokens import RegistrationTokenStore
 from matrixd.storage.uia import CompletedStage, UiaSession, UiaSessionStore
@@ -128,23 +134,28 @@ class RegistrationTokenStage:
 
 @attrs.frozen(slots=True)
 class UiaResult:
-    """A completed authentication: the session's original parameters and each stage's result."""
+    """A completed authentication: the session's original parameters and each stage's result.
+
+    ``params`` lacks the secret parameters; ``hashed`` maps each to its bcrypt hash.
+    """
 
     params: JsonDict
     results: Mapping[str, Any]
+    hashed: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class UserInteractiveAuth:
     def __init__(self, clock: Clock, store: UiaSessionStore, stages: Mapping[str, UiaStage],
-                 session_lifetime_ms: int = SESSION_LIFETIME_MS) -> None:
+                 hasher: PasswordHasher, session_lifetime_ms: int = SESSION_LIFETIME_MS) -> None:
         self._clock = clock
         self._store = store
+        self._hasher = hasher
         self._stages = dict(stages)
         self._lifetime_ms = session_lifetime_ms
         self._last_purge = 0
 
     async def check_auth(self, body: JsonDict, *, method: str, operation: str, flows: Flows,
-                         requester: Optional[Requester]) -> UiaResult:
+                         requester: Optional[Requester], secret_params: Collection[str] = ()) -> UiaResult:
         """Run one step of UIA for ``body``; returns once a flow is complete.
 
         Args:
@@ -152,6 +163,8 @@ class UserInteractiveAuth:
                 (``/devices/ABC``), which the session is bound to.
             requester: the authenticated user, if the endpoint has one; the
                 session is bound to them.
+            secret_params: string parameters to keep only as bcrypt hashes
+                (the caller has validated their type and policy).
 
         Raises:
             InteractiveAuthIncompleteError: 401, authentication is not complete.
@@ -165,16 +178,22 @@ class UserInteractiveAuth:
         auth = body.get("auth")
         if auth is not None and not isinstance(auth, dict):
             raise MatrixError(400, "'auth' must be an object", Codes.BAD_JSON)
-        params = {k: v for k, v in body.items() if k != "auth"}
+        params = {k: v for k, v in body.items() if k != "auth" and k not in secret_params}
+        secrets_given = {k: body[k] for k in secret_params if body.get(k) is not None}
         user_id = requester.user_id if requester is not None else None
 
         session: Optional[UiaSession] = None
         if auth is not None and "session" in auth:
             session = await self._existing_session(auth["session"], method, operation, user_id, params)
+            for key, value in secrets_given.items():
+                stored = session.hashed_params.get(key)
+                if not isinstance(value, str) or not await self._hasher.check(value, stored):
+                    raise _changed()
         if session is None:
             await self._maybe_purge()
+            hashed = {k: await self._hasher.hash(v) for k, v in secrets_given.items() if isinstance(v, str)}
             session = await self._store.create_session(
-                secrets.token_urlsafe(24), method, operation, user_id, params
+                secrets.token_urlsafe(24), method, operation, user_id, params, hashed
             )
         completed = await self._store.get_completed_stages(session.session_id)
         if auth is None:
@@ -207,7 +226,7 @@ class UserInteractiveAuth:
         if any(all(s in done for s in flow) for flow in flows):
             if not await self._store.delete_session(session.session_id):
                 raise MatrixError(400, "This authentication session has already been used", Codes.UNKNOWN)
-            return UiaResult(session.params, {c.stage_type: c.result for c in completed})
+            return UiaResult(session.params, {c.stage_type: c.result for c in completed}, session.hashed_params)
         raise self._incomplete(session, flows, completed, error)
 
     async def _existing_session(self, session_id: Any, method: str, operation: str, user_id: Optional[str],
@@ -224,8 +243,7 @@ class UserInteractiveAuth:
             or any(k not in session.params or session.params[k] != v for k, v in params.items())
         )
         if changed:
-            raise MatrixError(403, "Requested operation has changed during the UI authentication session.",
-                              Codes.FORBIDDEN)
+            raise _changed()
         return session
 
     def _incomplete(self, session: UiaSession, flows: Flows, completed: list[CompletedStage],
@@ -256,6 +274,11 @@ class UserInteractiveAuth:
             logger.exception("failed to purge expired UIA sessions")
 
 
+def _changed() -> MatrixError:
+    return MatrixError(403, "Requested operation has changed during the UI authentication session.",
+                       Codes.FORBIDDEN)
+
+
 def _is_next_stage(flows: Flows, done: Sequence[str], stage_type: str) -> bool:
     """Whether some flow starts with the completed stages and continues with ``stage_type``."""
     k = len(done)
@@ -271,10 +294,11 @@ class Reauthentication:
         self._users = users
         self._passwords_enabled = passwords_enabled
 
-    async def require(self, requester: Requester, body: JsonDict, *, method: str, operation: str) -> UiaResult:
+    async def require(self, requester: Requester, body: JsonDict, *, method: str, operation: str,
+                      secret_params: Collection[str] = ()) -> UiaResult:
         """Complete UIA for ``requester`` or raise (401 to continue, 403 if they cannot authenticate)."""
         user = await self._users.get_user(requester.user_id)
         if user is None or not user.password_hash or not self._passwords_enabled:
             raise MatrixError(403, "This account has no way to re-authenticate on this server", Codes.FORBIDDEN)
         return await self._uia.check_auth(body, method=method, operation=operation, flows=[[PASSWORD]],
-                                          requester=requester)
+                                          requester=requester, secret_params=secret_params)

@@ -58,6 +58,16 @@ class EventPersister:
         self._stream_ids = stream_ids
         self._notifier = notifier
         self._callbacks: list[PersistedEventCallback] = []
+        self._announcer: Optional[Callable[[Sequence[Event]], None]] = None
+
+    def set_announcer(self, announcer: Callable[[Sequence[Event]], None]) -> None:
+        """Replace the default announcement (wake this process's notifier directly).
+
+        The master sets the replication publisher here, so its own rows go
+        through the same dispatcher as workers' (invalidate, advance, wake) and
+        the notifier is woken once.
+        """
+        self._announcer = announcer
 
     def add_persisted_callback(self, cb: PersistedEventCallback) -> None:
         self._callbacks.append(cb)
@@ -107,15 +117,21 @@ class EventPersister:
         return PersistedEvent(event, stream_ordering, group_after)
 
     def _announce(self, events: Sequence[Event]) -> None:
-        keys: set[str] = set()
-        for ev in events:
-            keys.add(ev.room_id)
-            if ev.type == "m.room.member" and ev.state_key is not None:
-                keys.add(ev.state_key)
-        self._notifier.on_new_position(StreamName.EVENTS, self._stream_ids.get_current_token(), keys)
+        if self._announcer is not None:
+            self._announcer(events)
+        else:
+            self._wake_notifier(events)
         for ev in events:
             for cb in self._callbacks:
                 try:
                     cb(ev)
                 except Exception:
                     logger.exception("persisted-event callback %r failed for %s", cb, ev.event_id)
+
+    def _wake_notifier(self, events: Sequence[Event]) -> None:
+        keys: set[str] = set()
+        for ev in events:
+            keys.add(ev.room_id)
+            if ev.type == "m.room.member" and ev.state_key is not None:
+                keys.add(ev.state_key)
+        self._notifier.on_new_position(StreamName.EVENTS, self._stream_ids.get_current_token(), keys)

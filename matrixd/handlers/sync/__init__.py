@@ -1,7 +1,6 @@
-"""``/sync``: filters, the per-room timeline and state computation, and long-polling."""
+"""``/sync``: filters, the per-room timeline and state computation, and long-polling.
 
-from matrixd.handlers.sync.filters import FilterHandler
-from matrixd.handlers.sync.handler import SyncHandler, SyncStores
-from matrixd.handlers.sync.types import AllVisible, EventVisibility, SyncConfig, SyncResult
-
-__all__ = ["AllVisible", "EventVisibility", "FilterHandler", "SyncConfig", "SyncHandler", "SyncResult", "SyncStores"]
+Import from the modules (``handler``, ``filters``, ``types``...): this package
+also holds :mod:`announcer`, which the stream writers (receipts, account data,
+presence) import, so it must not pull in the sync handler itself.
+"""

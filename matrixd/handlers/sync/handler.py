@@ -17,6 +17,7 @@ from typing import Iterable, Optional
 import attrs
 
 from matrixd.events.event import Event
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.filtering import EventFilter
 from matrixd.handlers.presence import PresenceHandler, format_presence
 from matrixd.handlers.push_rules import PushRulesHandler
@@ -43,8 +44,9 @@ from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptRow, ReceiptStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.streams.notifier import Notifier
-from matrixd.streams.token import STREAM_ORDER, StreamToken
+from matrixd.streams.token import STREAM_ORDER, StreamName, StreamToken
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 
@@ -69,6 +71,7 @@ class SyncStores:
     account_data: AccountDataStore
     presence: PresenceStore
     push_rules: PushRulesStore
+    txn_ids: TxnIdStore
 
 
 class SyncHandler:
@@ -84,8 +87,10 @@ class SyncHandler:
         presence: PresenceHandler,
         push_rules: PushRulesHandler,
         visibility: EventVisibility,
+        e2e: Optional[E2ESyncSource] = None,
     ) -> None:
         self._clock = clock
+        self._e2e = e2e
         self._notifier = notifier
         self._stores = stores
         self._typing = typing
@@ -96,6 +101,7 @@ class SyncHandler:
             events=stores.events,
             state_groups=stores.state_groups,
             current_state=stores.current_state,
+            txn_ids=stores.txn_ids,
             timelines=TimelineLoader(stores.events, visibility),
             lazy_members=self.lazy_members,
         )
@@ -112,22 +118,38 @@ class SyncHandler:
         async with self._presence.user_syncing(config.user_id, set_presence):
             if since is not None and since.is_after(self._notifier.current_token):
                 await self._notifier.wait_for_token(since, TOKEN_CATCH_UP_SECONDS)
+            if self._e2e is not None and config.device_id is not None and since is not None:
+                # The client came back with this token: it has the to-device messages before it.
+                await self._e2e.ack_to_device(config.user_id, config.device_id, since.to_device)
+            result = await self._wait(config, since, timeout_ms, full_state)
+            if self._e2e is not None and config.device_id is not None:
+                result.device_one_time_keys_count = await self._e2e.get_one_time_key_counts(
+                    config.user_id, config.device_id
+                )
+                result.device_unused_fallback_key_types = await self._e2e.get_unused_fallback_key_types(
+                    config.user_id, config.device_id
+                )
+            return result
+
+    async def _wait(
+        self, config: SyncConfig, since: Optional[StreamToken], timeout_ms: int, full_state: bool
+    ) -> SyncResult:
+        seq = self._notifier.current_seq()
+        result = await self.compute(config, since, self._now(since), full_state)
+        if since is None or full_state or timeout_ms <= 0 or not result.is_empty():
+            return result
+        deadline = self._clock.time() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000.0
+        while result.is_empty():
+            remaining = deadline - self._clock.time()
+            if remaining <= 0:
+                break
+            keys = [config.user_id, *result.joined_room_ids]
+            woken = await self._notifier.wait_for_keys(keys, seq, remaining)
+            if not woken:
+                break
             seq = self._notifier.current_seq()
             result = await self.compute(config, since, self._now(since), full_state)
-            if since is None or full_state or timeout_ms <= 0 or not result.is_empty():
-                return result
-            deadline = self._clock.time() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000.0
-            while result.is_empty():
-                remaining = deadline - self._clock.time()
-                if remaining <= 0:
-                    break
-                keys = [config.user_id, *result.joined_room_ids]
-                woken = await self._notifier.wait_for_keys(keys, seq, remaining)
-                if not woken:
-                    break
-                seq = self._notifier.current_seq()
-                result = await self.compute(config, since, self._now(since), full_state)
-            return result
+        return result
 
     def _now(self, since: Optional[StreamToken]) -> StreamToken:
         """The notifier's token, never behind the client's (a token from a process ahead of us)."""
@@ -169,6 +191,10 @@ class SyncHandler:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def e2e(self) -> Optional[E2ESyncSource]:
+        return self._e2e
 
 
 class _SyncComputation:
@@ -231,7 +257,25 @@ class _SyncComputation:
         result.invited, result.knocked = await self._invites_and_knocks(memberships)
         result.account_data = await self._global_account_data(account_data)
         result.presence = await self._presence(joined)
+        await self._e2e(result)
         return result
+
+    async def _e2e(self, result: SyncResult) -> None:
+        """To-device messages for the device and, incrementally, whose device lists changed."""
+        e2e = self.h.e2e
+        if e2e is None:
+            return
+        device_id = self.config.device_id
+        if device_id is not None:
+            since_pos = self.since.to_device if self.since is not None else 0
+            messages, position = await e2e.get_to_device_messages(self.user_id, device_id, since_pos)
+            result.to_device = messages
+            result.next_batch = result.next_batch.copy_and_replace(StreamName.TO_DEVICE, max(position, since_pos))
+        since = self.since
+        if since is not None and (self.now.device_lists > since.device_lists or self.now.events > since.events):
+            changed, left = await e2e.get_device_list_changes(self.user_id, since, self.now)
+            result.device_lists_changed = sorted(changed)
+            result.device_lists_left = sorted(left)
 
     # -- memberships ----------------------------------------------------------
 

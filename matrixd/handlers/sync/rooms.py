@@ -24,12 +24,13 @@ import attrs
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.handlers.sync.lazy_members import LazyMembersCache
 from matrixd.handlers.sync.timeline import RoomTimeline, TimelineLoader, TimelineRequest
-from matrixd.handlers.sync.types import SyncConfig, TimelineBatch
+from matrixd.handlers.sync.types import SyncConfig, TimelineBatch, allows_every_event
 from matrixd.handlers.filtering import DEFAULT_TIMELINE_LIMIT
 from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.types import JsonDict
 
 MEMBER = "m.room.member"
@@ -98,11 +99,13 @@ class RoomSyncer:
         events: EventStore,
         state_groups: StateGroupStore,
         current_state: CurrentStateStore,
+        txn_ids: TxnIdStore,
         timelines: TimelineLoader,
         lazy_members: LazyMembersCache,
         replaced_cache_size: int = 50_000,
     ) -> None:
         self._events = events
+        self._txn_ids = txn_ids
         self._state_groups = state_groups
         self._current_state = current_state
         self._timelines = timelines
@@ -163,6 +166,7 @@ class RoomSyncer:
                                      start_maps.get(room_id, {}), selected[room_id], since_pos)
 
         state_filter = room_filter.state
+        check_state = not allows_every_event(state_filter)
         all_ids = [eid for ids in selected.values() for eid in ids.values()]
         state_events = await self._events.get_events(all_ids)
         out: dict[str, RoomSyncData] = {}
@@ -170,7 +174,7 @@ class RoomSyncer:
             tl = timelines[room_id]
             state = [
                 state_events[eid] for eid in selected[room_id].values()
-                if eid in state_events and state_filter.allows(state_events[eid])
+                if eid in state_events and (not check_state or state_filter.allows(state_events[eid]))
             ]
             state.sort(key=lambda e: e.internal_metadata.stream_ordering or 0)
             if lazy:
@@ -209,11 +213,14 @@ class RoomSyncer:
                 since_bounds[room_id] = (None, since)
         after_start = await self._last_event_ids(last_bounds)
         after_since = await self._last_event_ids(since_bounds)
+        if not before and not after_start and not after_since:
+            return {r: {} for r in last_bounds}, {r: {} for r in since_bounds}
 
-        groups_before = await self._state_groups.get_state_groups_for_events(before.values(), before=True)
-        groups_after = await self._state_groups.get_state_groups_for_events(
-            [*after_start.values(), *after_since.values()]
+        groups_before = (
+            await self._state_groups.get_state_groups_for_events(before.values(), before=True) if before else {}
         )
+        after_ids = [*after_start.values(), *after_since.values()]
+        groups_after = await self._state_groups.get_state_groups_for_events(after_ids) if after_ids else {}
         group_maps = await self._state_groups.get_state_ids_for_groups(
             {*groups_before.values(), *groups_after.values()}
         )
@@ -383,7 +390,7 @@ class RoomSyncer:
                 elif meta.txn_id is None:
                     lookup.append(e.event_id)
             if lookup:
-                txn_ids = await self._events.get_txn_ids_for_events(config.user_id, config.device_id, lookup)
+                txn_ids = await self._txn_ids.get_txn_ids_for_events(config.user_id, config.device_id, lookup)
                 for eid, txn_id in txn_ids.items():
                     extras.setdefault(eid, {})["transaction_id"] = txn_id
         return extras

@@ -14,13 +14,12 @@ import attrs
 
 from matrixd.events.event import Event
 from matrixd.handlers.filtering import EventFilter
-from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.sync.types import EventVisibility, allows_every_event
 from matrixd.storage.events import EventStore, TimelineRow
 from matrixd.streams.token import RoomStreamToken
 
 #: Extra fetches for a room whose filter hid too much of its latest events.
 MAX_REFILL_ROUNDS = 3
-_MAX_STREAM = 2**63 - 1
 
 
 @attrs.define
@@ -55,14 +54,15 @@ class TimelineRequest:
     check_visibility_upto: Optional[int]
 
 
-def _prev_batch(rows: list[TimelineRow]) -> Optional[RoomStreamToken]:
-    """Just before the earliest (in DAG order) of the scanned events."""
+def _prev_batch(rows: list[TimelineRow]) -> RoomStreamToken:
+    """Just before the earliest (in DAG order) of the scanned events.
+
+    A topological position means "just after the event with this key", so
+    one stream step below the earliest key excludes it and nothing before it
+    (stream orderings are signed: backfilled history is negative).
+    """
     topo, stream = min((r.topological_ordering, r.stream_ordering) for r in rows)
-    if stream - 1 >= 0:
-        return RoomStreamToken(stream=stream - 1, topological=topo)
-    if topo - 1 >= 0:
-        return RoomStreamToken(stream=_MAX_STREAM, topological=topo - 1)
-    return None
+    return RoomStreamToken(stream=stream - 1, topological=topo)
 
 
 class TimelineLoader:
@@ -82,7 +82,7 @@ class TimelineLoader:
         bounds: dict[str, tuple[Optional[int], int]] = {}
         for room_id, req in requests.items():
             if req.lower is not None and req.lower >= req.upper:
-                out[room_id] = RoomTimeline([], False, RoomStreamToken(stream=max(req.upper, 0)))
+                out[room_id] = RoomTimeline([], False, RoomStreamToken(stream=req.upper))
             else:
                 bounds[room_id] = (req.lower, req.upper)
         if not bounds:
@@ -113,7 +113,7 @@ class TimelineLoader:
             if scanned:
                 prev_batch = _prev_batch(scanned)
             else:
-                prev_batch = RoomStreamToken(stream=max(upper, 0))
+                prev_batch = RoomStreamToken(stream=upper)
             out[room_id] = RoomTimeline(kept, more, prev_batch, hidden)
         return out
 
@@ -138,6 +138,8 @@ class TimelineLoader:
                     for e in ordered
                     if (e.internal_metadata.stream_ordering or 0) > upto or e.event_id in visible
                 ]
+        if allows_every_event(event_filter):
+            return ordered, []
         kept = []
         hidden = []
         for e in ordered:

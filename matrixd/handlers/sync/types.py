@@ -7,9 +7,18 @@ from typing import Optional, Protocol, Sequence
 import attrs
 
 from matrixd.events.event import Event
-from matrixd.handlers.filtering import SyncFilter
+from matrixd.handlers.filtering import EventFilter, SyncFilter
 from matrixd.streams.token import RoomStreamToken, StreamToken
 from matrixd.types import JsonDict
+
+
+def allows_every_event(event_filter: EventFilter) -> bool:
+    """Whether the filter lets every event through (so per-event checks can be skipped)."""
+    f = event_filter
+    return (
+        f.types is None and not f.not_types and f.senders is None and not f.not_senders
+        and f.rooms is None and not f.not_rooms and f.contains_url is None
+    )
 
 
 class EventVisibility(Protocol):
@@ -99,6 +108,9 @@ class SyncResult:
     extra_unsigned: dict[str, JsonDict] = attrs.field(factory=dict)
     #: The redaction event of each redacted event sent (``unsigned.redacted_because``).
     redacted_because: dict[str, Event] = attrs.field(factory=dict)
+    #: Only with end-to-end encryption wired in (None: the fields are left out).
+    device_one_time_keys_count: Optional[dict[str, int]] = None
+    device_unused_fallback_key_types: Optional[list[str]] = None
     #: The rooms the user is joined to: the long-poll's wake-up keys (not serialised).
     joined_room_ids: frozenset[str] = frozenset()
 

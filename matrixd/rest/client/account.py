@@ -74,32 +74,43 @@ class ThreepidServlet(RestServlet):
         raise MatrixError(403, THREEPID_UNSUPPORTED, Codes.THREEPID_DENIED)
 
 
-class ThreepidChangeServlet(RestServlet):
-    """``/account/3pid/{add,bind}`` (403 ``M_THREEPID_DENIED``) and ``{delete,unbind}``
-    (400 ``M_THREEPID_NOT_FOUND``: no identifier is ever bound here)."""
+class ThreepidAddServlet(RestServlet):
+    """``/account/3pid/{add,bind}``: 403 ``M_THREEPID_DENIED``."""
 
-    PATTERNS = client_patterns("/account/3pid/(?P<action>add|bind|delete|unbind)")
+    PATTERNS = client_patterns("/account/3pid/(?:add|bind)")
 
     def __init__(self, auth: Auth) -> None:
         self._auth = auth
 
-    async def on_POST(self, request: MatrixRequest, action: str) -> tuple[int, JsonDict]:
+    async def on_POST(self, request: MatrixRequest) -> tuple[int, JsonDict]:
         await self._auth.get_user_by_req(request)
         parse_json_object_from_request(request)
-        if action in ("delete", "unbind"):
-            raise MatrixError(400, "No such third-party identifier on this account", Codes.THREEPID_NOT_FOUND)
         raise MatrixError(403, THREEPID_UNSUPPORTED, Codes.THREEPID_DENIED)
+
+
+class ThreepidRemoveServlet(RestServlet):
+    """``/account/3pid/{delete,unbind}``: 400 ``M_THREEPID_NOT_FOUND`` (none is ever bound here)."""
+
+    PATTERNS = client_patterns("/account/3pid/(?:delete|unbind)")
+
+    def __init__(self, auth: Auth) -> None:
+        self._auth = auth
+
+    async def on_POST(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.get_user_by_req(request)
+        parse_json_object_from_request(request)
+        raise MatrixError(400, "No such third-party identifier on this account", Codes.THREEPID_NOT_FOUND)
 
 
 class ThreepidRequestTokenServlet(RestServlet):
     """Every ``.../{email,msisdn}/requestToken``: this server validates no third-party identifiers."""
 
     PATTERNS = [
-        *client_patterns("/account/3pid/(?P<medium>email|msisdn)/requestToken"),
-        *client_patterns("/account/password/(?P<medium>email|msisdn)/requestToken"),
-        *client_patterns("/register/(?P<medium>email|msisdn)/requestToken"),
+        *client_patterns("/account/3pid/(?:email|msisdn)/requestToken"),
+        *client_patterns("/account/password/(?:email|msisdn)/requestToken"),
+        *client_patterns("/register/(?:email|msisdn)/requestToken"),
     ]
 
-    async def on_POST(self, request: MatrixRequest, medium: str) -> tuple[int, JsonDict]:
+    async def on_POST(self, request: MatrixRequest) -> tuple[int, JsonDict]:
         parse_json_object_from_request(request)
         raise MatrixError(403, THREEPID_UNSUPPORTED, Codes.THREEPID_DENIED)

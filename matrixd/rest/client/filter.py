@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from matrixd.handlers.sync import FilterHandler
+from matrixd.handlers.sync.filters import FilterHandler
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns

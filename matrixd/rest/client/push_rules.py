@@ -14,7 +14,7 @@ from matrixd.types import JsonDict
 
 
 class PushRulesServlet(RestServlet):
-    PATTERNS = client_patterns("/pushrules/?$")
+    PATTERNS = client_patterns("/pushrules/$")
 
     def __init__(self, auth: Auth, push_rules: PushRulesHandler) -> None:
         self._auth = auth
@@ -26,7 +26,7 @@ class PushRulesServlet(RestServlet):
 
 
 class GlobalPushRulesServlet(RestServlet):
-    PATTERNS = client_patterns("/pushrules/global/?$")
+    PATTERNS = client_patterns("/pushrules/global/$")
 
     def __init__(self, auth: Auth, push_rules: PushRulesHandler) -> None:
         self._auth = auth

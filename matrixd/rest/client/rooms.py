@@ -23,8 +23,9 @@ from matrixd.rest.client.rooms_events import (
 from matrixd.rest.client.rooms_membership import (
     CreateRoomServlet,
     JoinedRoomsServlet,
+    ROOM_MEMBERSHIP_SERVLETS,
     JoinRoomByIdOrAliasServlet,
-    RoomMembershipServlet,
+    KnockServlet,
 )
 from matrixd.rest.client.rooms_read import (
     JoinedMembersServlet,
@@ -42,7 +43,8 @@ def build_rooms_servlets(
     return [
         CreateRoomServlet(auth, room_creation),
         JoinRoomByIdOrAliasServlet(auth, rooms.membership_requests),
-        RoomMembershipServlet(auth, rooms.membership_requests),
+        KnockServlet(auth, rooms.membership_requests),
+        *(servlet(auth, rooms.membership_requests) for servlet in ROOM_MEMBERSHIP_SERVLETS),
         JoinedRoomsServlet(auth, rooms.members),
         RoomSendServlet(auth, send),
         RoomRedactServlet(auth, send),

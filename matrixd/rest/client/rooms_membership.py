@@ -1,4 +1,8 @@
-"""Room creation and membership servlets: ``/createRoom``, ``/join``, ``/knock``, ``/rooms/{roomId}/<action>``, ``/joined_rooms``."""
+"""Room creation and membership servlets.
+
+``/createRoom``, ``/join/{roomIdOrAlias}``, ``/knock/{roomIdOrAlias}``, ``/rooms/{roomId}/<action>``
+(join, invite, leave, forget, kick, ban, unban) and ``/joined_rooms``.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ def _reason(body: JsonDict) -> Optional[str]:
 def _servers(request: MatrixRequest) -> list[str]:
     """``via`` (v1.12+) then the deprecated ``server_name``: where to join a remote room through."""
     args = request.args or {}
-    return [*parse_strings_from_args(args, "via", default=[]), *parse_strings_from_args(args, "server_name", default=[])]
+    via = parse_strings_from_args(args, "via", default=[])
+    return [*via, *parse_strings_from_args(args, "server_name", default=[])]
 
 
 class CreateRoomServlet(RestServlet):
@@ -44,37 +49,48 @@ class CreateRoomServlet(RestServlet):
         return 200, {"room_id": room_id}
 
 
-class JoinRoomByIdOrAliasServlet(RestServlet):
+class _ByIdOrAliasServlet(RestServlet):
     """``POST /join/{roomIdOrAlias}`` and ``POST /knock/{roomIdOrAlias}``."""
 
-    PATTERNS = client_patterns("/(?P<action>join|knock)/(?P<room_id_or_alias>[^/]*)")
+    ACTION = ""
 
     def __init__(self, auth: Auth, handler: MembershipRequestHandler) -> None:
         self._auth = auth
         self._handler = handler
 
-    async def on_POST(self, request: MatrixRequest, action: str, room_id_or_alias: str) -> tuple[int, JsonDict]:
+    async def on_POST(self, request: MatrixRequest, room_id_or_alias: str) -> tuple[int, JsonDict]:
         requester = await self._auth.get_user_by_req(request)
         body = parse_json_object_from_request(request, allow_empty_body=True)
         reason = _reason(body)
         room_id, servers = await self._handler.resolve_room(room_id_or_alias, _servers(request))
-        if action == "join":
+        if self.ACTION == "join":
             await self._handler.join(requester, room_id, reason=reason, servers=servers)
         else:
             await self._handler.knock(requester, room_id, reason=reason, servers=servers)
         return 200, {"room_id": room_id}
 
 
-class RoomMembershipServlet(RestServlet):
-    """``POST /rooms/{roomId}/{join,invite,leave,forget,kick,ban,unban}``."""
+class JoinRoomByIdOrAliasServlet(_ByIdOrAliasServlet):
+    PATTERNS = client_patterns("/join/(?P<room_id_or_alias>[^/]*)")
+    ACTION = "join"
 
-    PATTERNS = client_patterns("/rooms/(?P<room_id>[^/]*)/(?P<action>join|invite|leave|forget|kick|ban|unban)")
+
+class KnockServlet(_ByIdOrAliasServlet):
+    PATTERNS = client_patterns("/knock/(?P<room_id_or_alias>[^/]*)")
+    ACTION = "knock"
+
+
+class _RoomMembershipServlet(RestServlet):
+    """``POST /rooms/{roomId}/<action>``; guests may only join and leave."""
+
+    ACTION = ""
 
     def __init__(self, auth: Auth, handler: MembershipRequestHandler) -> None:
         self._auth = auth
         self._handler = handler
 
-    async def on_POST(self, request: MatrixRequest, room_id: str, action: str) -> tuple[int, JsonDict]:
+    async def on_POST(self, request: MatrixRequest, room_id: str) -> tuple[int, JsonDict]:
+        action = self.ACTION
         requester = await self._auth.get_user_by_req(request, allow_guest=action in ("join", "leave"))
         body = parse_json_object_from_request(request, allow_empty_body=True)
         if action == "join":
@@ -89,6 +105,20 @@ class RoomMembershipServlet(RestServlet):
         else:
             await self._handler.change_other(requester, room_id, action, body)
         return 200, {}
+
+
+def _membership_servlet(action: str) -> type[_RoomMembershipServlet]:
+    return type(
+        f"Room{action.capitalize()}Servlet",
+        (_RoomMembershipServlet,),
+        {"ACTION": action, "PATTERNS": client_patterns(f"/rooms/(?P<room_id>[^/]*)/{action}")},
+    )
+
+
+#: One servlet per ``/rooms/{roomId}/<action>`` endpoint.
+ROOM_MEMBERSHIP_SERVLETS = tuple(
+    _membership_servlet(action) for action in ("join", "invite", "leave", "forget", "kick", "ban", "unban")
+)
 
 
 class JoinedRoomsServlet(RestServlet):

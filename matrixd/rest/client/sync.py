@@ -5,8 +5,9 @@ from __future__ import annotations
 from matrixd.events.client_format import serialize_event
 from matrixd.events.event import Event
 from matrixd.handlers.filtering import SyncFilter, apply_event_fields
-from matrixd.handlers.sync import FilterHandler, SyncConfig, SyncHandler, SyncResult
-from matrixd.handlers.sync.types import TimelineBatch
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler
+from matrixd.handlers.sync.types import SyncConfig, SyncResult, TimelineBatch
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns
@@ -90,7 +91,7 @@ class SyncResponseFormatter:
         invite = {i.room_id: {"invite_state": {"events": i.invite_state}} for i in r.invited}
         knock = {k.room_id: {"knock_state": {"events": k.knock_state}} for k in r.knocked}
         device_lists: JsonDict = {"changed": r.device_lists_changed, "left": r.device_lists_left}
-        return {
+        out: JsonDict = {
             "next_batch": r.next_batch.to_string(),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
             "presence": {"events": r.presence},
@@ -98,6 +99,11 @@ class SyncResponseFormatter:
             "to_device": {"events": r.to_device},
             "device_lists": device_lists,
         }
+        if r.device_one_time_keys_count is not None:
+            out["device_one_time_keys_count"] = r.device_one_time_keys_count
+        if r.device_unused_fallback_key_types is not None:
+            out["device_unused_fallback_key_types"] = r.device_unused_fallback_key_types
+        return out
 
 
 def format_sync_result(sync_filter: SyncFilter, now_ms: int, result: SyncResult) -> JsonDict:

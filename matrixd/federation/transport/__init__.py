@@ -1,0 +1,1 @@
+"""HTTP for federation: the outbound client and agent, and inbound authentication."""
