@@ -150,6 +150,10 @@ async def run_engine(engine: str, args: argparse.Namespace, workdir: str, out: d
         for name, proc in procs.items():
             proc.stop()
     mode = "quick" if args.quick else "full"
+    if args.set:
+        mode += ", " + ", ".join(args.set)
+    if args.scenarios != ",".join(SCENARIOS):
+        mode += f", scenarios {args.scenarios}"
     print()
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(table(f"{engine} ({mode} run{rounds})", names, results))
