@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -246,6 +247,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the servers are stopped and their databases dropped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(asyncio.run(main_async(args)))
 
 
