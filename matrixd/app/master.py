@@ -37,6 +37,8 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
+from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
+from matrixd.rest.federation.flow import federation_flow_servlets
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -163,6 +165,7 @@ class MasterComponents:
     replication: MasterReplication
     e2e: E2EArea
     federation: FederationArea
+    federation_flow: FederationFlowArea
 
 
 async def build_master_components(
@@ -272,9 +275,13 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
+    # -- federation event flow: inbound /send, membership over federation, PDU distribution --
+    federation_flow = build_federation_flow_area(core, federation)
+    # -- end federation event flow --
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation)
+                            e2e=e2e, federation=federation, federation_flow=federation_flow)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -318,6 +325,8 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
     ]
     keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    # -- federation event flow: /send, make/send join, leave, knock, invite --
+    federation.extend(federation_flow_servlets(fed, c.federation_flow))
 
     return {
         "client": client,

@@ -49,6 +49,18 @@ class StateCalculator:
         )
         return StateAtPoint(resolved, None)
 
+    async def resolve(self, room_id: str, room_version: RoomVersion, state_sets: Sequence[StateMap]) -> StateMap:
+        """Resolve ``state_sets`` (e.g. the current state and the state after a received event)."""
+        distinct = [dict(s) for i, s in enumerate(state_sets) if dict(s) not in [dict(t) for t in state_sets[:i]]]
+        if len(distinct) <= 1:
+            return distinct[0] if distinct else {}
+        from matrixd.state.resolution import resolve_state
+
+        return await resolve_state(
+            room_id, room_version, distinct, self._events.get_events,
+            auth_chain_difference=self._auth_chain_difference,
+        )
+
     async def _auth_chain_difference(self, room_id: str, state_sets: Sequence[StateMap]) -> set[str]:
         """v2's auth difference from the database: each set's auth chain includes the set's own events."""
         chains = [await self._events.get_auth_chain_ids(list(s.values()), include_given=True) for s in state_sets]

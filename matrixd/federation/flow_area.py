@@ -1,0 +1,58 @@
+"""The federation event flow of one process: inbound transactions, membership over federation, backfill.
+
+Built once by the role's wiring (``matrixd.app.master``) from the room core and
+the federation foundation (``FederationArea``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from matrixd.app.core import RoomCore
+from matrixd.federation.area import FederationArea
+from matrixd.federation.inbound.edu import EduRegistry
+from matrixd.federation.inbound.events import FederationEventHandler
+from matrixd.federation.inbound.transactions import TransactionHandler
+from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
+from matrixd.federation.missing_events import RemoteEventFetcher
+from matrixd.federation.sender_api import FederationSender, ImmediateFederationSender, PduDistributor
+from matrixd.handlers.events.federated import ReceivedEventPersister
+
+
+@attrs.define
+class FederationFlowArea:
+    sender: FederationSender
+    distributor: PduDistributor
+    edus: EduRegistry
+    fetcher: RemoteEventFetcher
+    received: ReceivedEventPersister
+    event_handler: FederationEventHandler
+    transactions: TransactionHandler
+
+
+def build_federation_flow_area(core: RoomCore, federation: FederationArea,
+                               sender: Optional[FederationSender] = None) -> FederationFlowArea:
+    """Everything of the event flow; ``sender`` defaults to ``ImmediateFederationSender``."""
+    st = core.stores
+    if sender is None:
+        sender = ImmediateFederationSender(core.clock, federation.client, core.server_name)
+    distributor = PduDistributor(core.server_name, st.current_state, sender)
+    core.persister.add_persisted_callback(distributor.on_event_persisted)
+    fetcher = RemoteEventFetcher(federation.client, federation.keyring)
+    received = ReceivedEventPersister(events=st.events, current_state=st.current_state, state_calc=core.state_calc,
+                                      persister=core.persister)
+    event_handler = FederationEventHandler(
+        events=st.events, current_state=st.current_state, state_calc=core.state_calc, received=received,
+        fetcher=fetcher, room_lock=core.creation.room_lock,
+    )
+    edus = EduRegistry()
+    transactions = TransactionHandler(
+        rooms=st.rooms, keyring=federation.keyring, acl=federation.acl, event_handler=event_handler, edus=edus,
+        store=ReceivedTransactionStore(core.db, core.clock),
+    )
+    return FederationFlowArea(
+        sender=sender, distributor=distributor, edus=edus, fetcher=fetcher, received=received,
+        event_handler=event_handler, transactions=transactions,
+    )
