@@ -16,6 +16,8 @@ from matrixd.federation.inbound.edu import EduRegistry
 from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.transactions import TransactionHandler
 from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
+from matrixd.federation.membership.remote import RemoteMembershipHandler
+from matrixd.federation.membership.serve import MembershipServer
 from matrixd.federation.missing_events import RemoteEventFetcher
 from matrixd.federation.sender_api import FederationSender, ImmediateFederationSender, PduDistributor
 from matrixd.handlers.events.federated import ReceivedEventPersister
@@ -30,6 +32,8 @@ class FederationFlowArea:
     received: ReceivedEventPersister
     event_handler: FederationEventHandler
     transactions: TransactionHandler
+    membership_server: MembershipServer
+    remote_membership: RemoteMembershipHandler
 
 
 def build_federation_flow_area(core: RoomCore, federation: FederationArea,
@@ -52,7 +56,20 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea,
         rooms=st.rooms, keyring=federation.keyring, acl=federation.acl, event_handler=event_handler, edus=edus,
         store=ReceivedTransactionStore(core.db, core.clock),
     )
+    membership_server = MembershipServer(
+        server_name=core.server_name, signing_key=core.signing_key, keyring=federation.keyring, rooms=st.rooms,
+        events=st.events, state=st.state, current_state=st.current_state, creation=core.creation,
+        membership=core.membership, event_handler=event_handler, distributor=distributor, received=received,
+    )
+    remote_membership = RemoteMembershipHandler(
+        clock=core.clock, server_name=core.server_name, signing_key=core.signing_key, client=federation.client,
+        keyring=federation.keyring, fetcher=fetcher, rooms=st.rooms, events=st.events,
+        current_state=st.current_state, profiles=st.profiles, event_handler=event_handler, received=received,
+        room_lock=core.creation.room_lock,
+    )
+    core.membership.set_remote_membership(remote_membership)
     return FederationFlowArea(
         sender=sender, distributor=distributor, edus=edus, fetcher=fetcher, received=received,
-        event_handler=event_handler, transactions=transactions,
+        event_handler=event_handler, transactions=transactions, membership_server=membership_server,
+        remote_membership=remote_membership,
     )

@@ -97,8 +97,8 @@ class PduDistributor:
     async def _distribute(self, event: Event) -> None:
         await self.distribute(event)
 
-    async def distribute(self, event: Event, extra: Collection[str] = ()) -> None:
-        """Send ``event`` to every server with a joined member (and ``extra``)."""
+    async def distribute(self, event: Event, extra: Collection[str] = (), exclude: Collection[str] = ()) -> None:
+        """Send ``event`` to every server with a joined member (and ``extra``, but not ``exclude``)."""
         hosts = {d for d in map(_domain, await self._current.get_users_in_room(event.room_id)) if d}
         if event.type == "m.room.member" and event.state_key:
             target = _domain(event.state_key)
@@ -106,5 +106,6 @@ class PduDistributor:
                 hosts.add(target)
         hosts.update(extra)
         hosts.discard(self._server_name)
+        hosts.difference_update(exclude)
         if hosts:
             self._sender.send_pdu(event, hosts)
