@@ -277,6 +277,7 @@ async def build_master_components(
 
     # -- federation event flow: inbound /send, membership over federation, PDU distribution --
     federation_flow = build_federation_flow_area(core, federation)
+    rooms.messages.set_backfill(federation_flow.backfiller)
     # -- end federation event flow --
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,

@@ -12,6 +12,7 @@ import attrs
 
 from matrixd.app.core import RoomCore
 from matrixd.federation.area import FederationArea
+from matrixd.federation.backfill import FederationBackfiller
 from matrixd.federation.inbound.edu import EduRegistry
 from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.transactions import TransactionHandler
@@ -34,6 +35,7 @@ class FederationFlowArea:
     transactions: TransactionHandler
     membership_server: MembershipServer
     remote_membership: RemoteMembershipHandler
+    backfiller: FederationBackfiller
 
 
 def build_federation_flow_area(core: RoomCore, federation: FederationArea,
@@ -68,8 +70,12 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea,
         room_lock=core.creation.room_lock,
     )
     core.membership.set_remote_membership(remote_membership)
+    backfiller = FederationBackfiller(
+        server_name=core.server_name, client=federation.client, fetcher=fetcher, rooms=st.rooms, events=st.events,
+        current_state=st.current_state, event_handler=event_handler,
+    )
     return FederationFlowArea(
         sender=sender, distributor=distributor, edus=edus, fetcher=fetcher, received=received,
         event_handler=event_handler, transactions=transactions, membership_server=membership_server,
-        remote_membership=remote_membership,
+        remote_membership=remote_membership, backfiller=backfiller,
     )

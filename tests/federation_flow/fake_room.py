@@ -40,6 +40,9 @@ class FakeRoomHost:
         r.handle("PUT", "/_matrix/federation/v1/send_knock/(?P<room_id>[^/]*)/(?P<event_id>[^/]*)",
                  self._dispatch("_on_send_other"))
         r.handle("GET", "/_matrix/federation/v1/event/(?P<event_id>[^/]*)", self._on_event)
+        r.handle("GET", "/_matrix/federation/v1/backfill/(?P<room_id>[^/]*)", self._dispatch("_on_backfill"))
+        #: How many /backfill requests were answered.
+        self.backfills = 0
 
     def _dispatch(self, method: str) -> Any:
         async def handler(origin: str, content: Any, request: Any, room_id: str, **kwargs: str) -> tuple[int, JsonDict]:
@@ -53,6 +56,7 @@ class FakeRoomHost:
         return handler
 
     async def _on_event(self, origin: str, content: Any, request: Any, event_id: str) -> tuple[int, JsonDict]:
+        """The event, from whichever room has it."""
         for room in self.rooms.values():
             event = room.events.get(urllib.parse.unquote(event_id))
             if event is not None:
@@ -171,3 +175,22 @@ class FakeRoom:
                              event_id: str) -> tuple[int, JsonDict]:
         self.accept(content)
         return 200, {"knock_room_state": []} if content.get("content", {}).get("membership") == "knock" else {}
+
+    async def _on_backfill(self, origin: str, content: Any, request: Any, room_id: str) -> tuple[int, JsonDict]:
+        """The events named by ``v`` and their ancestors, newest first, up to ``limit``."""
+        args = request.args or {}
+        start = [v.decode() for v in args.get(b"v", [])]
+        limit = int(args.get(b"limit", [b"10"])[0])
+        found: list[Event] = []
+        seen: set[str] = set()
+        todo = [i for i in start if i in self.events]
+        while todo and len(found) < limit:
+            todo.sort(key=lambda i: self.events[i].depth)
+            event = self.events[todo.pop()]
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
+            found.append(event)
+            todo.extend(p for p in event.prev_event_ids() if p not in seen)
+        return 200, {"origin": self.remote.server_name, "origin_server_ts": 0,
+                     "pdus": [pdu_for_federation(e) for e in found]}

@@ -215,3 +215,23 @@ class RemoteJoinTestCase(unittest.TestCase):
         assert membership is not None
         self.assertEqual(membership.membership, "knock")
         self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "knock")
+
+    def test_backfill_history_before_join(self) -> None:
+        """/messages past the join fetches the earlier history from the remote (/backfill)."""
+        room = self.make_room()
+        room.add("m.room.history_visibility", CAROL, {"history_visibility": "shared"}, "")
+        for i in range(3):
+            room.add("m.room.message", CAROL, {"msgtype": "m.text", "body": f"old {i}"})
+        self.assertEqual(self.join(room).code, 200)
+        channel = self.hs.request("GET", f"/_matrix/client/v3/rooms/{q(room.room_id)}/messages?dir=b&limit=20",
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        bodies = [e["content"].get("body") for e in channel.json_body["chunk"] if e["type"] == "m.room.message"]
+        self.assertEqual(bodies, ["old 2", "old 1", "old 0"])
+        types = [e["type"] for e in channel.json_body["chunk"]]
+        self.assertEqual(types[-1], "m.room.create")
+        # Backfilled history changes neither extremities nor current state.
+        latest = self.hs.run(self.st.events.get_latest_event_ids_in_room(room.room_id))
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(latest, [membership.event_id])
