@@ -37,6 +37,7 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
+from matrixd.federation.sender.area import FederationOutArea, build_federation_out_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -163,6 +164,7 @@ class MasterComponents:
     replication: MasterReplication
     e2e: E2EArea
     federation: FederationArea
+    federation_out: FederationOutArea
 
 
 async def build_master_components(
@@ -272,9 +274,19 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
+    # -- federation out: the sender (queues, transactions, retries, catch-up), inbound EDUs,
+    # -- remote device cache, outbound queries. The sender starts in start_master (send_federation).
+    federation_out = build_federation_out_area(
+        clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
+        notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
+        visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+    )
+    core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation)
+                            e2e=e2e, federation=federation, federation_out=federation_out)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
