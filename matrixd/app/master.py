@@ -37,7 +37,7 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
-from matrixd.federation.sender.area import FederationOutArea, build_federation_out_area
+from matrixd.federation.sender.area import FederationOutArea, LateRemoteE2EKeys, build_federation_out_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -102,6 +102,11 @@ from matrixd.rest.federation.events import (
 from matrixd.rest.federation.public_rooms import PublicRoomsServlet
 from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
 from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.client.openid import OpenIdRequestTokenServlet
+from matrixd.rest.federation.hierarchy import HierarchyServlet
+from matrixd.rest.federation.openid import OpenIdUserInfoServlet
+from matrixd.rest.federation.user_devices import UserDevicesServlet
+from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQueryServlet
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
@@ -258,10 +263,11 @@ async def build_master_components(
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    remote_e2e_keys = LateRemoteE2EKeys()  # bound to federation in the "federation out" block
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
         current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
+        reauth=_UiaReauth(account_area.reauth), remote=remote_e2e_keys,
     )
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
@@ -281,8 +287,13 @@ async def build_master_components(
         notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
         visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
         e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
     )
     core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+    remote_e2e_keys.bind(federation_out.remote_e2e_keys)
+    account_area.profile.set_remote_profiles(federation_out.profiles)
+    rooms.aliases.set_remote_resolver(federation_out.aliases)
+    rooms.directory.set_remote_directory(federation.remote_directory)
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
@@ -329,6 +340,16 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         QueryDirectoryServlet(fed.authenticator, fed.reader),
         PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
     ]
+    # -- federation out: inbound key/device queries, OpenID userinfo, space hierarchy --
+    fo = c.federation_out
+    federation += [
+        UserDevicesServlet(fed.authenticator, fo.key_queries),
+        UserKeysQueryServlet(fed.authenticator, fo.key_queries),
+        UserKeysClaimServlet(fed.authenticator, fo.key_queries),
+        OpenIdUserInfoServlet(fo.openid),
+        HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
+    ]
+    client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
     keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
 
     return {
