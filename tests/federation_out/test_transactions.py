@@ -136,7 +136,7 @@ class TransactionTestCase(unittest.TestCase):
             events=c.core.stores.events, state=c.core.stores.state, event_stream_ids=c.core.stores.stream_ids,
             visibility=c.federation.visibility, device_lists=c.e2e.stores.device_lists,
             device_lists_position=c.e2e.device_lists, e2e_keys=c.e2e.stores.keys, to_device=c.e2e.stores.to_device,
-            send_federation=True,
+            send_federation=True, e2e=c.e2e, rooms=c.core.stores.rooms, current_state=c.core.stores.current_state,
         )
         self.hs.run(c.federation_out.store.set_retry_state(REMOTE, UP))  # the backoff has passed
         self.network.add_server(REMOTE, self.remote.site)
