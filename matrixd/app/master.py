@@ -39,6 +39,7 @@ from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
 from matrixd.rest.federation.flow import federation_flow_servlets
+from matrixd.federation.sender.area import FederationOutArea, LateRemoteE2EKeys, build_federation_out_area
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -103,6 +104,11 @@ from matrixd.rest.federation.events import (
 from matrixd.rest.federation.public_rooms import PublicRoomsServlet
 from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
 from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.client.openid import OpenIdRequestTokenServlet
+from matrixd.rest.federation.hierarchy import HierarchyServlet
+from matrixd.rest.federation.openid import OpenIdUserInfoServlet
+from matrixd.rest.federation.user_devices import UserDevicesServlet
+from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQueryServlet
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
@@ -165,6 +171,7 @@ class MasterComponents:
     replication: MasterReplication
     e2e: E2EArea
     federation: FederationArea
+    federation_out: FederationOutArea
     federation_flow: FederationFlowArea
 
 
@@ -259,10 +266,11 @@ async def build_master_components(
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    remote_e2e_keys = LateRemoteE2EKeys()  # bound to federation in the "federation out" block
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
         current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
+        reauth=_UiaReauth(account_area.reauth), remote=remote_e2e_keys,
     )
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
@@ -275,14 +283,30 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
-    # -- federation event flow: inbound /send, membership over federation, PDU distribution --
-    federation_flow = build_federation_flow_area(core, federation)
+    # -- federation out: the sender (queues, transactions, retries, catch-up), inbound EDUs,
+    # -- remote device cache, outbound queries. The sender starts in start_master (send_federation).
+    federation_out = build_federation_out_area(
+        clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
+        notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
+        visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
+    )
+    core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+    remote_e2e_keys.bind(federation_out.remote_e2e_keys)
+    account_area.profile.set_remote_profiles(federation_out.profiles)
+    rooms.aliases.set_remote_resolver(federation_out.aliases)
+    rooms.directory.set_remote_directory(federation.remote_directory)
+
+    # -- federation event flow: inbound /send, membership over federation, backfill --
+    federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
     rooms.messages.set_backfill(federation_flow.backfiller)
     # -- end federation event flow --
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation, federation_flow=federation_flow)
+                            e2e=e2e, federation=federation, federation_out=federation_out,
+                            federation_flow=federation_flow)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -325,6 +349,16 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         QueryDirectoryServlet(fed.authenticator, fed.reader),
         PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
     ]
+    # -- federation out: inbound key/device queries, OpenID userinfo, space hierarchy --
+    fo = c.federation_out
+    federation += [
+        UserDevicesServlet(fed.authenticator, fo.key_queries),
+        UserKeysQueryServlet(fed.authenticator, fo.key_queries),
+        UserKeysClaimServlet(fed.authenticator, fo.key_queries),
+        OpenIdUserInfoServlet(fo.openid),
+        HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
+    ]
+    client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
     keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
     # -- federation event flow: /send, make/send join, leave, knock, invite --
     federation.extend(federation_flow_servlets(fed, c.federation_flow))

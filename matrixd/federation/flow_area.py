@@ -6,21 +6,20 @@ the federation foundation (``FederationArea``).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import attrs
 
 from matrixd.app.core import RoomCore
 from matrixd.federation.area import FederationArea
 from matrixd.federation.backfill import FederationBackfiller
-from matrixd.federation.inbound.edu import EduRegistry
+from matrixd.federation.edus.registry import EduRegistry
 from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.transactions import TransactionHandler
 from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
 from matrixd.federation.membership.remote import RemoteMembershipHandler
 from matrixd.federation.membership.serve import MembershipServer
 from matrixd.federation.missing_events import RemoteEventFetcher
-from matrixd.federation.sender_api import FederationSender, ImmediateFederationSender, PduDistributor
+from matrixd.federation.membership.distribute import PduDistributor
+from matrixd.federation.sender_api import FederationSender
 from matrixd.handlers.events.federated import ReceivedEventPersister
 
 
@@ -38,14 +37,11 @@ class FederationFlowArea:
     backfiller: FederationBackfiller
 
 
-def build_federation_flow_area(core: RoomCore, federation: FederationArea,
-                               sender: Optional[FederationSender] = None) -> FederationFlowArea:
-    """Everything of the event flow; ``sender`` defaults to ``ImmediateFederationSender``."""
+def build_federation_flow_area(core: RoomCore, federation: FederationArea, sender: FederationSender,
+                               edus: EduRegistry) -> FederationFlowArea:
+    """Everything of the event flow, on the outbound area's sender and inbound EDU registry."""
     st = core.stores
-    if sender is None:
-        sender = ImmediateFederationSender(core.clock, federation.client, core.server_name)
     distributor = PduDistributor(core.server_name, st.current_state, sender)
-    core.persister.add_persisted_callback(distributor.on_event_persisted)
     fetcher = RemoteEventFetcher(federation.client, federation.keyring)
     received = ReceivedEventPersister(events=st.events, current_state=st.current_state, state_calc=core.state_calc,
                                       persister=core.persister)
@@ -53,7 +49,6 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea,
         events=st.events, current_state=st.current_state, state_calc=core.state_calc, received=received,
         fetcher=fetcher, room_lock=core.creation.room_lock,
     )
-    edus = EduRegistry()
     transactions = TransactionHandler(
         rooms=st.rooms, keyring=federation.keyring, acl=federation.acl, event_handler=event_handler, edus=edus,
         store=ReceivedTransactionStore(core.db, core.clock),

@@ -235,13 +235,27 @@ class InboundTransactionTestCase(unittest.TestCase):
         async def on_typing(origin: str, content: JsonDict) -> None:
             seen.append((origin, content))
 
-        self.hs.components.federation_flow.edus.register("m.typing", on_typing)
+        self.hs.components.federation_out.edus.register("org.example.typing", on_typing)
         channel = send_transaction(self.hs, self.remote, [], edus=[
-            {"edu_type": "m.typing", "content": {"room_id": self.room_id, "user_id": BOB, "typing": True}},
+            {"edu_type": "org.example.typing", "content": {"room_id": self.room_id, "user_id": BOB, "typing": True}},
             {"edu_type": "org.example.unknown", "content": {}},
         ])
         self.assertEqual(channel.code, 200, channel.result_body)
         self.assertEqual(seen, [(REMOTE, {"room_id": self.room_id, "user_id": BOB, "typing": True})])
+
+    def test_edus_of_acl_denied_room_dropped(self) -> None:
+        """An EDU naming a room whose ACL denies the origin is not handed on."""
+        seen: list[JsonDict] = []
+
+        async def on_edu(origin: str, content: JsonDict) -> None:
+            seen.append(content)
+
+        self.hs.components.federation_out.edus.register("org.example.typing", on_edu)
+        self.local_send(self.alice, "m.room.server_acl", {"allow": ["*"], "deny": [REMOTE]}, "")
+        channel = send_transaction(self.hs, self.remote, [], edus=[
+            {"edu_type": "org.example.typing", "content": {"room_id": self.room_id}}])
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(seen, [])
 
     def test_origin_mismatch_in_body(self) -> None:
         """A body naming another origin than the signed one is refused."""

@@ -8,7 +8,7 @@
   (``check_origin``), receipt checks 1-3 (``check_pdu``), then
   ``FederationEventHandler``.  PDUs of one room are processed in order, rooms
   in parallel.  The answer is ``{"pdus": {event_id: {} | {"error": ...}}}``.
-* EDUs go to ``EduRegistry`` (those naming a room the origin is ACL-denied
+* EDUs go to the outbound area's ``EduRegistry`` (those naming a room the origin is ACL-denied
   in are dropped).
 """
 
@@ -24,7 +24,7 @@ from matrixd.crypto.keyring import Keyring
 from matrixd.events.event import Event
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
 from matrixd.federation.acl import ServerAclChecker
-from matrixd.federation.inbound.edu import EduRegistry
+from matrixd.federation.edus.registry import EduRegistry
 from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.pdu_checks import PduDropped, check_origin, check_pdu
 from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
@@ -144,7 +144,7 @@ class TransactionHandler:
             room_id = content.get("room_id")
             if isinstance(room_id, str) and not await self._acl.is_server_allowed(origin, room_id):
                 continue
-            await self._edus.on_edu(origin, edu_type, content)
+            await self._edus.handle(origin, edu_type, content)
 
 
 def _event_id_for_error(pdu: JsonDict) -> Optional[str]:

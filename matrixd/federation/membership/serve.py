@@ -39,7 +39,7 @@ from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, domain_of
 from matrixd.federation.membership.stripped import stripped_state
 from matrixd.federation.read_handler import pdu_for_federation
-from matrixd.federation.sender_api import PduDistributor
+from matrixd.federation.membership.distribute import PduDistributor
 from matrixd.handlers.events.federated import ReceivedEventPersister
 from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
 from matrixd.handlers.rooms.membership import RoomMemberHandler
