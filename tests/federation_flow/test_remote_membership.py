@@ -233,3 +233,22 @@ class RemoteJoinTestCase(unittest.TestCase):
         membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
         assert membership is not None
         self.assertEqual(latest, [membership.event_id])
+
+    def test_rejoin_after_leaving_goes_through_remote(self) -> None:
+        """Rejoining a remote room we left joins through a server still in it, not on our stale copy."""
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/leave", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.flush_sender()
+        leave = next(p for p in self.received if p["content"].get("membership") == "leave")
+        room.accept(leave)  # the remote applies what our sender delivered
+        room.add("m.room.topic", CAROL, {"topic": "while you were out"}, "")
+        channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/join", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "join")
+        topic = self.hs.run(self.st.current_state.get_current_state_event(room.room_id, "m.room.topic", ""))
+        assert topic is not None
+        self.assertEqual(topic.content["topic"], "while you were out")

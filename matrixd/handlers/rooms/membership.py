@@ -110,6 +110,12 @@ class RoomMemberHandler:
             if action in (JOIN, KNOCK):
                 raise NotFoundError("No known servers to join this room through", Codes.NOT_FOUND)
             raise NotFoundError("Unknown room")
+        if action == JOIN and self._remote is not None and target == requester.user_id:
+            # A room we know but have left: our copy is stale, so join through a server still in it.
+            hosts = await self._remote_hosts_if_we_left(room_id)
+            if hosts:
+                return await self._remote.remote_join(requester, room_id, [*(remote_servers or []), *hosts],
+                                                      dict(extra_content or {}))
 
         membership, content = self._membership_for(action, requester.user_id, target)
         if extra_content:
@@ -149,6 +155,17 @@ class RoomMemberHandler:
         if membership == JOIN:
             await self._forgotten.unforget(target, room_id)
         return persisted.event.event_id
+
+    async def _remote_hosts_if_we_left(self, room_id: str) -> list[str]:
+        """Other servers in the room if none of our users is joined any more (else none)."""
+        hosts: list[str] = []
+        for user_id in sorted(await self._current.get_users_in_room(room_id)):
+            domain = get_domain_from_id(user_id)
+            if domain == self._server_name:
+                return []
+            if domain not in hosts:
+                hosts.append(domain)
+        return hosts
 
     def _membership_for(self, action: str, sender: str, target: str) -> tuple[str, JsonDict]:
         if action == JOIN:
