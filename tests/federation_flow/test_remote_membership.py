@@ -54,7 +54,7 @@ class RemoteJoinTestCase(unittest.TestCase):
 
     def test_join_remote_room(self) -> None:
         """A local user joins a room held by another server: the room becomes usable here at once."""
-        for version in ("10", "12"):
+        for version in ("1", "10", "12"):
             room = self.make_room(version)
             channel = self.join(room)
             self.assertEqual(channel.code, 200, channel.result_body)

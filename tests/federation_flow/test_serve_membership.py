@@ -181,3 +181,50 @@ class ServeMembershipTestCase(unittest.TestCase):
                                       {"event": {}, "room_version": "999"})
         self.assertEqual(channel.code, 400, channel.result_body)
         self.assertEqual(channel.json_body["errcode"], "M_INCOMPATIBLE_ROOM_VERSION")
+
+    def test_restricted_join_counter_signed(self) -> None:
+        """A restricted join names a local authoriser, and send_join returns it with our signature added."""
+        space = self.room()
+        self.handshake("join", space)  # bob is in the allowed room
+        room_id = self.room("private_chat", initial_state=[
+            {"type": "m.room.join_rules", "state_key": "",
+             "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}}])
+        channel = self.make("join", room_id)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(channel.json_body["event"]["content"]["join_authorised_via_users_server"], self.alice)
+        rv = KNOWN_ROOM_VERSIONS[channel.json_body["room_version"]]
+        event = self.sign(rv, channel.json_body["event"])
+        channel = self.remote.request(self.hs, "PUT",
+                                      f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(event.event_id)}",
+                                      event.get_pdu_json())
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(set(channel.json_body["event"]["signatures"]), {REMOTE, "test"})
+        membership = self.hs.run(self.st.current_state.get_membership(room_id, BOB))
+        assert membership is not None
+        self.assertEqual(membership.membership, "join")
+
+    def test_restricted_join_refused_without_membership(self) -> None:
+        """A user meeting no allow rule of a restricted room cannot get a join template."""
+        space = self.room()
+        room_id = self.room("private_chat", initial_state=[
+            {"type": "m.room.join_rules", "state_key": "",
+             "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}}])
+        self.assertEqual(self.make("join", room_id).code, 403)
+
+    def test_invite_v1_for_local_user(self) -> None:
+        """The v1 invite endpoint takes the bare event and answers ``[200, {"event": ...}]`` signed by us."""
+        from tests.federation_flow.fake_room import FakeRoom
+
+        room = FakeRoom(self.remote, KNOWN_ROOM_VERSIONS["1"], BOB)  # v1 invites are for v1/v2 rooms
+        invite = room.add("m.room.member", BOB, {"membership": "invite"}, self.alice)
+        pdu = dict(invite.get_pdu_json())
+        pdu["unsigned"] = {"invite_room_state": [{"type": "m.room.name", "state_key": "", "sender": BOB,
+                                                  "content": {"name": "Over there"}}]}
+        channel = self.remote.request(
+            self.hs, "PUT", f"/_matrix/federation/v1/invite/{q(room.room_id)}/{q(invite.event_id)}", pdu)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(channel.json_body[0], 200)
+        self.assertIn("test", channel.json_body[1]["event"]["signatures"])
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(membership.membership, "invite")
