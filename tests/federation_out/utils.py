@@ -62,6 +62,6 @@ def pump(hs: Any, seconds: float = 2.0, step: float = 0.1) -> None:
 def started_homeserver(testcase: TestCase, config: Optional[JsonDict] = None) -> tuple[Any, Any, FakeRemoteServer]:
     """A federating homeserver whose sender is started (as start_master does)."""
     hs, network, remote = make_federating_homeserver(testcase, config)
-    hs.run(hs.components.federation_out.sender.start())
-    testcase.addCleanup(hs.components.federation_out.sender.stop)
+    hs.run(hs.components.federation_out.start())
+    testcase.addCleanup(hs.components.federation_out.stop)
     return hs, network, remote
