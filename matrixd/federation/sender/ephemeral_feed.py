@@ -121,6 +121,7 @@ class EphemeralStreamFeed:
                 if not self._is_mine(state.user_id):
                     continue
                 rooms = await self._current_state.get_rooms_for_user(state.user_id)
-                await self._sender.on_local_presence(state.user_id, format_presence(state, self._clock.time_msec()),
-                                                     rooms)
+                content = format_presence(state, self._clock.time_msec())
+                content.setdefault("last_active_ago", 0)  # required in m.presence pushes
+                await self._sender.on_local_presence(state.user_id, content, rooms)
             pos = states[-1].stream_id if len(states) >= BATCH else None
