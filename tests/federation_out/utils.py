@@ -48,7 +48,8 @@ class TransactionRecorder:
         return [p for t in self.transactions for p in t["pdus"]]
 
     def edus(self, edu_type: Optional[str] = None) -> list[JsonDict]:
-        return [e for t in self.transactions for e in t.get("edus", []) if edu_type is None or e["edu_type"] == edu_type]
+        return [e for t in self.transactions for e in t.get("edus", [])
+                if edu_type is None or e["edu_type"] == edu_type]
 
 
 def pump(hs: Any, seconds: float = 2.0, step: float = 0.1) -> None:
