@@ -39,7 +39,12 @@ from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
 from matrixd.rest.federation.flow import federation_flow_servlets
-from matrixd.federation.sender.area import FederationOutArea, LateRemoteE2EKeys, build_federation_out_area
+from matrixd.federation.sender.area import (
+    FederationOutArea,
+    LateRemoteE2EKeys,
+    SyncHandlers,
+    build_federation_out_area,
+)
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -395,6 +400,8 @@ async def build_master_components(
         visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
         e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
         e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
+        sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
+                          presence=sync.presence, presence_store=sync.stores.presence),
     )
     core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
     remote_e2e_keys.bind(federation_out.remote_e2e_keys)

@@ -214,8 +214,8 @@ class PresenceHandler:
         now = self._clock.time_msec()
         changed = []
         for user_id, state in list(self._states.items()):
-            if state.state == OFFLINE:
-                continue
+            if state.state == OFFLINE or not self.is_mine(user_id):
+                continue  # remote users' servers tell us when their state changes
             new = state
             if user_id not in self._syncing and now - state.last_user_sync_ts > SYNC_TIMEOUT_MS:
                 new = attrs.evolve(state, state=OFFLINE, currently_active=False)
@@ -226,6 +226,20 @@ class PresenceHandler:
             if new != state:
                 changed.append(new)
         await self._persist(changed)
+
+    async def set_remote_presence(self, user_id: str, content: JsonDict) -> None:
+        """A remote user's presence from its own server (federation ``m.presence``; already checked)."""
+        if self.is_mine(user_id) or not self.enabled or content.get("presence") not in PRESENCE_STATES:
+            return
+        now = self._clock.time_msec()
+        ago = content.get("last_active_ago")
+        status = content.get("status_msg")
+        new = UserPresenceState(
+            user_id, str(content["presence"]), status if isinstance(status, str) else None,
+            now - ago if isinstance(ago, int) and not isinstance(ago, bool) and ago >= 0 else 0,
+            now, content.get("currently_active") is True,
+        )
+        await self._persist([new])
 
     async def _persist(self, states: Iterable[UserPresenceState]) -> None:
         batch = list(states)

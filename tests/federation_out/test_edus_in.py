@@ -170,3 +170,42 @@ class InboundEduTestCase(unittest.TestCase):
         self.handle("m.signing_key_update", {"user_id": self.alice, "master_key": {"user_id": self.alice}})
         self.assertEqual(dict(self.hs.run(cache.get_cached_users([BOB]))[BOB].cross_signing), {"master": master})
         pump(self.hs)
+
+
+class SyncAreaSinkTestCase(unittest.TestCase):
+    """Inbound typing, receipts and presence reach the sync area's handlers."""
+
+    def setUp(self) -> None:
+        self.hs, self.network, self.remote = started_homeserver(self)
+        self.area = self.hs.components.federation_out
+        self.sync = self.hs.components.sync
+        self.alice, _ = self.hs.create_user("alice")
+        self.room_id = create_room(self.hs, self.alice, {"preset": "public_chat"})
+        join(self.hs, self.room_id, BOB)
+
+    def handle(self, edu_type: str, content: dict[str, Any]) -> None:
+        self.hs.run(self.area.edus.handle(REMOTE, edu_type, content))
+
+    def test_typing(self) -> None:
+        """A remote user's m.typing shows in the room's typing list until stopped."""
+        self.handle("m.typing", {"room_id": self.room_id, "user_id": BOB, "typing": True})
+        self.assertEqual(self.sync.typing.get_typing_users(self.room_id), [BOB])
+        self.handle("m.typing", {"room_id": self.room_id, "user_id": BOB, "typing": False})
+        self.assertEqual(self.sync.typing.get_typing_users(self.room_id), [])
+
+    def test_receipt(self) -> None:
+        """A remote m.read receipt for a known event is stored on the receipts stream."""
+        event_id = self.hs.run(self.hs.components.core.stores.events.get_latest_event_ids_in_room(self.room_id))[0]
+        before = self.sync.stores.receipts.get_current_token()
+        self.handle("m.receipt", {self.room_id: {"m.read": {BOB: {"event_ids": [event_id, "$unknown"],
+                                                                  "data": {"ts": 1}}}}})
+        rows = self.hs.run(self.sync.stores.receipts.get_updates(before, 2**62, 10))
+        self.assertEqual([(r.user_id, r.event_id) for r in rows], [(BOB, event_id)])
+
+    def test_presence(self) -> None:
+        """A remote m.presence update becomes the user's presence here (and is not timed out locally)."""
+        self.handle("m.presence", {"push": [{"user_id": BOB, "presence": "online", "last_active_ago": 10,
+                                             "status_msg": "hi"}]})
+        pump(self.hs, 60, step=1)
+        state = self.hs.run(self.sync.presence.get_state(BOB))
+        self.assertEqual((state.state, state.status_msg), ("online", "hi"))

@@ -8,11 +8,21 @@ from twisted.trial import unittest
 from matrixd.federation.sender.backoff import UP
 from matrixd.federation.sender.destination import MAX_PDUS_PER_TXN
 from matrixd.testing.federation import FakeRemoteServer
-from tests.federation_out.utils import REMOTE, TransactionRecorder, create_room, join, pump, send_event, started_homeserver
+from tests.federation_out.utils import (
+    REMOTE,
+    TransactionRecorder,
+    create_room,
+    join,
+    pump,
+    send_event,
+    started_homeserver,
+)
 
 
 def message(hs: object, room_id: str, sender: str, body: str) -> str:
-    return send_event(hs, room_id, sender, "m.room.message", {"msgtype": "m.text", "body": body})  # type: ignore[arg-type]
+    event_id: str = send_event(hs, room_id, sender, "m.room.message",  # type: ignore[arg-type]
+                               {"msgtype": "m.text", "body": body})
+    return event_id
 
 
 class TransactionTestCase(unittest.TestCase):

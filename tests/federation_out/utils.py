@@ -48,7 +48,8 @@ class TransactionRecorder:
         return [p for t in self.transactions for p in t["pdus"]]
 
     def edus(self, edu_type: Optional[str] = None) -> list[JsonDict]:
-        return [e for t in self.transactions for e in t.get("edus", []) if edu_type is None or e["edu_type"] == edu_type]
+        return [e for t in self.transactions for e in t.get("edus", [])
+                if edu_type is None or e["edu_type"] == edu_type]
 
 
 def pump(hs: Any, seconds: float = 2.0, step: float = 0.1) -> None:
@@ -62,6 +63,6 @@ def pump(hs: Any, seconds: float = 2.0, step: float = 0.1) -> None:
 def started_homeserver(testcase: TestCase, config: Optional[JsonDict] = None) -> tuple[Any, Any, FakeRemoteServer]:
     """A federating homeserver whose sender is started (as start_master does)."""
     hs, network, remote = make_federating_homeserver(testcase, config)
-    hs.run(hs.components.federation_out.sender.start())
-    testcase.addCleanup(hs.components.federation_out.sender.stop)
+    hs.run(hs.components.federation_out.start())
+    testcase.addCleanup(hs.components.federation_out.stop)
     return hs, network, remote

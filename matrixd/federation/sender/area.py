@@ -9,14 +9,21 @@ wiring) and the handlers of inbound key, OpenID and hierarchy queries.
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Optional, Protocol, Sequence
 
 import attrs
 
 from matrixd.federation.edus.device_lists import DeviceListEduHandler
 from matrixd.federation.edus.ephemeral import PresenceEduHandler, ReceiptEduHandler, TypingEduHandler
 from matrixd.federation.edus.registry import EduRegistry
+from matrixd.federation.edus.sync_sinks import SyncAreaSinks
 from matrixd.federation.edus.to_device import DirectToDeviceEduHandler
+from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
+from matrixd.handlers.presence import PresenceHandler
+from matrixd.handlers.receipts import ReceiptsHandler
+from matrixd.handlers.typing import TypingHandler
+from matrixd.storage.presence import PresenceStore
+from matrixd.storage.receipts import ReceiptStore
 from matrixd.federation.inbound_queries import FederationKeyQueries, OpenIdTokens, SpaceHierarchy
 from matrixd.federation.queries import (
     FederationAliasResolver,
@@ -57,6 +64,17 @@ class DeviceListsPosition(Protocol):
     def current_position(self) -> int: ...
 
 
+@attrs.frozen(slots=True)
+class SyncHandlers:
+    """What federation needs of the sync area: its ephemeral handlers and their streams' stores."""
+
+    typing: TypingHandler
+    receipts: ReceiptsHandler
+    receipt_store: ReceiptStore
+    presence: PresenceHandler
+    presence_store: PresenceStore
+
+
 @attrs.define
 class FederationOutArea:
     store: FederationSenderStore
@@ -78,6 +96,19 @@ class FederationOutArea:
     key_queries: FederationKeyQueries
     openid: OpenIdTokens
     hierarchy: SpaceHierarchy
+    # Outbound typing/receipts/presence from the sync area's streams (None: no sync area here).
+    ephemeral_feed: Optional[EphemeralStreamFeed] = None
+
+    async def start(self) -> None:
+        """Start sending (the role's start-up calls this when ``send_federation`` is on)."""
+        await self.sender.start()
+        if self.ephemeral_feed is not None:
+            self.ephemeral_feed.start()
+
+    def stop(self) -> None:
+        if self.ephemeral_feed is not None:
+            self.ephemeral_feed.stop()
+        self.sender.stop()
 
 
 class LateRemoteE2EKeys:
@@ -120,6 +151,7 @@ def build_federation_out_area(
     e2e: E2EArea,
     rooms: RoomStore,
     current_state: CurrentStateStore,
+    sync: Optional[SyncHandlers] = None,
 ) -> FederationOutArea:
     store = FederationSenderStore(db, clock)
     remote_devices = RemoteDeviceCacheStore(db, clock)
@@ -144,7 +176,18 @@ def build_federation_out_area(
     registry.register(DIRECT_TO_DEVICE, DirectToDeviceEduHandler(server_name, e2e.to_device))
     registry.register(DEVICE_LIST_UPDATE, device_list_edus.on_device_list_update)
     registry.register(SIGNING_KEY_UPDATE, device_list_edus.on_signing_key_update)
+    feed: Optional[EphemeralStreamFeed] = None
+    if sync is not None:
+        sinks = SyncAreaSinks(typing=sync.typing, receipts=sync.receipts, presence=sync.presence, events=events)
+        typing.add_sink(sinks)
+        receipts.add_sink(sinks)
+        presence.add_sink(sinks)
+        feed = EphemeralStreamFeed(
+            server_name=server_name, clock=clock, notifier=notifier, sender=sender, typing=sync.typing,
+            receipts=sync.receipt_store, presence=sync.presence_store, current_state=current_state,
+        )
     return FederationOutArea(
+        ephemeral_feed=feed,
         store=store, remote_devices=remote_devices, sender=sender, send_federation=send_federation,
         edus=registry, typing=typing, receipts=receipts, presence=presence, device_list_edus=device_list_edus,
         remote_e2e_keys=FederationE2EKeys(client, remote_devices, device_lists, server_name),

@@ -15,7 +15,8 @@ class HierarchyServlet(BaseFederationServlet):
     PATTERNS = federation_patterns("/hierarchy/(?P<room_id>[^/]*)")
     ROOM_ID_ARG = "room_id"
 
-    def __init__(self, authenticator: FederationAuthenticator, acl: ServerAclChecker, hierarchy: SpaceHierarchy) -> None:
+    def __init__(self, authenticator: FederationAuthenticator, acl: ServerAclChecker,
+                 hierarchy: SpaceHierarchy) -> None:
         super().__init__(authenticator, acl)
         self._hierarchy = hierarchy
 
