@@ -80,6 +80,10 @@ class RemoteJoinTestCase(unittest.TestCase):
                                   access_token=self.alice_token)
         self.assertEqual(channel.code, 200, channel.result_body)
         self.assertEqual(channel.json_body["chunk"][0]["content"]["body"], "welcome")
+        channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        timeline = channel.json_body["rooms"]["join"][room.room_id]["timeline"]["events"]
+        self.assertIn("welcome", [e["content"].get("body") for e in timeline])
 
         channel = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{q(room.room_id)}/send/m.room.message/t1",
                                   {"msgtype": "m.text", "body": "thanks"}, access_token=self.alice_token)
@@ -138,6 +142,10 @@ class RemoteJoinTestCase(unittest.TestCase):
         stored = self.hs.run(self.st.events.get_event(invite.event_id))
         assert stored is not None
         self.assertEqual(stored.unsigned["invite_room_state"][0]["type"], "m.room.join_rules")
+        channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        invite_state = channel.json_body["rooms"]["invite"][room.room_id]["invite_state"]["events"]
+        self.assertIn("m.room.join_rules", [e["type"] for e in invite_state])
         channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/join", {},
                                   access_token=self.alice_token)
         self.assertEqual(channel.code, 200, channel.result_body)
@@ -252,3 +260,19 @@ class RemoteJoinTestCase(unittest.TestCase):
         topic = self.hs.run(self.st.current_state.get_current_state_event(room.room_id, "m.room.topic", ""))
         assert topic is not None
         self.assertEqual(topic.content["topic"], "while you were out")
+
+    def test_inbound_message_wakes_sync(self) -> None:
+        """A waiting /sync returns as soon as a remote message arrives over /send."""
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        first = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+        since = first.json_body["next_batch"]
+        waiting = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}&timeout=30000",
+                                  access_token=self.alice_token, await_result=False)
+        self.hs.advance(1)
+        self.assertFalse(waiting.is_finished())
+        msg = room.add("m.room.message", CAROL, {"msgtype": "m.text", "body": "ping"})
+        self.assertEqual(send_transaction(self.hs, self.remote, [msg.get_pdu_json()]).code, 200)
+        waiting.await_result(timeout=5)
+        timeline = waiting.json_body["rooms"]["join"][room.room_id]["timeline"]["events"]
+        self.assertEqual([e["event_id"] for e in timeline], [msg.event_id])
