@@ -262,3 +262,18 @@ class InboundTransactionTestCase(unittest.TestCase):
         channel = self.remote.request(self.hs, "PUT", "/_matrix/federation/v1/send/x",
                                       {"origin": "other.test", "pdus": [], "edus": []})
         self.assertEqual(channel.code, 400, channel.result_body)
+
+    def test_fork_merges_into_current_state(self) -> None:
+        """A state event on an older branch becomes current state by resolution; both branch tips stay extremities."""
+        self.local_send(self.alice, "m.room.power_levels",
+                        {"users": {BOB: 50}, "state_default": 50}, "")  # v12: creators are not listed
+        join = self.join_bob()
+        state_at_join = self.hs.run(self.st.current_state.get_current_state_ids(self.room_id))
+        local = self.local_send(self.alice, "m.room.message", {"msgtype": "m.text", "body": "meanwhile"})
+        topic = self.event(BOB, "m.room.topic", {"topic": "from the fork"}, "", prev_events=[join],
+                           state=state_at_join)
+        self.assertEqual(self.send(topic), {topic.event_id: {}})
+        current = self.hs.run(self.st.current_state.get_current_state_ids(self.room_id))
+        self.assertEqual(current[("m.room.topic", "")], topic.event_id)
+        latest = self.hs.run(self.st.events.get_latest_event_ids_in_room(self.room_id))
+        self.assertEqual(sorted(latest), sorted([local, topic.event_id]))

@@ -65,7 +65,7 @@ class ReceivedEventPersister:
                 else:
                     old = await self._current.get_current_state_ids(event.room_id)
                     new_current = await self._state_calc.resolve(
-                        event.room_id, event.room_version, [old, state_after]
+                        event.room_id, event.room_version, [old, state_after], {event.event_id: event}
                     )
         return await self._persister.persist_received_event(
             event, state_before, group_before, new_current_state=new_current, backfilled=backfilled
