@@ -105,7 +105,7 @@ class MembershipServer:
         content: JsonDict = {"membership": membership}
         if membership == JOIN:
             # Names a local authoriser for restricted rooms (403 if the user meets no allow rule).
-            await self._membership._maybe_authorise_restricted_join(room_id, user_id, content)
+            await self._membership.authorise_restricted_join(room_id, user_id, content)
         async with self._creation.room_lock.queue(room_id):
             event, _state, _group = await self._creation.build(
                 room_id, rv, EventSpec("m.room.member", user_id, content, user_id)

@@ -202,6 +202,14 @@ class RoomMemberHandler:
             if profile[1] is not None:
                 content.setdefault("avatar_url", profile[1])
 
+    async def authorise_restricted_join(self, room_id: str, user_id: str, content: JsonDict) -> None:
+        """For a restricted room, set ``join_authorised_via_users_server`` in ``content`` (or refuse with 403).
+
+        Used for remote users' joins too (``make_join``): the allow rules are
+        checked against the memberships this server knows.
+        """
+        await self._maybe_authorise_restricted_join(room_id, user_id, content)
+
     async def _maybe_authorise_restricted_join(self, room_id: str, user_id: str, content: JsonDict) -> None:
         """For restricted rooms, name a local member who can invite if the joiner meets an allow rule."""
         room_version = await self._rooms.get_room_version(room_id)
