@@ -1,0 +1,99 @@
+"""``/_synapse/admin`` reads: server version, background updates, event reports,
+federation destinations."""
+
+from __future__ import annotations
+
+from matrixd.api.errors import Codes, MatrixError
+from matrixd.handlers.admin.misc import AdminMiscHandler
+from matrixd.http.request import MatrixRequest
+from matrixd.http.server import RestServlet
+from matrixd.http.servlet import parse_integer, parse_string
+from matrixd.rest.admin import AdminAuth, admin_patterns, parse_offset
+from matrixd.types import JsonDict
+
+
+class _MiscServlet(RestServlet):
+    def __init__(self, auth: AdminAuth, handler: AdminMiscHandler) -> None:
+        self._auth = auth
+        self._handler = handler
+
+
+class ServerVersionServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/server_version")
+
+    async def on_GET(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, self._handler.server_version()
+
+
+class BackgroundUpdatesStatusServlet(_MiscServlet):
+    """The schema has no background updates (pre-release, full schema files only): nothing is running."""
+
+    PATTERNS = admin_patterns("/background_updates/status")
+
+    async def on_GET(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, {"enabled": True, "current_updates": {}}
+
+
+class EventReportsServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/event_reports")
+
+    async def on_GET(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, await self._handler.list_reports(
+            start=parse_offset(request), limit=parse_integer(request, "limit", 100, max_value=1000),
+            direction=parse_string(request, "dir", "b", allowed_values=("f", "b")),
+            user_id=parse_string(request, "user_id"), room_id=parse_string(request, "room_id"))
+
+
+def _report_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise MatrixError(400, "The report id must be a non-negative integer", Codes.INVALID_PARAM)
+    return int(raw)
+
+
+class EventReportServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/event_reports/(?P<report_id>[^/]*)")
+
+    async def on_GET(self, request: MatrixRequest, report_id: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, await self._handler.get_report(_report_id(report_id))
+
+    async def on_DELETE(self, request: MatrixRequest, report_id: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        await self._handler.delete_report(_report_id(report_id))
+        return 200, {}
+
+
+class DestinationsServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/federation/destinations")
+
+    async def on_GET(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, await self._handler.list_destinations(parse_offset(request),
+                                                          parse_integer(request, "limit", 100, max_value=1000))
+
+
+class DestinationServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/federation/destinations/(?P<destination>[^/]*)")
+
+    async def on_GET(self, request: MatrixRequest, destination: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, await self._handler.get_destination(destination)
+
+
+class ResetConnectionServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/federation/destinations/(?P<destination>[^/]*)/reset_connection")
+
+    async def on_POST(self, request: MatrixRequest, destination: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        await self._handler.reset_connection(destination)
+        return 200, {}
+
+
+def misc_admin_servlets(auth: AdminAuth, handler: AdminMiscHandler) -> list[RestServlet]:
+    return [cls(auth, handler) for cls in (
+        ServerVersionServlet, BackgroundUpdatesStatusServlet, EventReportsServlet, EventReportServlet,
+        DestinationsServlet, DestinationServlet, ResetConnectionServlet,
+    )]
