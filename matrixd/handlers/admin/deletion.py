@@ -85,11 +85,11 @@ class RoomDeletionHandler:
         new_owner = params["new_room_user_id"]
         if new_owner is not None and get_domain_from_id(new_owner) != self._server_name:
             raise MatrixError(400, "new_room_user_id must be a local user", Codes.INVALID_PARAM)
-        if await self._rooms.get_room(room_id) is None and not params["block"]:
-            raise NotFoundError("Room not found")
         for job in await self._store.get_jobs_for_room(room_id, DELETE_ROOM):
             if job.status not in (COMPLETE, FAILED):
                 raise MatrixError(400, f"The room is already being deleted ({job.job_id})", Codes.INVALID_PARAM)
+        if await self._rooms.get_room(room_id) is None and not params["block"]:
+            raise NotFoundError("Room not found")
         if params["block"]:
             await self._store.block_room(room_id, requester.user_id)
         return await self._runner.start(DELETE_ROOM, room_id, params, SHUTTING_DOWN)
