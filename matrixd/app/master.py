@@ -42,10 +42,11 @@ from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
 from matrixd.handlers.admin.misc import AdminMiscHandler, NoDestinations
+from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
 from matrixd.rest.admin.media import media_admin_servlets
-from matrixd.rest.admin.misc import misc_admin_servlets
+from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
 from matrixd.rest.admin.rooms import room_admin_servlets
 from matrixd.rest.admin.users import user_admin_servlets
 from matrixd.storage.admin import AdminStore
@@ -307,6 +308,10 @@ async def build_master_components(
                                 storage=media.storage),
         # No destinations table yet: the adapter reports no destinations.
         misc=AdminMiscHandler(store=admin_store, events=stores.events, destinations=NoDestinations()),
+        notices=ServerNoticesHandler(
+            server_name=config.server.server_name, config=config.server_notices, store=admin_store,
+            users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,
+            room_creation=core.room_creation, send=core.send),
     )
     await admin_runner.resume_unfinished()
     # -- end server administration --
@@ -341,6 +346,7 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     client.extend(room_admin_servlets(admin_auth, c.admin.rooms, c.admin.deletion))
     client.extend(media_admin_servlets(admin_auth, c.admin.media, config.server.server_name))
     client.extend(misc_admin_servlets(admin_auth, c.admin.misc))
+    client.append(SendServerNoticeServlet(admin_auth, c.admin.notices))
 
     # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
     media: list[RestServlet] = []

@@ -26,6 +26,7 @@ from matrixd.config.metrics import MetricsConfig
 from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
+from matrixd.config.server_notices import ServerNoticesConfig
 from matrixd.config.voip import VoipConfig
 from matrixd.config.workers import WorkersConfig
 
@@ -44,6 +45,7 @@ class RootConfig:
     logging: LoggingConfig
     workers: WorkersConfig
     federation: FederationConfig
+    server_notices: ServerNoticesConfig = attrs.field(factory=ServerNoticesConfig)
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 

@@ -450,3 +450,14 @@ class AdminStore:
         rows = await self._db.execute("profile_media", "SELECT avatar_url FROM profiles WHERE avatar_url LIKE ?",
                                       f"mxc://{server_name}/%")
         return [r[0].rsplit("/", 1)[1] for r in rows if r[0]]
+
+    # -- server notices ------------------------------------------------------------------
+
+    async def get_notice_room(self, user_id: str) -> Optional[str]:
+        rows = await self._db.execute("get_notice_room", "SELECT room_id FROM server_notice_rooms WHERE user_id = ?",
+                                      user_id)
+        return rows[0][0] if rows else None
+
+    async def set_notice_room(self, user_id: str, room_id: str) -> None:
+        await self._db.simple_upsert("server_notice_rooms", {"user_id": user_id}, {"room_id": room_id},
+                                     desc="set_notice_room")

@@ -41,3 +41,9 @@ CREATE TABLE media_protected (
     media_id TEXT NOT NULL,
     PRIMARY KEY (server_name, media_id)
 );
+
+-- The server-notices room of each user (one per user; replaced if the user leaves it).
+CREATE TABLE server_notice_rooms (
+    user_id TEXT NOT NULL PRIMARY KEY,
+    room_id TEXT NOT NULL
+);

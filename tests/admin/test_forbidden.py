@@ -29,7 +29,7 @@ ENDPOINTS = [
     ("GET", "/v1/event_reports"), ("GET", "/v1/event_reports/1"), ("DELETE", "/v1/event_reports/1"),
     ("GET", "/v1/federation/destinations"), ("GET", "/v1/federation/destinations/example.org"),
     ("POST", "/v1/federation/destinations/example.org/reset_connection"),
-    ("GET", "/v1/background_updates/status"), ("GET", "/v1/server_version"),
+    ("GET", "/v1/background_updates/status"), ("GET", "/v1/server_version"), ("POST", "/v1/send_server_notice"),
 ]
 
 

@@ -8,6 +8,7 @@ from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.jobs import JobRunner
 from matrixd.handlers.admin.media import MediaAdminHandler
 from matrixd.handlers.admin.misc import AdminMiscHandler
+from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
 from matrixd.storage.admin import AdminStore
@@ -22,3 +23,4 @@ class AdminArea:
     deletion: RoomDeletionHandler
     media: MediaAdminHandler
     misc: AdminMiscHandler
+    notices: ServerNoticesHandler

@@ -1,13 +1,14 @@
-"""``/_synapse/admin`` reads: server version, background updates, event reports,
-federation destinations."""
+"""``/_synapse/admin`` misc: server version, background updates, event reports,
+federation destinations, server notices."""
 
 from __future__ import annotations
 
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.admin.misc import AdminMiscHandler
+from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet
-from matrixd.http.servlet import parse_integer, parse_string
+from matrixd.http.servlet import parse_integer, parse_json_object_from_request, parse_string
 from matrixd.rest.admin import AdminAuth, admin_patterns, parse_offset
 from matrixd.types import JsonDict
 
@@ -97,3 +98,26 @@ def misc_admin_servlets(auth: AdminAuth, handler: AdminMiscHandler) -> list[Rest
         ServerVersionServlet, BackgroundUpdatesStatusServlet, EventReportsServlet, EventReportServlet,
         DestinationsServlet, DestinationServlet, ResetConnectionServlet,
     )]
+
+
+class SendServerNoticeServlet(RestServlet):
+    PATTERNS = admin_patterns("/send_server_notice")
+
+    def __init__(self, auth: AdminAuth, notices: ServerNoticesHandler) -> None:
+        self._auth = auth
+        self._notices = notices
+
+    async def on_POST(self, request: MatrixRequest) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        body = parse_json_object_from_request(request)
+        user_id, content = body.get("user_id"), body.get("content")
+        event_type, state_key = body.get("type", "m.room.message"), body.get("state_key")
+        if not isinstance(user_id, str):
+            raise MatrixError(400, "'user_id' must be a string", Codes.MISSING_PARAM if user_id is None else
+                              Codes.BAD_JSON)
+        if not isinstance(content, dict):
+            raise MatrixError(400, "'content' must be an object", Codes.MISSING_PARAM if content is None else
+                              Codes.BAD_JSON)
+        if not isinstance(event_type, str) or (state_key is not None and not isinstance(state_key, str)):
+            raise MatrixError(400, "'type' and 'state_key' must be strings", Codes.BAD_JSON)
+        return 200, {"event_id": await self._notices.send_notice(user_id, content, event_type, state_key)}
