@@ -62,11 +62,20 @@ class QuarantineUserMediaServlet(_MediaServlet):
 
 
 class ProtectMediaServlet(_MediaServlet):
-    PATTERNS = admin_patterns("/media/(?P<action>protect|unprotect)/(?P<media_id>[^/]*)")
+    PATTERNS = admin_patterns("/media/protect/(?P<media_id>[^/]*)")
 
-    async def on_POST(self, request: MatrixRequest, action: str, media_id: str) -> tuple[int, JsonDict]:
+    async def on_POST(self, request: MatrixRequest, media_id: str) -> tuple[int, JsonDict]:
         await self._auth.require_admin(request)
-        await self._handler.protect(media_id, action == "protect")
+        await self._handler.protect(media_id, True)
+        return 200, {}
+
+
+class UnprotectMediaServlet(_MediaServlet):
+    PATTERNS = admin_patterns("/media/unprotect/(?P<media_id>[^/]*)")
+
+    async def on_POST(self, request: MatrixRequest, media_id: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        await self._handler.protect(media_id, False)
         return 200, {}
 
 
@@ -103,7 +112,7 @@ class PurgeMediaCacheServlet(_MediaServlet):
 def media_admin_servlets(auth: AdminAuth, handler: MediaAdminHandler, server_name: str) -> list[RestServlet]:
     plain = [cls(auth, handler) for cls in (
         RoomMediaServlet, QuarantineMediaServlet, UnquarantineMediaServlet, QuarantineRoomMediaServlet,
-        QuarantineUserMediaServlet, ProtectMediaServlet, PurgeMediaCacheServlet,
+        QuarantineUserMediaServlet, ProtectMediaServlet, UnprotectMediaServlet, PurgeMediaCacheServlet,
     )]
     # The bulk delete must be tried before DELETE /media/<server>/<id> ("<server>/delete" is no media id).
     return [*plain, DeleteMediaBeforeServlet(auth, handler, server_name), DeleteMediaServlet(auth, handler)]
