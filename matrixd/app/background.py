@@ -5,7 +5,9 @@ status and progress a step returns are committed before the next step, and the
 runner pauses ``pause_s`` between steps so other requests interleave.  At
 start-up ``resume_unfinished`` restarts every job not yet complete or failed; a
 job whose kind is not registered any more is marked failed with a clear error
-rather than left hanging.  A step that raises fails its job (error stored).
+rather than left hanging.  A step that raises fails its job (error stored),
+except when the database was closed under it (shutdown): then the job keeps
+its committed progress and is resumed at the next start.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from twisted.internet import defer
 
 from matrixd.handlers.admin.jobs import COMPLETE, FAILED, JobStep
 from matrixd.storage.admin import AdminStore
+from matrixd.storage.database import DatabaseClosedError
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 
@@ -79,6 +82,10 @@ class BackgroundJobRunner:
                 return
             try:
                 result = await self._steps[job.kind](job)
+            except DatabaseClosedError:
+                # Shutting down: the job keeps its committed progress and resumes at the next start.
+                logger.info("admin job %s paused by shutdown", job_id)
+                return
             except Exception as e:
                 logger.exception("admin job %s (%s) failed", job_id, job.kind)
                 await self._store.update_job(job_id, status=FAILED, progress=job.progress,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from twisted.internet import defer
-
 from matrixd.app.background import BackgroundJobRunner
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
+from matrixd.handlers.admin.jobs import StepResult
+from matrixd.storage.admin import AdminJob
+from matrixd.storage.database import DatabaseClosedError
 from tests.admin.base import V3, AdminTestCase
 
 
@@ -155,3 +156,31 @@ class PurgeHistoryTests(AdminTestCase):
         self.admin("POST", "/v1/purge_history/!nope:test", {"purge_up_to_ts": 1}, code=404)
         self.admin("GET", "/v1/purge_history_status/nope", code=404)
         self.assertEqual(self.admin("GET", f"/v1/rooms/{self.room}")["name"], "Chatty")
+
+
+class RunnerShutdownTests(AdminTestCase):
+    def test_database_closed_pauses_job(self) -> None:
+        """A step interrupted by the database closing leaves the job unfinished (resumed later), not failed."""
+        store = self.hs.components.admin.store
+        runner = BackgroundJobRunner(self.hs.components.clock, store)
+
+        async def closing_step(job: AdminJob) -> StepResult:
+            raise DatabaseClosedError("closed")
+
+        runner.register("closing", closing_step)
+        job_id = self.hs.run(runner.start("closing", None, {}, "active"))
+        self.assertEqual(self.hs.run(store.get_job(job_id)).status, "active")
+        self.assertEqual(runner.running_job_ids(), [])
+
+    def test_raising_step_fails_job(self) -> None:
+        """A step raising any other error marks the job failed with the error text."""
+        store = self.hs.components.admin.store
+        runner = BackgroundJobRunner(self.hs.components.clock, store)
+
+        async def broken_step(job: AdminJob) -> StepResult:
+            raise ValueError("boom")
+
+        runner.register("broken", broken_step)
+        job_id = self.hs.run(runner.start("broken", None, {}, "active"))
+        job = self.hs.run(store.get_job(job_id))
+        self.assertEqual((job.status, job.error), ("failed", "ValueError: boom"))
