@@ -97,6 +97,8 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
+from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.keys import e2e_key_servlets
 from matrixd.rest.client.room_keys import room_keys_servlets
@@ -276,6 +278,7 @@ class MasterComponents:
     e2e: E2EArea
     federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
+    internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
     admin: AdminArea
 
 
@@ -299,56 +302,8 @@ async def build_master_components(
     # -- end accounts ------------------------------------------------------------------------
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
-    st = core.stores
-    state_entries = StateEntryStore(db, clock)
-    visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
-                                  visibility_store=VisibilityStore(db, clock))
-    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, state_entries=state_entries,
-                                       txn_ids=st.txn_ids)
-    access = RoomAccessChecker(events=st.events, state=st.state, current_state=st.current_state)
-    walker = TimelineWalker(events=st.events, visibility=visibility)
-    public_rooms = PublicRoomsStore(db, clock)
-    reports_store = ReportStore(db, clock)
-    aliases = RoomAliasHandler(
-        server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
-        users=accounts.users, access=access, send=core.send,
-    )
-    rcl = config.ratelimiting
-
-    def limiter(settings: Any) -> Ratelimiter:
-        return Ratelimiter(clock, RateLimitConfig(settings.per_second, settings.burst_count))
-
-    rooms = RoomsArea(
-        visibility=visibility, serializer=serializer, access=access, walker=walker, public_rooms=public_rooms,
-        reports_store=reports_store,
-        messages=PaginationHandler(access=access, walker=walker, events=st.events, state=st.state,
-                                   serializer=serializer),
-        context=EventContextHandler(access=access, walker=walker, visibility=visibility, events=st.events,
-                                    state=st.state, serializer=serializer),
-        members=RoomMembersHandler(access=access, walker=walker, events=st.events, state=st.state,
-                                   current_state=st.current_state, serializer=serializer),
-        state=RoomStateHandler(server_name=config.server.server_name, access=access, events=st.events,
-                               current_state=st.current_state, aliases=st.aliases, send=core.send,
-                               membership=core.membership, serializer=serializer),
-        aliases=aliases,
-        membership_requests=MembershipRequestHandler(
-            membership=core.membership, aliases=aliases, current_state=st.current_state,
-            limits=MembershipRatelimits(
-                joins_local=limiter(rcl.joins_local), joins_per_room=limiter(rcl.joins_per_room),
-                invites_per_room=limiter(rcl.invites_per_room), invites_per_user=limiter(rcl.invites_per_user),
-                invites_per_issuer=limiter(rcl.invites_per_issuer),
-            ),
-        ),
-        directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
-                                       public_rooms=public_rooms, events=st.events, current_state=st.current_state,
-                                       users=accounts.users),
-        upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
-                                   events=st.events, current_state=st.current_state, profiles=st.profiles,
-                                   creation=core.creation),
-        reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
-                              events=st.events, current_state=st.current_state, users=accounts.users,
-                              visibility=visibility),
-    )
+    rooms = build_rooms_area(config, clock, db, core, accounts.users)
+    visibility = rooms.visibility
     # -- end rooms area ------------------------------------------------------------
 
     # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
@@ -365,7 +320,7 @@ async def build_master_components(
         secret=config.workers.worker_replication_secret, notifier=core.notifier,
         events=core.stores.events, current_state=core.stores.current_state,
         stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
-        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
+        users=accounts.users, tokens=accounts.tokens, record_last_seen=accounts.devices.record_last_seen,
     )
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
@@ -389,6 +344,23 @@ async def build_master_components(
     # --- sync area (h/sync) ---
     sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
     # --- end sync area ---
+
+    # -- workers: the sync and E2E streams on the replication registry; the internal write endpoints --
+    publish_sync_streams(
+        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
+        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
+        account_data=sync.account_data, presence=sync.presence,
+    )
+    publish_e2e_streams(replication, e2e)
+    internal = build_write_endpoints(
+        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
+        presence=sync.presence, account_data=sync.account_data, to_device=e2e.to_device,
+        event_ids=core.stores.stream_ids,
+        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence,
+    )
+    # -- end workers ---------------------------------------------------------------------------
 
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)
@@ -422,7 +394,62 @@ async def build_master_components(
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation, sync=sync, admin=admin)
+                            sync=sync, e2e=e2e, federation=federation, internal=internal, admin=admin)
+
+
+def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
+    """The rooms area's stores and handlers (workers build the same for their reads)."""
+    st = core.stores
+    state_entries = StateEntryStore(db, clock)
+    visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
+                                  visibility_store=VisibilityStore(db, clock))
+    serializer = ClientEventSerializer(clock=clock, events=st.events, state=st.state, state_entries=state_entries,
+                                       txn_ids=st.txn_ids)
+    access = RoomAccessChecker(events=st.events, state=st.state, current_state=st.current_state)
+    walker = TimelineWalker(events=st.events, visibility=visibility)
+    public_rooms = PublicRoomsStore(db, clock)
+    reports_store = ReportStore(db, clock)
+    aliases = RoomAliasHandler(
+        server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
+        users=users, access=access, send=core.send,
+    )
+    rcl = config.ratelimiting
+
+    def limiter(settings: Any) -> Ratelimiter:
+        return Ratelimiter(clock, RateLimitConfig(settings.per_second, settings.burst_count))
+
+    rooms = RoomsArea(
+        visibility=visibility, serializer=serializer, access=access, walker=walker, public_rooms=public_rooms,
+        reports_store=reports_store,
+        messages=PaginationHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   serializer=serializer),
+        context=EventContextHandler(access=access, walker=walker, visibility=visibility, events=st.events,
+                                    state=st.state, serializer=serializer),
+        members=RoomMembersHandler(access=access, walker=walker, events=st.events, state=st.state,
+                                   current_state=st.current_state, serializer=serializer),
+        state=RoomStateHandler(server_name=config.server.server_name, access=access, events=st.events,
+                               current_state=st.current_state, aliases=st.aliases, send=core.send,
+                               membership=core.membership, serializer=serializer),
+        aliases=aliases,
+        membership_requests=MembershipRequestHandler(
+            membership=core.membership, aliases=aliases, current_state=st.current_state,
+            limits=MembershipRatelimits(
+                joins_local=limiter(rcl.joins_local), joins_per_room=limiter(rcl.joins_per_room),
+                invites_per_room=limiter(rcl.invites_per_room), invites_per_user=limiter(rcl.invites_per_user),
+                invites_per_issuer=limiter(rcl.invites_per_issuer),
+            ),
+        ),
+        directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
+                                       public_rooms=public_rooms, events=st.events, current_state=st.current_state,
+                                       users=users),
+        upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
+                                   events=st.events, current_state=st.current_state, profiles=st.profiles,
+                                   creation=core.creation),
+        reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
+                              events=st.events, current_state=st.current_state, users=users,
+                              visibility=visibility),
+    )
+    return rooms
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -480,27 +507,17 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         client.extend(media_servlets.client)
 
     # -- federation: the read-only federation API and the key server --
-    fed = c.federation
-    federation: list[RestServlet] = [
-        FederationVersionServlet(),
-        EventServlet(fed.authenticator, fed.acl, fed.reader),
-        StateServlet(fed.authenticator, fed.acl, fed.reader),
-        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
-        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
-        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
-        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
-        QueryProfileServlet(fed.authenticator, fed.reader),
-        QueryDirectoryServlet(fed.authenticator, fed.reader),
-        PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
-    ]
-    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
 
     return {
         "client": client,
         "federation": federation,
         "media": media,
         "keys": keys,
-        "replication": [],
+        # -- workers: the internal HTTP API (/_matrixd/replication/...), shared-secret MACs --
+        "replication": build_replication_servlets(
+            c.internal, lambda: c.replication.registry, config.workers.worker_replication_secret, c.clock
+        ),
     }
 
 
@@ -612,3 +629,23 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         NewRegistrationTokenServlet(admin_auth, a.registration_token_admin),
         RegistrationTokenServlet(admin_auth, a.registration_token_admin),
     ]
+
+
+def build_federation_servlets(
+    config: RootConfig, fed: FederationArea, directory: RoomDirectoryHandler
+) -> tuple[list[RestServlet], list[RestServlet]]:
+    """The ``federation`` and ``keys`` servlets (the master's, and a federation reader's)."""
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, directory, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    return federation, keys
