@@ -38,6 +38,12 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
+from matrixd.federation.sender.area import (
+    FederationOutArea,
+    LateRemoteE2EKeys,
+    SyncHandlers,
+    build_federation_out_area,
+)
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
@@ -116,6 +122,11 @@ from matrixd.rest.federation.events import (
 from matrixd.rest.federation.public_rooms import PublicRoomsServlet
 from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
 from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.client.openid import OpenIdRequestTokenServlet
+from matrixd.rest.federation.hierarchy import HierarchyServlet
+from matrixd.rest.federation.openid import OpenIdUserInfoServlet
+from matrixd.rest.federation.user_devices import UserDevicesServlet
+from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQueryServlet
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
@@ -279,6 +290,7 @@ class MasterComponents:
     federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
+    federation_out: FederationOutArea  # federation sending, EDUs, remote queries (h/fedout)
     admin: AdminArea
 
 
@@ -325,10 +337,11 @@ async def build_master_components(
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    remote_e2e_keys = LateRemoteE2EKeys()  # bound to federation in the "federation out" block
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
         current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
+        reauth=_UiaReauth(account_area.reauth), remote=remote_e2e_keys,
     )
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
@@ -362,6 +375,24 @@ async def build_master_components(
     )
     # -- end workers ---------------------------------------------------------------------------
 
+    # -- federation out: the sender (queues, transactions, retries, catch-up), inbound EDUs,
+    # -- remote device cache, outbound queries. The sender starts in start_master (send_federation).
+    federation_out = build_federation_out_area(
+        clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
+        notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
+        visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
+        sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
+                          presence=sync.presence, presence_store=sync.stores.presence),
+    )
+    core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+    remote_e2e_keys.bind(federation_out.remote_e2e_keys)
+    account_area.profile.set_remote_profiles(federation_out.profiles)
+    rooms.aliases.set_remote_resolver(federation_out.aliases)
+    rooms.directory.set_remote_directory(federation.remote_directory)
+    # -- end federation out --------------------------------------------------------------------
+
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)
     admin_runner = BackgroundJobRunner(clock, admin_store)
@@ -394,7 +425,8 @@ async def build_master_components(
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync, e2e=e2e, federation=federation, internal=internal, admin=admin)
+                            sync=sync, e2e=e2e, federation=federation, internal=internal,
+                            federation_out=federation_out, admin=admin)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -508,6 +540,16 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
 
     # -- federation: the read-only federation API and the key server --
     federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
+    # -- federation out: inbound key/device queries, OpenID userinfo, space hierarchy --
+    fed, fo = c.federation, c.federation_out
+    federation += [
+        UserDevicesServlet(fed.authenticator, fo.key_queries),
+        UserKeysQueryServlet(fed.authenticator, fo.key_queries),
+        UserKeysClaimServlet(fed.authenticator, fo.key_queries),
+        OpenIdUserInfoServlet(fo.openid),
+        HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
+    ]
+    client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
 
     return {
         "client": client,
