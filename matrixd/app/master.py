@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 from signedjson.types import SigningKey
 
+from matrixd.app.background import BackgroundJobRunner
 from matrixd.app.core import RoomCore, build_room_core
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
@@ -45,6 +46,18 @@ from matrixd.federation.sender.area import (
     SyncHandlers,
     build_federation_out_area,
 )
+from matrixd.handlers.admin.area import AdminArea
+from matrixd.handlers.admin.deletion import RoomDeletionHandler
+from matrixd.handlers.admin.media import MediaAdminHandler
+from matrixd.handlers.admin.misc import AdminMiscHandler, NoDestinations
+from matrixd.handlers.admin.notices import ServerNoticesHandler
+from matrixd.handlers.admin.rooms import RoomAdminHandler
+from matrixd.handlers.admin.users import UserAdminHandler
+from matrixd.rest.admin.media import media_admin_servlets
+from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
+from matrixd.rest.admin.rooms import room_admin_servlets
+from matrixd.rest.admin.users import user_admin_servlets
+from matrixd.storage.admin import AdminStore
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -281,6 +294,7 @@ class MasterComponents:
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
     federation_out: FederationOutArea  # federation sending, EDUs, remote queries (h/fedout)
     federation_flow: FederationFlowArea  # inbound /send, membership over federation, backfill (h/fedflow)
+    admin: AdminArea
 
 
 async def build_master_components(
@@ -386,11 +400,40 @@ async def build_master_components(
     federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
     rooms.messages.set_backfill(federation_flow.backfiller)
     # -- end federation event flow --
+    # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
+    admin_store = AdminStore(db, clock)
+    admin_runner = BackgroundJobRunner(clock, admin_store)
+    admin = AdminArea(
+        store=admin_store, runner=admin_runner,
+        users=UserAdminHandler(
+            clock=clock, server_name=config.server.server_name, store=admin_store, users=accounts.users,
+            tokens=accounts.tokens, profiles=stores.profiles, current_state=stores.current_state,
+            account=account_area.account, sessions=account_area.sessions, hasher=account_area.hasher,
+            devices=account_area.devices, profile=account_area.profile),
+        rooms=RoomAdminHandler(
+            server_name=config.server.server_name, store=admin_store, rooms=stores.rooms, events=stores.events,
+            current_state=stores.current_state, membership=core.membership, send=core.send,
+            serializer=rooms.serializer),
+        deletion=RoomDeletionHandler(
+            server_name=config.server.server_name, store=admin_store, runner=admin_runner, rooms=stores.rooms,
+            aliases=stores.aliases, events=stores.events, current_state=stores.current_state,
+            membership=core.membership, room_creation=core.room_creation, send=core.send),
+        media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
+                                storage=media.storage),
+        # No destinations table yet: the adapter reports no destinations.
+        misc=AdminMiscHandler(store=admin_store, events=stores.events, destinations=NoDestinations()),
+        notices=ServerNoticesHandler(
+            server_name=config.server.server_name, config=config.server_notices, store=admin_store,
+            users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,
+            room_creation=core.room_creation, send=core.send),
+    )
+    await admin_runner.resume_unfinished()
+    # -- end server administration --
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
                             sync=sync, e2e=e2e, federation=federation, internal=internal,
-                            federation_out=federation_out, federation_flow=federation_flow)
+                            federation_out=federation_out, federation_flow=federation_flow, admin=admin)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -486,6 +529,14 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     client.extend(_account_servlets(config, c))
     # -- rooms area servlets -------------------------------------------------------
     client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
+
+    # -- server administration: /_synapse/admin (on the client resource) --
+    admin_auth = AdminAuth(c.auth, c.accounts.users)
+    client.extend(user_admin_servlets(admin_auth, c.admin.users))
+    client.extend(room_admin_servlets(admin_auth, c.admin.rooms, c.admin.deletion))
+    client.extend(media_admin_servlets(admin_auth, c.admin.media, config.server.server_name))
+    client.extend(misc_admin_servlets(admin_auth, c.admin.misc))
+    client.append(SendServerNoticeServlet(admin_auth, c.admin.notices))
 
     # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
     media: list[RestServlet] = []

@@ -28,6 +28,7 @@ from matrixd.config.presence import PresenceConfig
 from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
+from matrixd.config.server_notices import ServerNoticesConfig
 from matrixd.config.voip import VoipConfig
 from matrixd.config.workers import WorkersConfig
 
@@ -47,6 +48,7 @@ class RootConfig:
     workers: WorkersConfig
     federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
+    server_notices: ServerNoticesConfig = attrs.field(factory=ServerNoticesConfig)
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 
