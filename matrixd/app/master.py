@@ -12,6 +12,7 @@ import attrs
 from signedjson.types import SigningKey
 
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.appservice.area import AppServiceArea, build_app_service_area
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.config.ratelimiting import RatelimitSettings
@@ -49,6 +50,8 @@ from matrixd.rest.admin.registration_tokens import (
     RegistrationTokenServlet,
     RegistrationTokensServlet,
 )
+from matrixd.rest.client.appservice import AppServicePingServlet
+from matrixd.rest.client.thirdparty import thirdparty_servlets
 from matrixd.rest.client.account import (
     DeactivateServlet,
     PasswordServlet,
@@ -163,6 +166,7 @@ class MasterComponents:
     replication: MasterReplication
     e2e: E2EArea
     federation: FederationArea
+    appservice: AppServiceArea
 
 
 async def build_master_components(
@@ -272,9 +276,29 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
+    # -- application services: registrations, as_token auth, transactions, queries --
+    # Hooks into other areas: as_tokens in the access-token auth, exclusive user namespaces and
+    # m.login.application_service in registration/login, alias queries and exclusive alias
+    # namespaces in the alias handler; every persisted event wakes the transaction senders.
+    appservice = await build_app_service_area(
+        services=config.app_service_config_files.registrations, reactor=reactor, clock=clock, db=db,
+        server_name=config.server.server_name, users=accounts.users, devices=accounts.devices,
+        profiles=core.stores.profiles, events=core.stores.events, current_state=core.stores.current_state,
+        aliases=core.stores.aliases, stream_ids=core.stores.stream_ids,
+    )
+    if appservice.services:
+        auth.set_app_service_auth(appservice.token_auth)
+        account_area.registration.set_app_services(appservice.namespaces.is_user_exclusive,
+                                                   appservice.namespaces.lookup_token)
+        account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
+        rooms.aliases.set_app_services(appservice.queries)
+        core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
+        appservice.transactions.start()
+    # -- end application services --
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation)
+                            e2e=e2e, federation=federation, appservice=appservice)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -317,6 +341,10 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         QueryDirectoryServlet(fed.authenticator, fed.reader),
         PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
     ]
+    # -- application services: ping, third-party networks --
+    client.append(AppServicePingServlet(c.auth, c.appservice.queries))
+    client.extend(thirdparty_servlets(c.auth, c.appservice.queries))
+
     keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
 
     return {

@@ -17,6 +17,7 @@ import yaml
 
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
+from matrixd.config.appservice import AppServiceConfig
 from matrixd.config.database import DatabaseConfig
 from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenersConfig
@@ -44,6 +45,8 @@ class RootConfig:
     logging: LoggingConfig
     workers: WorkersConfig
     federation: FederationConfig
+    # app_service_config_files: application service registrations (matrixd.appservice)
+    app_service_config_files: AppServiceConfig = AppServiceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 
