@@ -151,6 +151,10 @@ class AppServiceApi:
         self._clock = clock
         self._timeout = timeout
 
+    def use_transport(self, transport: AppServiceTransport) -> None:
+        """Replace the transport before any request is made (tests answer requests in memory)."""
+        self._transport = transport
+
     async def push_transaction(self, service: AppServiceRegistration, txn_id: int, events: Sequence[JsonDict],
                                ephemeral: Sequence[JsonDict] = (), to_device: Sequence[JsonDict] = ()) -> bool:
         """``PUT /transactions/{txnId}``; True once the service acknowledged it with a 2xx."""

@@ -152,13 +152,17 @@ def parse_registration(raw: Any, source: str) -> AppServiceRegistration:
         raise ConfigError(f"{where}.hs_token", "must differ from as_token")
     if ":" in sender or sender.startswith("@"):
         raise ConfigError(f"{where}.sender_localpart", f"must be a localpart (no '@' or ':'), not {sender!r}")
-    namespaces = raw.get("namespaces") or {}
+    namespaces = raw.get("namespaces")
+    if namespaces is None:
+        namespaces = {}
     if not isinstance(namespaces, Mapping):
         raise ConfigError(f"{where}.namespaces", f"must be a mapping of users/aliases/rooms, not {namespaces!r}")
     for kind in namespaces:
         if kind not in NAMESPACE_KINDS:
             raise ConfigError(f"{where}.namespaces.{kind}", "unknown namespace (users, aliases or rooms)")
-    protocols = raw.get("protocols") or []
+    protocols = raw.get("protocols")
+    if protocols is None:
+        protocols = []
     if not isinstance(protocols, list) or not all(isinstance(p, str) and p for p in protocols):
         raise ConfigError(f"{where}.protocols", f"must be a list of protocol names, not {protocols!r}")
     ephemeral = _bool(raw, "receive_ephemeral", where, False) or _bool(raw, MSC2409_EPHEMERAL, where, False)
