@@ -61,12 +61,13 @@ async def build_app_service_area(
     transport = transport if transport is not None else AgentTransport(reactor, clock)
     api = AppServiceApi(transport, clock)
     store = AppServiceStore(db, clock)
-    interest = InterestChecker(clock=clock, current_state=current_state, aliases=aliases)
+    interest = InterestChecker(clock=clock, server_name=server_name, current_state=current_state,
+                               aliases=aliases)
     transactions = AppServiceTransactions(services, clock=clock, api=api, store=store, events=events,
                                           interest=interest, current_token=stream_ids.get_current_token)
     return AppServiceArea(
         services=services, store=store, api=api, transport=transport,
         token_auth=AppServiceTokenAuth(services, server_name=server_name, users=users, devices=devices),
         namespaces=AppServiceNamespaces(services, server_name),
-        queries=AppServiceQueries(services, api), interest=interest, transactions=transactions,
+        queries=AppServiceQueries(services, api, interest), interest=interest, transactions=transactions,
     )

@@ -1,15 +1,16 @@
 """Which application services an event (or ephemeral event) concerns.
 
-Spec ("Application services: the homeserver pushes events the service is
-interested in"): an event interests a service if its sender or (for
-membership) its target user is in the service's user namespace, its room id is
-in the room namespace, one of the room's aliases is in the alias namespace, or
-one of the room's joined members is in the user namespace.
+Spec (registration, namespaces, ``sender_localpart``): an event interests a
+service if its sender or (for membership) its target user is in the service's
+user namespace or is the service's sender, its room id is in the room
+namespace, one of the room's aliases is in the alias namespace, or one of the
+room's joined members is the sender or in the user namespace.
 
 The last two are per-room facts that would otherwise cost a query per event
 per service.  They are cached per (room, service) and dropped when the room's
-membership or canonical alias changes; directory aliases are not events, so
-cached answers also expire after :data:`ROOM_INTEREST_TTL` seconds.
+membership or canonical alias changes or its directory aliases change (the
+alias handler says so); cached answers also expire after
+:data:`ROOM_INTEREST_TTL` seconds (aliases moved by room upgrades).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ _INVALIDATING_TYPES = frozenset({"m.room.member", "m.room.canonical_alias"})
 
 
 class InterestChecker:
-    def __init__(self, *, clock: Clock, current_state: CurrentStateStore, aliases: AliasStore) -> None:
+    def __init__(self, *, clock: Clock, server_name: str, current_state: CurrentStateStore,
+                 aliases: AliasStore) -> None:
         self._clock = clock
+        self._server_name = server_name
         self._current = current_state
         self._aliases = aliases
         # room_id -> service id -> (interested, computed at)
@@ -42,11 +45,14 @@ class InterestChecker:
     def invalidate_room(self, room_id: str) -> None:
         self._rooms.pop(room_id, None)
 
+    def _user(self, service: AppServiceRegistration, user_id: str) -> bool:
+        """The user namespace, or the service's sender (spec: ``sender_localpart``)."""
+        return service.can_act_as(user_id, self._server_name)
+
     async def is_interested_in_event(self, service: AppServiceRegistration, event: Event) -> bool:
-        if service.is_interested_in_user(event.sender):
+        if self._user(service, event.sender):
             return True
-        if event.type == "m.room.member" and event.state_key is not None \
-                and service.is_interested_in_user(event.state_key):
+        if event.type == "m.room.member" and event.state_key is not None and self._user(service, event.state_key):
             return True
         return await self.is_interested_in_room(service, event.room_id)
 
@@ -54,8 +60,6 @@ class InterestChecker:
         """Room id, room aliases (canonical and directory) or a joined member in the service's namespaces."""
         if service.is_interested_in_room_id(room_id):
             return True
-        if not service.users and not service.aliases:
-            return False
         cached = self._rooms.get(room_id, {}).get(service.id)
         now = self._clock.time()
         if cached is not None and now - cached[1] < ROOM_INTEREST_TTL:
@@ -77,8 +81,4 @@ class InterestChecker:
                     aliases.extend(a for a in alt if isinstance(a, str))
             if any(service.is_interested_in_alias(a) for a in aliases):
                 return True
-        if service.users:
-            for user_id in await self._current.get_users_in_room(room_id):
-                if service.is_interested_in_user(user_id):
-                    return True
-        return False
+        return any(self._user(service, u) for u in await self._current.get_users_in_room(room_id))

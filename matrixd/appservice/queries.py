@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.appservice.api import AppServiceApi, AppServiceUnreachable
+from matrixd.appservice.interest import InterestChecker
 from matrixd.appservice.registration import AppServiceRegistration
 from matrixd.types import JsonDict, Requester
 
@@ -23,10 +24,16 @@ logger = logging.getLogger(__name__)
 
 
 class AppServiceQueries:
-    def __init__(self, services: Sequence[AppServiceRegistration], api: AppServiceApi) -> None:
+    def __init__(self, services: Sequence[AppServiceRegistration], api: AppServiceApi,
+                 interest: InterestChecker) -> None:
         self._services = tuple(services)
         self._by_id = {s.id: s for s in services}
         self._api = api
+        self._interest = interest
+
+    def on_aliases_changed(self, room_id: str) -> None:
+        """Directory aliases are not events: drop the cached interest in the room by hand."""
+        self._interest.invalidate_room(room_id)
 
     # -- users and aliases ------------------------------------------------------------
 

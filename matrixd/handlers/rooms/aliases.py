@@ -54,6 +54,10 @@ class AppServiceAliases(Protocol):
         """True if ``alias`` is in another service's exclusive namespace (or any, for a normal user)."""
         ...
 
+    def on_aliases_changed(self, room_id: str) -> None:
+        """A room's directory aliases changed (services' interest in the room may have)."""
+        ...
+
 
 class RoomAliasHandler:
     def __init__(
@@ -122,6 +126,8 @@ class RoomAliasHandler:
             await self._access.check_joined(requester.user_id, room_id)
         if not await self._aliases.create_alias(parsed.to_string(), room_id, requester.user_id):
             raise MatrixError(409, f"Room alias {parsed} already exists", Codes.UNKNOWN)
+        if self._app_services is not None:
+            self._app_services.on_aliases_changed(room_id)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         """Remove a local alias the requester may remove; 404 if it does not exist."""
@@ -138,6 +144,8 @@ class RoomAliasHandler:
             raise AuthError(403, "You may not delete this alias")
         if await self._aliases.delete_alias(name) is None:
             raise NotFoundError(f"Room alias {name} not found")
+        if self._app_services is not None:
+            self._app_services.on_aliases_changed(room_id)
         if can_edit_canonical:
             await self._drop_from_canonical_alias(requester, room_id, name)
 
