@@ -162,3 +162,34 @@ class ExclusiveNamespaceTestCase(TestCase):
         self.assertEqual(as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{room}/join", {}).code, 200)
         ch = as_request(self.hs, "PUT", "/_matrix/client/v3/directory/room/%23_bridge_x:test", {"room_id": room})
         self.assertEqual(ch.code, 200, ch.json_body)
+
+
+class TimestampMassagingTestCase(TestCase):
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(self)
+        self.user, self.token = self.hs.create_user("alice")
+        self.room = as_request(self.hs, "POST", "/_matrix/client/v3/createRoom",
+                               {"invite": [self.user]}).json_body["room_id"]
+        self.hs.request("POST", f"/_matrix/client/v3/rooms/{self.room}/join", {}, access_token=self.token)
+
+    def _event(self, event_id: str, token: str) -> dict:
+        ch = self.hs.request("GET", f"/_matrix/client/v3/rooms/{self.room}/event/{event_id}", access_token=token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return dict(ch.json_body)
+
+    def test_service_sets_origin_server_ts(self) -> None:
+        """?ts= sets origin_server_ts on /send and /state for application services only."""
+        ch = as_request(self.hs, "PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/t1?ts=1234567",
+                        {"msgtype": "m.text", "body": "old"})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.assertEqual(self._event(ch.json_body["event_id"], self.token)["origin_server_ts"], 1234567)
+        ch = as_request(self.hs, "PUT", f"/_matrix/client/v3/rooms/{self.room}/state/m.bridge/k?ts=7654321",
+                        {"x": 1})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.assertEqual(self._event(ch.json_body["event_id"], self.token)["origin_server_ts"], 7654321)
+        ch = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/t2?ts=1234567",
+                             {"msgtype": "m.text", "body": "user"}, access_token=self.token)
+        self.assertNotEqual(self._event(ch.json_body["event_id"], self.token)["origin_server_ts"], 1234567)
+        ch = as_request(self.hs, "PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/t3?ts=soon",
+                        {"msgtype": "m.text", "body": "bad"})
+        self.assertEqual(ch.code, 400)
