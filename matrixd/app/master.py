@@ -120,12 +120,111 @@ from matrixd.storage.visibility import VisibilityStore
 from matrixd.types import JsonDict, Requester
 from matrixd.util.clock import Clock
 
+# --- sync area imports (h/sync) ---
+from typing import Optional
+from matrixd.events.event import Event
+from matrixd.handlers.account_data import AccountDataHandler
+from matrixd.handlers.presence import PresenceHandler
+from matrixd.handlers.push_rules import PushRulesHandler
+from matrixd.handlers.read_markers import ReadMarkersHandler
+from matrixd.handlers.receipts import ReceiptsHandler
+from matrixd.handlers.sync.filters import FilterHandler
+from matrixd.handlers.sync.handler import SyncHandler, SyncStores
+from matrixd.handlers.sync.types import EventVisibility
+from matrixd.handlers.e2e.sync_source import E2ESyncSource
+from matrixd.handlers.typing import TypingHandler
+from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
+from matrixd.rest.client.filter import CreateFilterServlet, GetFilterServlet
+from matrixd.rest.client.presence import PresenceStatusServlet
+from matrixd.rest.client.push_rules import GlobalPushRulesServlet, PushRuleServlet, PushRulesServlet
+from matrixd.rest.client.read_markers import ReadMarkersServlet
+from matrixd.rest.client.receipts import ReceiptServlet
+from matrixd.rest.client.sync import SyncServlet
+from matrixd.rest.client.tags import TagListServlet, TagServlet
+from matrixd.rest.client.typing import TypingServlet
+from matrixd.storage.account_data import AccountDataStore
+from matrixd.storage.filters import FilterStore
+from matrixd.storage.presence import PresenceStore
+from matrixd.storage.push_rules import PushRulesStore
+from matrixd.storage.receipts import ReceiptStore
+from matrixd.streams.token import StreamName
+# --- end sync area imports ---
+
 
 @attrs.define
 class AccountStores:
     users: UserStore
     devices: DeviceStore
     tokens: TokenStore
+
+
+# --- sync area (h/sync): /sync, filters, typing, receipts, read markers, account data, presence, push rules ---
+@attrs.define
+class SyncArea:
+    stores: SyncStores
+    filters: FilterHandler
+    sync: SyncHandler
+    typing: TypingHandler
+    receipts: ReceiptsHandler
+    read_markers: ReadMarkersHandler
+    account_data: AccountDataHandler
+    presence: PresenceHandler
+    push_rules: PushRulesHandler
+
+
+async def build_sync_area(
+    config: RootConfig, clock: Clock, db: Database, core: RoomCore, visibility: EventVisibility,
+    e2e: Optional[E2ESyncSource] = None,
+) -> SyncArea:
+    """The sync area's stores and handlers; announces each stream's starting position."""
+    notifier, cs = core.notifier, core.stores.current_state
+    stores = SyncStores(
+        events=core.stores.events,
+        state_groups=core.stores.state,
+        current_state=cs,
+        forgotten=core.stores.forgotten,
+        receipts=ReceiptStore(db, clock, await ReceiptStore.create_stream_ids(db)),
+        account_data=AccountDataStore(db, clock, await AccountDataStore.create_stream_ids(db)),
+        presence=PresenceStore(db, clock, await PresenceStore.create_stream_ids(db)),
+        push_rules=PushRulesStore(db, clock, await PushRulesStore.create_stream_ids(db)),
+        txn_ids=core.stores.txn_ids,
+    )
+    notifier.set_position(StreamName.RECEIPTS, stores.receipts.get_current_token())
+    notifier.set_position(StreamName.ACCOUNT_DATA, stores.account_data.get_current_token())
+    notifier.set_position(StreamName.PUSH_RULES, stores.push_rules.get_current_token())
+    push_rules = PushRulesHandler(stores.push_rules)
+    account_data = AccountDataHandler(store=stores.account_data, notifier=notifier, push_rules=push_rules)
+    receipts = ReceiptsHandler(
+        clock=clock, store=stores.receipts, events=core.stores.events, current_state=cs, notifier=notifier,
+        account_data=account_data,
+    )
+    typing = TypingHandler(clock=clock, notifier=notifier, current_state=cs)
+    presence = PresenceHandler(
+        clock=clock, store=stores.presence, notifier=notifier, current_state=cs,
+        server_name=config.server.server_name, enabled=config.presence.enabled,
+    )
+    await presence.start()
+
+    def on_persisted(event: Event) -> None:
+        presence.on_event_persisted(event.sender)
+
+    core.persister.add_persisted_callback(on_persisted)
+    sync = SyncHandler(
+        clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence, push_rules=push_rules,
+        visibility=visibility, e2e=e2e,
+    )
+    return SyncArea(
+        stores=stores,
+        filters=FilterHandler(FilterStore(db, clock)),
+        sync=sync,
+        typing=typing,
+        receipts=receipts,
+        read_markers=ReadMarkersHandler(receipts=receipts, account_data=account_data),
+        account_data=account_data,
+        presence=presence,
+        push_rules=push_rules,
+    )
+# --- end sync area ---
 
 
 @attrs.define
@@ -166,6 +265,7 @@ class MasterComponents:
     replication: MasterReplication
     e2e: E2EArea
     federation: FederationArea
+    sync: SyncArea  # sync area (h/sync)
     appservice: AppServiceArea
 
 
@@ -276,6 +376,10 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
     )
 
+    # --- sync area (h/sync) ---
+    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
+    # --- end sync area ---
+
     # -- application services: registrations, as_token auth, transactions, queries --
     # Hooks into other areas: as_tokens in the access-token auth, exclusive user namespaces and
     # m.login.application_service in registration/login, alias queries and exclusive alias
@@ -298,7 +402,7 @@ async def build_master_components(
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation, appservice=appservice)
+                            e2e=e2e, federation=federation, sync=sync, appservice=appservice)
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -315,6 +419,26 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
 
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
+    # --- sync area servlets (h/sync) ---
+    sa = c.sync
+    client += [
+        SyncServlet(c.auth, sa.sync, sa.filters, c.clock),
+        CreateFilterServlet(c.auth, sa.filters),
+        GetFilterServlet(c.auth, sa.filters),
+        TypingServlet(c.auth, sa.typing),
+        ReceiptServlet(c.auth, sa.receipts),
+        ReadMarkersServlet(c.auth, sa.read_markers),
+        PresenceStatusServlet(c.auth, sa.presence),
+        AccountDataServlet(c.auth, sa.account_data),
+        RoomAccountDataServlet(c.auth, sa.account_data),
+        TagListServlet(c.auth, sa.account_data),
+        TagServlet(c.auth, sa.account_data),
+        PushRulesServlet(c.auth, sa.push_rules),
+        GlobalPushRulesServlet(c.auth, sa.push_rules),
+        PushRuleServlet(c.auth, sa.push_rules),
+    ]
+    # --- end sync area servlets ---
+
     # accounts (client API and the /_synapse/admin endpoints of the area)
     client.extend(_account_servlets(config, c))
     # -- rooms area servlets -------------------------------------------------------

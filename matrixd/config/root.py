@@ -24,6 +24,7 @@ from matrixd.config.listeners import ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
 from matrixd.config.metrics import MetricsConfig
+from matrixd.config.presence import PresenceConfig
 from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
@@ -45,6 +46,7 @@ class RootConfig:
     logging: LoggingConfig
     workers: WorkersConfig
     federation: FederationConfig
+    presence: PresenceConfig = PresenceConfig()
     # app_service_config_files: application service registrations (matrixd.appservice)
     app_service_config_files: AppServiceConfig = AppServiceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).

@@ -11,14 +11,14 @@ rows, :meth:`get_current_state_deltas`) shows a change.
 
 from __future__ import annotations
 
-from typing import Collection, Iterable, Optional
+from typing import Any, Collection, Iterable, Optional
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.cache import LruCache
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
 from matrixd.storage.models import CurrentStateDeltaRow, MemberProfile, MembershipInfo
-from matrixd.storage.sql import in_list_clause
+from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.util.clock import Clock
 
 MEMBER = "m.room.member"
@@ -201,3 +201,170 @@ class CurrentStateStore:
             return [MembershipInfo(r[0], user_id, r[1], r[2], r[3], int(r[4])) for r in txn]
 
         return await self._db.run_interaction("get_local_memberships", _txn)
+
+    # -- for /sync ---------------------------------------------------------------
+
+    async def get_replaced_state_event_ids(self, event_ids: Collection[str]) -> dict[str, Optional[str]]:
+        """For state events that became current state, the event each replaced (None: it set a new key).
+
+        Events that never became current state are absent.  Read from the
+        current state delta stream (indexed by event id), so it is one query
+        for any number of events.
+        """
+        ids = list(event_ids)
+
+        def _txn(txn: Cursor) -> dict[str, Optional[str]]:
+            found: dict[str, Optional[str]] = {}
+            for chunk in batch_iter(ids, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "event_id", chunk)
+                txn.execute(
+                    f"SELECT event_id, prev_event_id FROM current_state_delta_stream WHERE {clause}"
+                    " ORDER BY stream_id",
+                    args,
+                )
+                for event_id, prev in txn:
+                    found.setdefault(event_id, prev)
+            return found
+
+        if not ids:
+            return {}
+        return await self._db.run_interaction("get_replaced_state_event_ids", _txn)
+
+    async def get_member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """``{room_id: (joined, invited)}`` by current state, for many rooms in one query."""
+        rooms = list(room_ids)
+
+        def _txn(txn: Cursor) -> dict[str, tuple[int, int]]:
+            counts: dict[str, list[int]] = {r: [0, 0] for r in rooms}
+            for chunk in batch_iter(rooms, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                txn.execute(
+                    "SELECT room_id, membership, COUNT(*) FROM current_state_events"
+                    f" WHERE {clause} AND type = 'm.room.member' AND membership IN ('join', 'invite')"
+                    " GROUP BY room_id, membership",
+                    args,
+                )
+                for room_id, membership, n in txn:
+                    counts[room_id][0 if membership == JOIN else 1] = int(n)
+            return {r: (c[0], c[1]) for r, c in counts.items()}
+
+        if not rooms:
+            return {}
+        return await self._db.run_interaction("get_member_counts", _txn)
+
+    async def get_heroes(self, room_ids: Collection[str], exclude_user: str, limit: int = 5) -> dict[str, list[str]]:
+        """Up to ``limit`` members per room to name it by (room summary ``m.heroes``).
+
+        Joined and invited members first, in the stream order of their member
+        events; if there are none, left and banned members.  ``exclude_user``
+        (the syncing user) is never listed.
+        """
+        rooms = list(room_ids)
+
+        def _txn(txn: Cursor) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for room_id in rooms:
+                txn.execute(
+                    "SELECT c.state_key FROM current_state_events c"
+                    " JOIN room_memberships m ON m.event_id = c.event_id"
+                    " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key != ?"
+                    " AND c.membership IN ('join', 'invite') ORDER BY m.stream_ordering LIMIT ?",
+                    (room_id, exclude_user, limit),
+                )
+                heroes = [r[0] for r in txn]
+                if not heroes:
+                    txn.execute(
+                        "SELECT c.state_key FROM current_state_events c"
+                        " JOIN room_memberships m ON m.event_id = c.event_id"
+                        " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key != ?"
+                        " AND c.membership IN ('leave', 'ban') ORDER BY m.stream_ordering LIMIT ?",
+                        (room_id, exclude_user, limit),
+                    )
+                    heroes = [r[0] for r in txn]
+                out[room_id] = heroes
+            return out
+
+        if not rooms:
+            return {}
+        return await self._db.run_interaction("get_heroes", _txn)
+
+    async def get_memberships_at(
+        self, user_id: str, room_ids: Collection[str], stream_ordering: int
+    ) -> dict[str, MembershipInfo]:
+        """The user's membership of each room as of a stream position (rooms with none are absent).
+
+        The latest membership event of the user at or before the position, in
+        stream order: what an incremental sync compares against to tell a new
+        join from a profile change.
+        """
+        rooms = list(room_ids)
+
+        def _txn(txn: Cursor) -> dict[str, MembershipInfo]:
+            out: dict[str, MembershipInfo] = {}
+            for room_id in rooms:
+                txn.execute(
+                    "SELECT membership, event_id, sender, stream_ordering FROM room_memberships"
+                    " WHERE room_id = ? AND user_id = ? AND stream_ordering <= ?"
+                    " ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_id, user_id, stream_ordering),
+                )
+                row: Optional[tuple[Any, ...]] = txn.fetchone()
+                if row is not None:
+                    out[room_id] = MembershipInfo(room_id, user_id, row[0], row[1], row[2], int(row[3]))
+            return out
+
+        if not rooms:
+            return {}
+        return await self._db.run_interaction("get_memberships_at", _txn)
+
+    async def get_current_state_ids_of_types(
+        self, room_ids: Collection[str], types: Collection[str]
+    ) -> dict[str, dict[tuple[str, str], str]]:
+        """Current state entries of the given types for many rooms, in one query (rooms without any absent)."""
+        rooms = list(room_ids)
+        type_list = sorted(types)
+
+        def _txn(txn: Cursor) -> dict[str, dict[tuple[str, str], str]]:
+            out: dict[str, dict[tuple[str, str], str]] = {}
+            type_clause, type_args = in_list_clause(txn.engine, "type", type_list)
+            for chunk in batch_iter(rooms, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                txn.execute(
+                    f"SELECT room_id, type, state_key, event_id FROM current_state_events WHERE {clause}"
+                    f" AND {type_clause}",
+                    [*args, *type_args],
+                )
+                for room_id, t, sk, eid in txn:
+                    out.setdefault(room_id, {})[(t, sk)] = eid
+            return out
+
+        if not rooms or not type_list:
+            return {}
+        return await self._db.run_interaction("get_current_state_ids_of_types", _txn)
+
+    async def get_joined_users_in_rooms(self, room_ids: Collection[str]) -> set[str]:
+        """Everyone joined to any of the rooms, in one query (uses the per-room cache where warm)."""
+        users: set[str] = set()
+        missing = []
+        for room_id in room_ids:
+            cached = self._members_cache.get(room_id)
+            if cached is not None:
+                users.update(cached)
+            else:
+                missing.append(room_id)
+
+        def _txn(txn: Cursor) -> set[str]:
+            found: set[str] = set()
+            for chunk in batch_iter(missing, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                txn.execute(
+                    "SELECT DISTINCT state_key FROM current_state_events"
+                    f" WHERE {clause} AND type = 'm.room.member' AND membership = 'join'",
+                    args,
+                )
+                found.update(r[0] for r in txn)
+            return found
+
+        if missing:
+            users |= await self._db.run_interaction("get_joined_users_in_rooms", _txn)
+        return users

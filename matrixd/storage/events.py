@@ -14,7 +14,7 @@ in other processes.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Collection, Iterable, Literal, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence
 
 from matrixd.events.event import Event, InternalMetadata, JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
@@ -35,6 +35,18 @@ _EVENT_COLUMNS = (
 )
 #: What a client may see of a room's timeline.
 _TIMELINE = "NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
+#: Stream spans up to this wide are read for many rooms with one range query
+#: (the span bounds the rows scanned); wider ones use one index probe per room.
+_DENSE_SPAN = 2000
+_MIN_BIGINT = -(2**63)
+
+
+class TimelineRow(NamedTuple):
+    """A timeline event's position: what sync needs before loading the event."""
+
+    event_id: str
+    stream_ordering: int
+    topological_ordering: int
 
 
 class EventStore:
@@ -208,6 +220,33 @@ class EventStore:
         )
         return await self._events_for_query("get_room_events_topological", sql_text, [*args, limit])
 
+    async def get_recent_timeline_rows(
+        self, bounds: Mapping[str, tuple[Optional[int], int]], limit: int
+    ) -> dict[str, list[TimelineRow]]:
+        """For many rooms at once, the latest timeline events in a stream range, newest first.
+
+        ``bounds[room_id] = (lower, upper)`` asks for events with
+        ``lower < stream_ordering <= upper`` (``lower`` None: unbounded, so
+        backfilled history is included); at most ``limit`` per room.  Rooms
+        with no such events are absent from the result.  One transaction:
+        a single range query when every room shares a narrow range (an
+        incremental sync), else one index probe per room (a ``LATERAL`` join
+        on PostgreSQL, a loop of statements on SQLite).
+        """
+        if not bounds or limit < 1:
+            return {}
+        items = sorted(bounds.items())
+        lowers = {lo for _, (lo, _) in items}
+        max_upper = max(up for _, (_, up) in items)
+        if len(lowers) == 1 and None not in lowers:
+            (lower,) = lowers
+            assert lower is not None
+            if max_upper - lower <= _DENSE_SPAN:
+                return await self._db.run_interaction(
+                    "get_recent_timeline_rows_dense", _recent_rows_dense_txn, items, lower, max_upper, limit
+                )
+        return await self._db.run_interaction("get_recent_timeline_rows", _recent_rows_per_room_txn, items, limit)
+
     async def _events_for_query(self, desc: str, sql_text: str, args: Sequence[Any]) -> list[Event]:
         rows = await self._db.execute(desc, sql_text, *args)
         return await self.get_events_as_list([r[0] for r in rows])
@@ -314,6 +353,66 @@ class EventStore:
             return union - common
 
         return await self._db.run_interaction("get_auth_chain_difference", _txn)
+
+
+def _recent_rows_dense_txn(
+    txn: Cursor, items: list[tuple[str, tuple[Optional[int], int]]], lower: int, max_upper: int, limit: int
+) -> dict[str, list[TimelineRow]]:
+    uppers = {room_id: up for room_id, (_, up) in items}
+    out: dict[str, list[TimelineRow]] = {}
+    for chunk in batch_iter(list(uppers), IN_LIST_BATCH):
+        clause, args = in_list_clause(txn.engine, "room_id", chunk)
+        txn.execute(
+            "SELECT room_id, event_id, stream_ordering, topological_ordering FROM events"
+            f" WHERE {clause} AND stream_ordering > ? AND stream_ordering <= ? AND {_TIMELINE}"
+            " ORDER BY stream_ordering DESC",
+            [*args, lower, max_upper],
+        )
+        for room_id, event_id, stream, topo in txn:
+            if int(stream) > uppers[room_id]:
+                continue
+            rows = out.setdefault(room_id, [])
+            if len(rows) < limit:
+                rows.append(TimelineRow(event_id, int(stream), int(topo)))
+    return out
+
+
+def _recent_rows_per_room_txn(
+    txn: Cursor, items: list[tuple[str, tuple[Optional[int], int]]], limit: int
+) -> dict[str, list[TimelineRow]]:
+    out: dict[str, list[TimelineRow]] = {}
+    if txn.engine.name == "postgres":
+        for chunk in batch_iter(items, IN_LIST_BATCH):
+            txn.execute(
+                "SELECT b.room_id, e.event_id, e.stream_ordering, e.topological_ordering"
+                " FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS b(room_id, lower_bound, upper_bound)"
+                " CROSS JOIN LATERAL ("
+                "  SELECT event_id, stream_ordering, topological_ordering FROM events"
+                "  WHERE room_id = b.room_id AND stream_ordering > b.lower_bound"
+                f"  AND stream_ordering <= b.upper_bound AND {_TIMELINE}"
+                "  ORDER BY stream_ordering DESC LIMIT ?"
+                ") e ORDER BY b.room_id, e.stream_ordering DESC",
+                [
+                    [r for r, _ in chunk],
+                    [_MIN_BIGINT if lo is None else lo for _, (lo, _) in chunk],
+                    [up for _, (_, up) in chunk],
+                    limit,
+                ],
+            )
+            for room_id, event_id, stream, topo in txn:
+                out.setdefault(room_id, []).append(TimelineRow(event_id, int(stream), int(topo)))
+        return out
+    for room_id, (lower, upper) in items:
+        txn.execute(
+            "SELECT event_id, stream_ordering, topological_ordering FROM events"
+            f" WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? AND {_TIMELINE}"
+            " ORDER BY stream_ordering DESC LIMIT ?",
+            (room_id, _MIN_BIGINT if lower is None else lower, upper, limit),
+        )
+        rows = [TimelineRow(r[0], int(r[1]), int(r[2])) for r in txn]
+        if rows:
+            out[room_id] = rows
+    return out
 
 
 def _auth_chain_txn(txn: Cursor, event_ids: list[str]) -> set[str]:

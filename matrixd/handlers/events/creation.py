@@ -40,6 +40,9 @@ class EventSpec:
     content: Mapping[str, Any]
     state_key: Optional[str] = None
     redacts: Optional[str] = None
+    # The client transaction that asked for the event (echoed to that device as unsigned.transaction_id).
+    txn_id: Optional[str] = None
+    device_id: Optional[str] = None
     #: Set by application services (``ts`` query parameter, "timestamp massaging"); default now.
     origin_server_ts: Optional[int] = None
 
@@ -150,6 +153,9 @@ class EventCreationHandler:
         )
         validate_pdu(room_version, event.get_pdu_json())
         check_auth(room_version, event, auth_state, create_event=create_event)
+        if spec.txn_id is not None:
+            event.internal_metadata.txn_id = spec.txn_id
+            event.internal_metadata.device_id = spec.device_id
         return event
 
     def build_create_event(

@@ -63,14 +63,16 @@ class EventSendHandler:
                 existing = await self._txn_ids.get_event_id_for_txn(requester.user_id, device_key, txn_id)
                 if existing is not None:
                     return existing
-                event_id = await self._send(requester, room_id, event_type, content, state_key, redacts,
+                event_id = await self._send(requester, room_id, event_type, content, state_key, redacts, txn_id,
                                             origin_server_ts)
                 await self._txn_ids.store_txn(requester.user_id, device_key, txn_id, room_id, event_id)
                 return event_id
-        return await self._send(requester, room_id, event_type, content, state_key, redacts, origin_server_ts)
+        return await self._send(requester, room_id, event_type, content, state_key, redacts,
+                                origin_server_ts=origin_server_ts)
 
     async def _send(self, requester: Requester, room_id: str, event_type: str, content: Mapping[str, Any],
-                    state_key: Optional[str], redacts: Optional[str], origin_server_ts: Optional[int] = None) -> str:
+                    state_key: Optional[str], redacts: Optional[str], txn_id: Optional[str] = None,
+                    origin_server_ts: Optional[int] = None) -> str:
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if self._ratelimiter is not None and requester.app_service_id is None:
@@ -83,7 +85,8 @@ class EventSendHandler:
         if redacts is not None:
             await self._check_can_redact(requester, room_id, redacts)
         persisted = await self._creation.send(
-            room_id, EventSpec(event_type, requester.user_id, content, state_key, redacts, origin_server_ts)
+            room_id, EventSpec(event_type, requester.user_id, content, state_key, redacts,
+                               txn_id=txn_id, device_id=requester.device_id, origin_server_ts=origin_server_ts)
         )
         return persisted.event.event_id
 
