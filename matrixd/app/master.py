@@ -13,6 +13,7 @@ from signedjson.types import SigningKey
 
 from matrixd.app.core import RoomCore, build_room_core
 from matrixd.appservice.area import AppServiceArea, build_app_service_area
+from matrixd.appservice.ephemeral import EphemeralFollower
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.config.ratelimiting import RatelimitSettings
@@ -398,6 +399,12 @@ async def build_master_components(
         rooms.aliases.set_app_services(appservice.queries)
         core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
         appservice.transactions.start()
+        if any(s.receive_ephemeral for s in appservice.services):
+            appservice.ephemeral = EphemeralFollower(
+                clock=clock, notifier=core.notifier, transactions=appservice.transactions, typing=sync.typing,
+                receipts=sync.stores.receipts, presence=sync.stores.presence,
+            )
+            appservice.ephemeral.start()
     # -- end application services --
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,

@@ -9,6 +9,7 @@ import attrs
 
 from matrixd.appservice.api import AgentTransport, AppServiceApi, AppServiceTransport
 from matrixd.appservice.auth import AppServiceTokenAuth
+from matrixd.appservice.ephemeral import EphemeralFollower
 from matrixd.appservice.interest import InterestChecker
 from matrixd.appservice.queries import AppServiceNamespaces, AppServiceQueries
 from matrixd.appservice.registration import AppServiceRegistration
@@ -37,9 +38,13 @@ class AppServiceArea:
     queries: AppServiceQueries
     interest: InterestChecker
     transactions: AppServiceTransactions
+    #: Set by the master when a service opted in to ephemeral events (typing, receipts, presence).
+    ephemeral: Optional[EphemeralFollower] = None
 
     async def close(self) -> None:
         """Stop the senders and drop pooled connections (process shutdown)."""
+        if self.ephemeral is not None:
+            self.ephemeral.stop()
         self.transactions.stop()
         if isinstance(self.transport, AgentTransport):
             await self.transport.close()

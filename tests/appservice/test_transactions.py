@@ -200,3 +200,47 @@ class EphemeralTestCase(TestCase):
         self._notify({"type": "m.presence", "sender": "@nobody:test", "content": {}}, user_ids=["@nobody:test"])
         bodies = [t.body["ephemeral"] for t in self.fake.transactions()]
         self.assertEqual(bodies, [[presence]])
+
+
+class EphemeralStreamsTestCase(TestCase):
+    """The sync area's typing, receipt and presence streams reach opted-in services."""
+
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(self, registration(receive_ephemeral=True))
+        self.alice, self.token = self.hs.create_user("alice")
+        self.room = self.hs.request("POST", CREATE, {"invite": ["@bridgebot:test"]},
+                                    access_token=self.token).json_body["room_id"]
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{self.room}/join", {})
+
+    def _ephemeral(self) -> list[dict[str, Any]]:
+        return [e for t in self.fake.transactions() for e in t.body.get("ephemeral", [])]
+
+    def test_typing_and_receipts(self) -> None:
+        """A user typing and a public read receipt become m.typing / m.receipt EDUs; private receipts do not."""
+        ch = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/typing/{self.alice}",
+                             {"typing": True, "timeout": 30000}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        event_id = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/e1",
+                                   {"msgtype": "m.text", "body": "hi"}, access_token=self.token).json_body["event_id"]
+        for receipt_type in ("m.read.private", "m.read"):
+            ch = self.hs.request("POST", f"/_matrix/client/v3/rooms/{self.room}/receipt/{receipt_type}/{event_id}",
+                                 {}, access_token=self.token)
+            self.assertEqual(ch.code, 200, ch.json_body)
+        edus = self._ephemeral()
+        typing = [e for e in edus if e["type"] == "m.typing"]
+        self.assertEqual(typing[0], {"type": "m.typing", "room_id": self.room, "content": {"user_ids": [self.alice]}})
+        receipts = [e for e in edus if e["type"] == "m.receipt"]
+        self.assertEqual(len(receipts), 1, receipts)
+        self.assertEqual(list(receipts[0]["content"][event_id]), ["m.read"])
+        self.assertIn(self.alice, receipts[0]["content"][event_id]["m.read"])
+
+    def test_presence_of_namespace_user(self) -> None:
+        """A namespace user's presence change reaches the service as m.presence."""
+        as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                   {"type": "m.login.application_service", "username": "_bridge_p", "inhibit_login": True})
+        ch = as_request(self.hs, "PUT", "/_matrix/client/v3/presence/@_bridge_p:test/status",
+                        {"presence": "online", "status_msg": "bridged"}, user_id="@_bridge_p:test")
+        self.assertEqual(ch.code, 200, ch.json_body)
+        presence = [e for e in self._ephemeral() if e["type"] == "m.presence"]
+        self.assertEqual(presence[-1]["sender"], "@_bridge_p:test")
+        self.assertEqual(presence[-1]["content"]["status_msg"], "bridged")
