@@ -24,6 +24,7 @@ from matrixd.storage.current_state import CurrentStateStore
 from matrixd.util.clock import Clock
 
 ROOM_INTEREST_TTL = 60.0
+MAX_CACHED_ROOMS = 100_000
 _INVALIDATING_TYPES = frozenset({"m.room.member", "m.room.canonical_alias"})
 
 
@@ -65,6 +66,8 @@ class InterestChecker:
         if cached is not None and now - cached[1] < ROOM_INTEREST_TTL:
             return cached[0]
         interested = await self._compute_room_interest(service, room_id)
+        if len(self._rooms) >= MAX_CACHED_ROOMS:
+            self._rooms.clear()  # crude bound: recomputing is cheap compared with unbounded growth
         self._rooms.setdefault(room_id, {})[service.id] = (interested, now)
         return interested
 
