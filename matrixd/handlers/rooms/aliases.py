@@ -86,6 +86,10 @@ class RoomAliasHandler:
         """Wired by the application service area: alias queries and exclusive alias namespaces."""
         self._app_services = app_services
 
+    def set_remote_resolver(self, resolver: RemoteAliasResolver) -> None:
+        """Resolve other servers' aliases through ``resolver`` (wired once federation exists)."""
+        self._remote = resolver
+
     async def _is_admin(self, user_id: str) -> bool:
         info = await self._users.get_user(user_id)
         return info is not None and info.admin
