@@ -127,6 +127,7 @@ async def stop_master(app: MasterApp) -> None:
     app.listeners = []
     if app.components is not None:
         await app.components.federation.agent.close()
+        await app.components.appservice.close()
     app.database.close()
 
 

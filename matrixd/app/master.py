@@ -13,6 +13,10 @@ from signedjson.types import SigningKey
 
 from matrixd.app.background import BackgroundJobRunner
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.appservice.area import AppServiceArea, build_app_service_area
+from matrixd.appservice.ephemeral import EphemeralFollower
+from matrixd.rest.client.appservice import AppServicePingServlet
+from matrixd.rest.client.thirdparty import thirdparty_servlets
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.config.ratelimiting import RatelimitSettings
@@ -295,6 +299,7 @@ class MasterComponents:
     federation_out: FederationOutArea  # federation sending, EDUs, remote queries (h/fedout)
     federation_flow: FederationFlowArea  # inbound /send, membership over federation, backfill (h/fedflow)
     admin: AdminArea
+    appservice: AppServiceArea
 
 
 async def build_master_components(
@@ -430,10 +435,38 @@ async def build_master_components(
     await admin_runner.resume_unfinished()
     # -- end server administration --
 
+    # -- application services: registrations, as_token auth, transactions, queries --
+    # Hooks into other areas: as_tokens in the access-token auth, exclusive user namespaces and
+    # m.login.application_service in registration/login, alias queries and exclusive alias
+    # namespaces in the alias handler; every persisted event wakes the transaction senders, and
+    # the sync area's typing/receipt/presence streams feed services with receive_ephemeral.
+    appservice = await build_app_service_area(
+        services=config.app_service_config_files.registrations, reactor=reactor, clock=clock, db=db,
+        server_name=config.server.server_name, users=accounts.users, devices=accounts.devices,
+        profiles=core.stores.profiles, events=core.stores.events, current_state=core.stores.current_state,
+        aliases=core.stores.aliases, stream_ids=core.stores.stream_ids,
+    )
+    if appservice.services:
+        auth.set_app_service_auth(appservice.token_auth)
+        account_area.registration.set_app_services(appservice.namespaces.is_user_exclusive,
+                                                   appservice.namespaces.lookup_token)
+        account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
+        rooms.aliases.set_app_services(appservice.queries)
+        core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
+        appservice.transactions.start()
+        if any(s.receive_ephemeral for s in appservice.services):
+            appservice.ephemeral = EphemeralFollower(
+                clock=clock, notifier=core.notifier, transactions=appservice.transactions, typing=sync.typing,
+                receipts=sync.stores.receipts, presence=sync.stores.presence,
+            )
+            appservice.ephemeral.start()
+    # -- end application services --
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
                             sync=sync, e2e=e2e, federation=federation, internal=internal,
-                            federation_out=federation_out, federation_flow=federation_flow, admin=admin)
+                            federation_out=federation_out, federation_flow=federation_flow, admin=admin,
+                            appservice=appservice)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -559,6 +592,10 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
     # -- federation event flow: /send, make/send join, leave, knock, invite --
     federation.extend(federation_flow_servlets(fed, c.federation_flow))
+
+    # -- application services: ping, third-party networks --
+    client.append(AppServicePingServlet(c.auth, c.appservice.queries))
+    client.extend(thirdparty_servlets(c.auth, c.appservice.queries))
 
     return {
         "client": client,

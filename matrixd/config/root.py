@@ -18,6 +18,7 @@ import yaml
 
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
+from matrixd.config.appservice import AppServiceConfig
 from matrixd.config.database import DatabaseConfig
 from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenerConfig, ListenersConfig
@@ -49,6 +50,8 @@ class RootConfig:
     federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
     server_notices: ServerNoticesConfig = attrs.field(factory=ServerNoticesConfig)
+    # app_service_config_files: application service registrations (matrixd.appservice)
+    app_service_config_files: AppServiceConfig = AppServiceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 

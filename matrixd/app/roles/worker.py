@@ -26,6 +26,7 @@ from matrixd.app.core import RoomCore, build_room_core
 from matrixd.app.master import AccountStores, SyncArea, build_federation_servlets, build_rooms_area
 from matrixd.app.roles.definitions import WORKER_KINDS, WorkerKind
 from matrixd.app.roles.servlets import select_methods
+from matrixd.appservice.auth import AppServiceTokenAuth
 from matrixd.config import RootConfig
 from matrixd.config.workers import MAIN_INSTANCE
 from matrixd.events.room_versions import get_room_version
@@ -226,6 +227,12 @@ async def build_worker_components(
     )
     late.append(replication)
     auth = AccessTokenAuth(clock, accounts.users, tokens, activity=ReplicationActivity(replication.client.record_user_ip))
+    # -- application services: their as_tokens (identity assertion) work on workers too (e.g. /sync) --
+    if config.app_service_config_files.registrations:
+        auth.set_app_service_auth(AppServiceTokenAuth(
+            config.app_service_config_files.registrations, server_name=config.server.server_name,
+            users=accounts.users, devices=accounts.devices,
+        ))
 
     federation: Optional[FederationArea] = None
     if kind.name == "federation_reader":
