@@ -126,15 +126,15 @@ class PushActionGenerator:
         thread = thread_of(event)
         out: list[Recipient] = []
         rows: list[PushActionRow] = []
-        encoded: dict[tuple[object, ...], str] = {}
+        encoded: dict[int, str] = {}  # by id of the (shared) Actions of a rule
         for user_id in recipients:
             user = UserFacts(user_id, names.get(user_id) if names is not None else None)
             actions = rulesets[user_id].evaluate(facts, user)
             if not (actions.notify or actions.highlight):
                 continue
-            actions_json = encoded.get(actions.actions)
+            actions_json = encoded.get(id(actions))
             if actions_json is None:
-                actions_json = encoded[actions.actions] = json.dumps(list(actions.actions), separators=(",", ":"))
+                actions_json = encoded[id(actions)] = json.dumps(list(actions.actions), separators=(",", ":"))
             rows.append(PushActionRow(
                 user_id, room_id, thread, stream_ordering, event.event_id, actions_json, actions.notify,
                 actions.highlight, event.origin_server_ts,

@@ -1,0 +1,147 @@
+"""Push actions stored at persistence: /sync unread counts (with threads), receipts, /notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.sync.helpers import SyncTestCase
+
+THREADED = {"room": {"timeline": {"unread_thread_notifications": True}}}
+
+
+class UnreadCountTests(SyncTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.atok = self.user("alice")
+        self.bob, self.btok = self.user("bob")
+        self.carol, self.ctok = self.user("carol")
+        self.room = self.create_room(self.alice, preset="public_chat")
+        self.join(self.bob, self.room)
+        self.join(self.carol, self.room)
+
+    def counts(self, token: str, **params: Any) -> dict[str, Any]:
+        room: dict[str, Any] = self.sync(token, **params)["rooms"]["join"][self.room]
+        return room
+
+    def receipt(self, token: str, event_id: str, thread_id: str | None = None) -> None:
+        body = {} if thread_id is None else {"thread_id": thread_id}
+        ch = self.request("POST", f"/rooms/{self.room}/receipt/m.read/{event_id}", token, body)
+        self.assertEqual(ch.code, 200, ch.json_body)
+
+    def test_messages_count_until_read(self) -> None:
+        """Messages from others count; a mention also highlights; a read receipt clears up to its event."""
+        self.send(self.alice, self.room, "one")
+        second = self.send(self.alice, self.room, "two")
+        self.send(self.alice, self.room, "hey bob", content={
+            "msgtype": "m.text", "body": "hey bob", "m.mentions": {"user_ids": [self.bob]}})
+        self.assertEqual(self.counts(self.btok)["unread_notifications"],
+                         {"notification_count": 3, "highlight_count": 1})
+        self.assertEqual(self.counts(self.atok)["unread_notifications"],
+                         {"notification_count": 0, "highlight_count": 0})
+        self.receipt(self.btok, second)
+        self.assertEqual(self.counts(self.btok)["unread_notifications"],
+                         {"notification_count": 1, "highlight_count": 1})
+
+    def test_incremental_sync_updates_counts_with_receipt(self) -> None:
+        """An incremental sync after the user's own receipt shows the room with cleared counts."""
+        last = self.send(self.alice, self.room, "one")
+        since = self.sync(self.btok)["next_batch"]
+        self.receipt(self.btok, last)
+        body = self.sync(self.btok, since)
+        self.assertEqual(body["rooms"]["join"][self.room]["unread_notifications"],
+                         {"notification_count": 0, "highlight_count": 0})
+
+    def test_notices_and_own_messages_do_not_count(self) -> None:
+        """m.notice is suppressed by default, and a sender's own events never count for them."""
+        self.send(self.alice, self.room, "bot", content={"msgtype": "m.notice", "body": "bot"})
+        self.send(self.bob, self.room, "mine")
+        self.assertEqual(self.counts(self.btok)["unread_notifications"]["notification_count"], 0)
+
+    def test_threads(self) -> None:
+        """Threaded counts are apart when the filter asks; threaded receipts clear only their thread."""
+        root = self.send(self.alice, self.room, "root")
+        reply = {"msgtype": "m.text", "body": "in thread",
+                 "m.relates_to": {"rel_type": "m.thread", "event_id": root}}
+        self.send(self.alice, self.room, content=reply)
+        last_in_thread = self.send(self.alice, self.room, content=reply)
+        self.send(self.alice, self.room, "main again")
+        plain = self.counts(self.btok)
+        self.assertEqual(plain["unread_notifications"]["notification_count"], 4)
+        self.assertNotIn("unread_thread_notifications", plain)
+        threaded = self.counts(self.btok, filter=THREADED)
+        self.assertEqual(threaded["unread_notifications"]["notification_count"], 2)
+        self.assertEqual(threaded["unread_thread_notifications"],
+                         {root: {"notification_count": 2, "highlight_count": 0}})
+        self.receipt(self.btok, last_in_thread, thread_id=root)
+        threaded = self.counts(self.btok, filter=THREADED)
+        self.assertEqual(threaded["unread_notifications"]["notification_count"], 2)
+        self.assertEqual(threaded["unread_thread_notifications"], {})
+        # An unthreaded receipt covers every thread up to its event.
+        self.receipt(self.btok, root)
+        self.assertEqual(self.counts(self.btok, filter=THREADED)["unread_notifications"]["notification_count"], 1)
+
+    def test_one_to_one_uses_member_count(self) -> None:
+        """In a two-member room a message notifies with sound (the member count is read at persistence)."""
+        dm = self.create_room(self.alice, preset="public_chat")
+        self.join(self.bob, dm)
+        self.send(self.alice, dm, "psst")
+        page = self.request("GET", "/notifications", self.btok).json_body
+        self.assertEqual(page["notifications"][0]["actions"], ["notify", {"set_tweak": "sound", "value": "default"}])
+
+    def test_rule_change_applies_to_next_event(self) -> None:
+        """A room rule set to dont_notify stops counting at once (compiled rules are invalidated)."""
+        self.send(self.alice, self.room, "one")
+        ch = self.request("PUT", f"/pushrules/global/room/{self.room}", self.btok, {"actions": ["dont_notify"]})
+        self.assertEqual(ch.code, 200)
+        self.send(self.alice, self.room, "two")
+        self.assertEqual(self.counts(self.btok)["unread_notifications"]["notification_count"], 1)
+
+    def test_invite_notifies_the_invitee(self) -> None:
+        """An invite reaches the invitee's notifications though they are not joined."""
+        dave, dtok = self.user("dave")
+        self.membership(self.alice, dave, self.room, "invite")
+        page = self.request("GET", "/notifications", dtok).json_body
+        self.assertEqual(len(page["notifications"]), 1)
+        self.assertEqual(page["notifications"][0]["event"]["type"], "m.room.member")
+
+
+class NotificationsEndpointTests(SyncTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.atok = self.user("alice")
+        self.bob, self.btok = self.user("bob")
+        self.room = self.create_room(self.alice, preset="public_chat")
+        self.join(self.bob, self.room)
+        self.join(self.user("carol")[0], self.room)
+
+    def test_paging_and_highlight_filter(self) -> None:
+        """Notifications come newest first, page with next_token, and only=highlight keeps mentions."""
+        ids = [self.send(self.alice, self.room, f"m{i}") for i in range(5)]
+        mention = self.send(self.alice, self.room, content={
+            "msgtype": "m.text", "body": "bob!", "m.mentions": {"user_ids": [self.bob]}})
+        ids.append(mention)
+        page = self.request("GET", "/notifications?limit=4", self.btok).json_body
+        got = [n["event"]["event_id"] for n in page["notifications"]]
+        self.assertEqual(got, ids[::-1][:4])
+        first = page["notifications"][0]
+        self.assertEqual(first["room_id"], self.room)
+        self.assertFalse(first["read"])
+        self.assertIsInstance(first["ts"], int)
+        page2 = self.request("GET", f"/notifications?limit=4&from={page['next_token']}", self.btok).json_body
+        self.assertEqual([n["event"]["event_id"] for n in page2["notifications"]], ids[::-1][4:])
+        self.assertNotIn("next_token", page2)
+        hl = self.request("GET", "/notifications?only=highlight", self.btok).json_body
+        self.assertEqual([n["event"]["event_id"] for n in hl["notifications"]], [mention])
+
+    def test_read_flag_follows_receipt(self) -> None:
+        """read is true for notifications at or before the user's read receipt."""
+        first = self.send(self.alice, self.room, "a")
+        self.send(self.alice, self.room, "b")
+        self.request("POST", f"/rooms/{self.room}/receipt/m.read/{first}", self.btok, {})
+        page = self.request("GET", "/notifications", self.btok).json_body
+        self.assertEqual([n["read"] for n in page["notifications"]], [False, True])
+
+    def test_bad_from(self) -> None:
+        """A from token that is not ours is a 400."""
+        ch = self.request("GET", "/notifications?from=abc", self.btok)
+        self.assertEqual((ch.code, ch.json_body["errcode"]), (400, "M_INVALID_PARAM"))
