@@ -10,14 +10,45 @@ which drops the value if any invalidation happened in between.
 from __future__ import annotations
 
 import collections
-from typing import Callable, Generic, Hashable, Iterable, Optional, TypeVar
+import weakref
+from typing import Callable, Generic, Hashable, Iterable, Iterator, Optional, TypeVar
 
-from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-CACHE_LOOKUPS = Counter("matrixd_storage_cache_lookups_total", "Store cache lookups", ["cache", "result"])
+_ALL_CACHES: "weakref.WeakSet[LruCache[object, object]]" = weakref.WeakSet()
+
+
+class _CacheCollector(Collector):
+    """Reports every live cache's hits, misses and size at scrape time.
+
+    Lookups only bump plain integers: a Prometheus counter increment per lookup
+    cost more than the lookup itself on hot paths (sync reads thousands).
+    """
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        lookups = CounterMetricFamily("matrixd_storage_cache_lookups", "Store cache lookups",
+                                      labels=["cache", "result"])
+        size = GaugeMetricFamily("matrixd_storage_cache_size", "Entries (weighted) in each store cache",
+                                 labels=["cache"])
+        totals: dict[str, list[int]] = {}
+        for cache in list(_ALL_CACHES):
+            t = totals.setdefault(cache.name, [0, 0, 0])
+            t[0] += cache.hits
+            t[1] += cache.misses
+            t[2] += cache.weighted_size
+        for name, (hits, misses, weighted) in sorted(totals.items()):
+            lookups.add_metric([name, "hit"], hits)
+            lookups.add_metric([name, "miss"], misses)
+            size.add_metric([name], weighted)
+        yield lookups
+        yield size
+
+
+REGISTRY.register(_CacheCollector())
 
 
 class LruCache(Generic[K, V]):
@@ -36,8 +67,13 @@ class LruCache(Generic[K, V]):
         self._total = 0
         self._data: collections.OrderedDict[K, V] = collections.OrderedDict()
         self._generation = 0
-        self._hits = CACHE_LOOKUPS.labels(name, "hit")
-        self._misses = CACHE_LOOKUPS.labels(name, "miss")
+        self.hits = 0
+        self.misses = 0
+        _ALL_CACHES.add(self)  # type: ignore[arg-type]
+
+    @property
+    def weighted_size(self) -> int:
+        return self._total
 
     @property
     def generation(self) -> int:
@@ -48,10 +84,10 @@ class LruCache(Generic[K, V]):
         try:
             value = self._data[key]
         except KeyError:
-            self._misses.inc()
+            self.misses += 1
             return None
         self._data.move_to_end(key)
-        self._hits.inc()
+        self.hits += 1
         return value
 
     def __contains__(self, key: object) -> bool:

@@ -96,12 +96,22 @@ class DeviceListChanges:
         sharing any room with ``user_id`` in the events window. "Now" is the
         current room state, which a sync computing up to the present agrees with.
         """
-        shared_now = await self._store.get_users_sharing_a_room(user_id)
+        # Who shares a room with the user is only needed when something changed: most
+        # woken syncs (a message arrived) have neither device changes nor membership deltas.
+        shared_cache: list[set[str]] = []
+
+        async def shared() -> set[str]:
+            if not shared_cache:
+                shared_cache.append(set(await self._store.get_users_sharing_a_room(user_id)))
+            return shared_cache[0]
+
         changed: set[str] = set()
         left: set[str] = set()
         if to_token.device_lists > from_token.device_lists:
             users = await self._store.get_changed_users(from_token.device_lists, to_token.device_lists, user_id)
-            changed = {u for u in users if u in shared_now or u == user_id}
+            if users:
+                shared_now = await shared()
+                changed = {u for u in users if u in shared_now or u == user_id}
         if to_token.events > from_token.events:
             joined_rooms = sorted(await self._current.get_rooms_for_user(user_id))
             deltas = await self._store.get_membership_changes(user_id, joined_rooms, from_token.events,
@@ -124,8 +134,10 @@ class DeviceListChanges:
                 if d.left:
                     gone.add(d.user_id)
             newly.discard(user_id)
-            changed |= newly & shared_now
-            left = gone - shared_now
+            if newly or gone:
+                shared_now = await shared()
+                changed |= newly & shared_now
+                left = gone - shared_now
         left.discard(user_id)
         left -= changed
         return changed, left
