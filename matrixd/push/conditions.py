@@ -90,6 +90,8 @@ class EventFacts:
     notification_levels: dict[str, int]
     #: Results of user-independent conditions, by condition id.
     memo: dict[int, bool] = attrs.field(factory=dict)
+    #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
+    outcomes: dict[tuple[int, tuple[bool, ...]], Any] = attrs.field(factory=dict)
     _values: dict[str, Any] = attrs.field(factory=dict)
 
     def value(self, key: str) -> Any:

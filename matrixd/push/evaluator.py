@@ -10,7 +10,7 @@ the compiled form is cached until the rules change.
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import attrs
 
@@ -83,29 +83,54 @@ def compile_rule(kind: str, rule: JsonDict) -> CompiledRule:
 
 
 class CompiledRuleset:
-    """A user's enabled rules in evaluation order."""
+    """A user's enabled rules in evaluation order.
+
+    The outcome for a user depends on the event (memoised per event) and on
+    the few user-dependent conditions (mentions of the user, invites of the
+    user, display names), so :meth:`evaluate` first checks only those, then
+    reuses the outcome of an earlier user of the same ruleset with the same
+    answers: in a big room the rules are walked about once per event.
+    """
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
         self.needs_display_name = any(r.needs_display_name for r in self.rules)
-
-    def evaluate(self, facts: EventFacts, user: UserFacts) -> Actions:
-        memo = facts.memo
+        user_conds: dict[int, Condition] = {}
         for rule in self.rules:
             for cond in rule.conditions:
                 if cond.user_dependent:
-                    ok = cond.matches(facts, user)
+                    user_conds.setdefault(id(cond), cond)
+        self._user_conds = tuple(user_conds.values())
+
+    def evaluate(self, facts: EventFacts, user: UserFacts) -> Actions:
+        answers = tuple(c.matches(facts, user) for c in self._user_conds)
+        key = (id(self), answers)
+        outcomes = facts.outcomes
+        found: Optional[Actions] = outcomes.get(key)
+        if found is None:
+            found = outcomes[key] = self._walk(facts, dict(zip(map(id, self._user_conds), answers)))
+        return found
+
+    def _walk(self, facts: EventFacts, user_answers: dict[int, bool]) -> Actions:
+        memo = facts.memo
+        for rule in self.rules:
+            for cond in rule.conditions:
+                key = id(cond)
+                if cond.user_dependent:
+                    ok = user_answers[key]
                 else:
-                    key = id(cond)
                     cached = memo.get(key)
                     if cached is None:
-                        cached = memo[key] = cond.matches(facts, user)
+                        cached = memo[key] = cond.matches(facts, _NOBODY)
                     ok = cached
                 if not ok:
                     break
             else:
                 return rule.actions
         return NO_ACTION
+
+
+_NOBODY = UserFacts("")
 
 
 class RulesetCompiler:
