@@ -123,6 +123,10 @@ class Condition:
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
         raise NotImplementedError
 
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        """For a user-dependent condition: lower-cased user ids it can match for this event (None: anyone)."""
+        return None
+
 
 class EventMatch(Condition):
     def __init__(self, key: str, pattern: str) -> None:
@@ -140,6 +144,12 @@ class EventMatch(Condition):
         pattern = user.user_id if self.user_dependent else self.pattern
         return glob_matches(pattern, value, word_boundary=self._word_boundary)
 
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        if self._word_boundary:
+            return None
+        value = facts.value(self.key)
+        return frozenset([value.lower()]) if isinstance(value, str) else frozenset()
+
 
 class PropertyIs(Condition):
     def __init__(self, key: str, value: Any) -> None:
@@ -152,6 +162,10 @@ class PropertyIs(Condition):
         if found is _MISSING or not _is_simple_value(found):
             return False
         return _same_value(found, user.user_id if self.user_dependent else self.value)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        found = facts.value(self.key)
+        return frozenset([found.lower()]) if isinstance(found, str) else frozenset()
 
 
 class PropertyContains(Condition):
@@ -166,6 +180,12 @@ class PropertyContains(Condition):
             return False
         wanted = user.user_id if self.user_dependent else self.value
         return any(_is_simple_value(v) and _same_value(v, wanted) for v in found)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        found = facts.value(self.key)
+        if not isinstance(found, list):
+            return frozenset()
+        return frozenset(v.lower() for v in found if isinstance(v, str))
 
 
 class ContainsDisplayName(Condition):

@@ -102,6 +102,24 @@ class CompiledRuleset:
                     user_conds.setdefault(id(cond), cond)
         self._user_conds = tuple(user_conds.values())
 
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        """Lower-cased ids of the users whose outcome may differ from :meth:`base` (None: anyone's may)."""
+        out: set[str] = set()
+        for cond in self._user_conds:
+            found = cond.candidates(facts)
+            if found is None:
+                return None
+            out |= found
+        return frozenset(out)
+
+    def base(self, facts: EventFacts) -> Actions:
+        """The outcome for a user none of whose user-dependent conditions match."""
+        key = (id(self), (False,) * len(self._user_conds))
+        found: Optional[Actions] = facts.outcomes.get(key)
+        if found is None:
+            found = facts.outcomes[key] = self._walk(facts, {id(c): False for c in self._user_conds})
+        return found
+
     def evaluate(self, facts: EventFacts, user: UserFacts) -> Actions:
         answers = tuple(c.matches(facts, user) for c in self._user_conds)
         key = (id(self), answers)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import Awaitable, Callable, Optional
 
 import attrs
 from twisted.internet import defer
 
 from matrixd.events.event import Event
-from matrixd.push.actions import Recipient
+from matrixd.push.actions import PushOutcome
 from matrixd.push.evaluator import Actions
 from matrixd.push.gateway import PushGatewayClient, build_notification
 from matrixd.storage.current_state import CurrentStateStore
@@ -94,15 +94,16 @@ class PusherPool:
         if fresh:
             self._queues[user_id] = fresh
 
-    async def on_push_actions(self, event: Event, recipients: Sequence[Recipient]) -> None:
+    async def on_push_actions(self, event: Event, outcome: PushOutcome) -> None:
         """Actions listener of :class:`matrixd.push.actions.PushActionGenerator`: queue notifying events."""
-        for r in recipients:
-            if not r.actions.notify:
+        for user_id in [u for u in self._queues if u in outcome.recipients]:
+            actions = outcome.actions_for(user_id)
+            if not actions.notify:
                 continue
-            for q in self._queues.get(r.user_id, {}).values():
+            for q in self._queues.get(user_id, {}).values():
                 if q.pusher.kind != "http":
                     continue
-                q.pending.append(_Pending(event, r.actions))
+                q.pending.append(_Pending(event, actions))
                 if not q.running:
                     q.running = True
                     defer.ensureDeferred(self._drain(q))
