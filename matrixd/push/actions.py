@@ -39,7 +39,8 @@ class PushOutcome:
     """The actions of one event for each local recipient, kept in grouped form."""
 
     sender: str
-    recipients: frozenset[str]
+    #: The room's local joined members (the sender among them, if local).
+    local_members: frozenset[str]
     rulesets: dict[str, CompiledRuleset]
     #: The common actions of each ruleset (by id) for users it has nothing particular for.
     group_base: dict[int, Actions]
@@ -49,13 +50,40 @@ class PushOutcome:
     broadcast: Optional[Actions]
     invitee: Optional[str]
 
+    def is_recipient(self, user_id: str) -> bool:
+        return user_id == self.invitee or (user_id in self.local_members and user_id != self.sender)
+
     def actions_for(self, user_id: str) -> Actions:
         """What ``user_id``'s rules said (nothing for non-recipients)."""
         found = self.individual.get(user_id)
         if found is not None:
             return found
+        if not self.is_recipient(user_id):
+            return NO_ACTION
         rs = self.rulesets.get(user_id)
         return NO_ACTION if rs is None else self.group_base[id(rs)]
+
+
+class _Group:
+    """The local members of a room sharing one compiled ruleset."""
+
+    def __init__(self, ruleset: CompiledRuleset) -> None:
+        self.ruleset = ruleset
+        self.users: list[str] = []
+        self.by_lower: dict[str, str] = {}
+
+
+@attrs.frozen(slots=True)
+class _RoomPlan:
+    members: tuple[str, ...]
+    generation: int
+    local: frozenset[str]
+    rulesets: dict[str, CompiledRuleset]
+    groups: list[_Group]
+
+
+#: Rooms whose member grouping is kept (cleared when full: rebuilding one is a cheap pass).
+_MAX_PLANS = 10_000
 
 
 def thread_of(event: Event) -> str:
@@ -86,6 +114,7 @@ class PushActionGenerator:
         self._compiler = RulesetCompiler()
         self._rulesets: dict[str, CompiledRuleset] = {}
         self._generation = 0  # bumped by every invalidation: a load racing one is not cached
+        self._plans: dict[str, _RoomPlan] = {}
         self._listeners: list[ActionsListener] = []
         self._tail: "defer.Deferred[None]" = defer.succeed(None)
 
@@ -133,20 +162,20 @@ class PushActionGenerator:
             await self._store.add_push_actions([], join)
             return None
         members = await self._current_state.get_users_in_room(room_id)
-        recipients = [u for u in members if u.endswith(self._suffix) and u != event.sender]
+        plan = await self._room_plan(room_id, members)
         invitee: Optional[str] = None
         if (
             event.type == "m.room.member" and event.membership == "invite" and event.state_key
-            and event.state_key.endswith(self._suffix) and event.state_key not in recipients
+            and event.state_key.endswith(self._suffix) and event.state_key not in plan.local
         ):
             invitee = event.state_key
-            recipients.append(invitee)
-        if not recipients:
+        sender_local = event.sender in plan.local
+        if len(plan.local) - sender_local == 0 and invitee is None:
             await self._store.add_push_actions([], join)
             return None
         facts = await self._facts(event, len(members))
-        outcome = await self._outcome(event, facts, recipients, invitee)
-        await self._store.add_push_actions(self._rows(event, stream_ordering, outcome), join)
+        outcome = await self._outcome(event, facts, plan, invitee)
+        await self._store.add_push_actions(self._rows(event, stream_ordering, plan, outcome), join)
         for listener in self._listeners:
             try:
                 await listener(event, outcome)
@@ -154,47 +183,78 @@ class PushActionGenerator:
                 logger.exception("push actions listener failed for %s", event.event_id)
         return outcome
 
+    async def _room_plan(self, room_id: str, members: list[str]) -> "_RoomPlan":
+        """The room's local members grouped by ruleset, reused while members and rules are unchanged."""
+        key = tuple(members)
+        cached = self._plans.get(room_id)
+        if cached is not None and cached.generation == self._generation and cached.members == key:
+            return cached
+        generation = self._generation
+        local = [u for u in members if u.endswith(self._suffix)]
+        rulesets = await self._rulesets_for(local)
+        groups: dict[int, _Group] = {}
+        for user_id in local:
+            rs = rulesets[user_id]
+            group = groups.get(id(rs))
+            if group is None:
+                group = groups[id(rs)] = _Group(rs)
+            group.users.append(user_id)
+            group.by_lower[user_id.lower()] = user_id
+        plan = _RoomPlan(key, generation, frozenset(local), rulesets, list(groups.values()))
+        if generation == self._generation:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[room_id] = plan
+        return plan
+
     async def _outcome(
-        self, event: Event, facts: EventFacts, recipients: list[str], invitee: Optional[str]
+        self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str]
     ) -> "PushOutcome":
         """Every recipient's actions, evaluating rulesets once and users only where they can differ."""
-        rulesets = await self._rulesets_for(recipients)
-        groups: dict[int, list[str]] = {}
-        by_id: dict[int, CompiledRuleset] = {}
-        for user_id in recipients:
-            rs = rulesets[user_id]
-            by_id[id(rs)] = rs
-            groups.setdefault(id(rs), []).append(user_id)
         names: Optional[dict[str, Optional[str]]] = None
-        if any(rs.needs_display_name for rs in by_id.values()):
+        invitee_rs: Optional[CompiledRuleset] = None
+        if invitee is not None:
+            invitee_rs = (await self._rulesets_for([invitee]))[invitee]
+        if any(g.ruleset.needs_display_name for g in plan.groups) or (
+            invitee_rs is not None and invitee_rs.needs_display_name
+        ):
             profiles = await self._current_state.get_joined_member_profiles(event.room_id)
             names = {u: p.displayname for u, p in profiles.items()}
+
+        def user_facts(u: str) -> UserFacts:
+            return UserFacts(u, names.get(u) if names is not None else None)
+
+        sender = event.sender
         individual: dict[str, Actions] = {}
         group_base: dict[int, Actions] = {}
         base_sizes: dict[int, int] = {}  # by id of the base Actions (they hold dicts: not hashable)
         bases: dict[int, Actions] = {}
-        for key, users in groups.items():
-            rs = by_id[key]
+        for group in plan.groups:
+            rs = group.ruleset
+            base = group_base[id(rs)] = rs.base(facts)
             candidates = rs.candidates(facts)
-            base = group_base[key] = rs.base(facts)
             if candidates is None:
-                chosen = users
+                chosen = [u for u in group.users if u != sender]
             else:
-                chosen = [u for u in users if u.lower() in candidates] if candidates else []
+                chosen = [group.by_lower[c] for c in candidates if c in group.by_lower and group.by_lower[c] != sender]
             for u in chosen:
-                individual[u] = rs.evaluate(facts, UserFacts(u, names.get(u) if names is not None else None))
+                individual[u] = rs.evaluate(facts, user_facts(u))
+            sender_in_group = group.by_lower.get(sender.lower()) == sender
+            size = len(group.users) - len(chosen) - sender_in_group
             bases[id(base)] = base
-            base_sizes[id(base)] = base_sizes.get(id(base), 0) + len(users) - len(chosen)
+            base_sizes[id(base)] = base_sizes.get(id(base), 0) + size
+        if invitee is not None and invitee_rs is not None:
+            individual[invitee] = invitee_rs.evaluate(facts, user_facts(invitee))
         broadcast = bases[max(base_sizes, key=lambda k: base_sizes[k])] if base_sizes else NO_ACTION
-        if invitee is not None and invitee not in individual:
-            individual[invitee] = group_base[id(rulesets[invitee])]
         return PushOutcome(
-            sender=event.sender, recipients=frozenset(recipients), rulesets=rulesets, group_base=group_base,
+            sender=sender, local_members=plan.local, rulesets=plan.rulesets, group_base=group_base,
             individual=individual, broadcast=broadcast if (broadcast.notify or broadcast.highlight) else None,
             invitee=invitee,
         )
 
-    def _rows(self, event: Event, stream_ordering: int, outcome: "PushOutcome") -> list[PushActionRow]:
+    def _rows(
+        self, event: Event, stream_ordering: int, plan: "_RoomPlan", outcome: "PushOutcome"
+    ) -> list[PushActionRow]:
         """The broadcast row (if the common actions notify) and the rows of everyone who differs from it."""
         room_id, thread, ts = event.room_id, thread_of(event), event.origin_server_ts
         encoded: dict[int, str] = {}  # by id of the (shared) Actions of a rule
@@ -207,23 +267,25 @@ class PushActionGenerator:
                                  actions.notify, actions.highlight, ts)
 
         broadcast = outcome.broadcast
+        sender = event.sender
         rows: list[PushActionRow] = []
         if broadcast is not None:
             rows.append(row(BROADCAST, broadcast))
-            if event.sender.endswith(self._suffix):
-                rows.append(row(event.sender, NO_ACTION))  # the sender is not a recipient
+            if sender.endswith(self._suffix):
+                rows.append(row(sender, NO_ACTION))  # the sender is not a recipient
             # Whole groups whose common actions differ from the broadcast ones, minus evaluated users.
-            for user_id in outcome.recipients:
-                if user_id in outcome.individual:
+            for group in plan.groups:
+                base = outcome.group_base[id(group.ruleset)]
+                if base is broadcast or base == broadcast:
                     continue
-                base = outcome.group_base[id(outcome.rulesets[user_id])]
-                if base != broadcast:
-                    rows.append(row(user_id, base))
+                rows.extend(
+                    row(u, base) for u in group.users if u != sender and u not in outcome.individual
+                )
         for user_id, actions in outcome.individual.items():
             if broadcast is None:
                 if actions.notify or actions.highlight:
                     rows.append(row(user_id, actions))
-            elif actions != broadcast or user_id == outcome.invitee:
+            elif user_id == outcome.invitee or not (actions is broadcast or actions == broadcast):
                 rows.append(row(user_id, actions))
         return rows
 

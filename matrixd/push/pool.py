@@ -96,7 +96,7 @@ class PusherPool:
 
     async def on_push_actions(self, event: Event, outcome: PushOutcome) -> None:
         """Actions listener of :class:`matrixd.push.actions.PushActionGenerator`: queue notifying events."""
-        for user_id in [u for u in self._queues if u in outcome.recipients]:
+        for user_id in [u for u in self._queues if outcome.is_recipient(u)]:
             actions = outcome.actions_for(user_id)
             if not actions.notify:
                 continue

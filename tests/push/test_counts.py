@@ -145,3 +145,75 @@ class NotificationsEndpointTests(SyncTestCase):
         """A from token that is not ours is a 400."""
         ch = self.request("GET", "/notifications?from=abc", self.btok)
         self.assertEqual((ch.code, ch.json_body["errcode"]), (400, "M_INVALID_PARAM"))
+
+
+class BroadcastRowTests(SyncTestCase):
+    """The actions most members share are stored once; these pin who that row counts for."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.atok = self.user("alice")
+        self.bob, self.btok = self.user("bob")
+        self.carol, self.ctok = self.user("carol")
+        self.room = self.create_room(self.alice, preset="public_chat")
+        self.join(self.bob, self.room)
+        self.join(self.carol, self.room)
+
+    def unread(self, token: str) -> dict[str, int]:
+        body = self.sync(token)
+        counts: dict[str, int] = body["rooms"]["join"][self.room]["unread_notifications"]
+        return counts
+
+    def test_late_joiner_does_not_count_earlier_events(self) -> None:
+        """Events sent before a user joined never count for them."""
+        self.send(self.alice, self.room, "before")
+        dave, dtok = self.user("dave")
+        self.join(dave, self.room)
+        self.assertEqual(self.unread(dtok)["notification_count"], 0)
+        self.send(self.alice, self.room, "after")
+        self.assertEqual(self.unread(dtok)["notification_count"], 1)
+        self.assertEqual(len(self.request("GET", "/notifications", dtok).json_body["notifications"]), 1)
+
+    def test_rejoin_skips_the_time_away(self) -> None:
+        """Events while a user was away do not count after they rejoin; a profile change keeps the stretch."""
+        self.send(self.alice, self.room, "one")
+        self.membership(self.bob, self.bob, self.room, "leave")
+        self.send(self.alice, self.room, "while away")
+        self.join(self.bob, self.room)
+        self.assertEqual(self.unread(self.btok)["notification_count"], 0)
+        self.send(self.alice, self.room, "back")
+        self.send(self.bob, self.room, event_type="m.room.member", state_key=self.bob,
+                  content={"membership": "join", "displayname": "Bobby"})
+        self.send(self.alice, self.room, "again")
+        self.assertEqual(self.unread(self.btok)["notification_count"], 2)
+
+    def test_exceptions_to_the_common_actions(self) -> None:
+        """A mentioned user highlights, a user whose rules differ keeps theirs, the sender counts nothing."""
+        self.request("PUT", f"/pushrules/global/room/{self.room}", self.ctok, {"actions": ["dont_notify"]})
+        self.send(self.alice, self.room, content={
+            "msgtype": "m.text", "body": "hi bob", "m.mentions": {"user_ids": [self.bob]}})
+        self.send(self.alice, self.room, "plain")
+        self.assertEqual(self.unread(self.btok), {"notification_count": 2, "highlight_count": 1})
+        self.assertEqual(self.unread(self.ctok), {"notification_count": 0, "highlight_count": 0})
+        self.assertEqual(self.unread(self.atok), {"notification_count": 0, "highlight_count": 0})
+        self.assertEqual(self.request("GET", "/notifications", self.ctok).json_body["notifications"], [])
+
+    def test_display_name_rule_checked_per_user(self) -> None:
+        """A user-added contains_display_name rule highlights only for the user whose name is in the body."""
+        ch = self.request("PUT", "/pushrules/global/override/name", self.btok, {
+            "conditions": [{"kind": "contains_display_name"}], "actions": ["notify", {"set_tweak": "highlight"}]})
+        self.assertEqual(ch.code, 200)
+        self.send(self.alice, self.room, "ask bob about it")
+        self.assertEqual(self.unread(self.btok), {"notification_count": 1, "highlight_count": 1})
+        self.assertEqual(self.unread(self.ctok), {"notification_count": 1, "highlight_count": 0})
+
+    def test_badge_counts_every_room(self) -> None:
+        """The badge is the unread notifying events over all joined rooms, own and broadcast rows alike."""
+        other = self.create_room(self.alice, preset="public_chat")
+        self.join(self.bob, other)
+        self.send(self.alice, self.room, "a")
+        self.send(self.alice, other, "b")
+        self.send(self.alice, other, content={
+            "msgtype": "m.text", "body": "c", "m.mentions": {"user_ids": [self.bob]}})
+        badge = self.hs.run(self.hs.components.push.counts.get_badge_count(self.bob))
+        self.assertEqual(badge, 3)
