@@ -10,7 +10,6 @@ rulesets are cached until their rules change.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Awaitable, Callable, Optional, Sequence
 
@@ -257,13 +256,9 @@ class PushActionGenerator:
     ) -> list[PushActionRow]:
         """The broadcast row (if the common actions notify) and the rows of everyone who differs from it."""
         room_id, thread, ts = event.room_id, thread_of(event), event.origin_server_ts
-        encoded: dict[int, str] = {}  # by id of the (shared) Actions of a rule
 
         def row(user_id: str, actions: Actions) -> PushActionRow:
-            actions_json = encoded.get(id(actions))
-            if actions_json is None:
-                actions_json = encoded[id(actions)] = json.dumps(list(actions.actions), separators=(",", ":"))
-            return PushActionRow(user_id, room_id, thread, stream_ordering, event.event_id, actions_json,
+            return PushActionRow(user_id, room_id, thread, stream_ordering, event.event_id, actions.encoded,
                                  actions.notify, actions.highlight, ts)
 
         broadcast = outcome.broadcast

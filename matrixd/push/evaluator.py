@@ -10,6 +10,7 @@ the compiled form is cached until the rules change.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Optional, Sequence
 
 import attrs
@@ -35,6 +36,8 @@ class Actions:
     notify: bool
     highlight: bool
     actions: tuple[Any, ...]
+    #: The actions as stored (JSON), encoded once per compiled rule.
+    encoded: str = attrs.field(default="[]", eq=False)
 
 
 NO_ACTION = Actions(False, False, ())
@@ -49,7 +52,7 @@ def parse_actions(actions: Sequence[Any]) -> Actions:
             notify = True
         elif isinstance(action, dict) and action.get("set_tweak") == "highlight":
             highlight = action.get("value", True) is True
-    return Actions(notify, highlight, tuple(actions))
+    return Actions(notify, highlight, tuple(actions), json.dumps(list(actions), separators=(",", ":")))
 
 
 @attrs.frozen(slots=True)
