@@ -1,8 +1,11 @@
 """The ``matrixd`` command: run a homeserver (master role) or generate its config.
 
-    matrixd -c homeserver.yaml
+    matrixd -c homeserver.yaml [-c more.yaml ...]
     matrixd --generate-config --server-name example.com --config-path homeserver.yaml --data-dir data
+    matrixd worker -c homeserver.yaml -c workers/sync1.yaml      (see matrixd.app.worker)
     python -m matrixd.app.homeserver -c homeserver.yaml
+
+Several ``-c`` files (or directories of ``*.yaml``) are merged key by key, later ones winning.
 
 Start-up is three steps, kept apart so each role and each test can reuse them:
 ``build_master(config, reactor)`` wires every component with explicit
@@ -134,7 +137,10 @@ def write_ready_file(path: str, listeners: Sequence[BoundListener]) -> None:
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="matrixd", description="A Matrix homeserver.")
-    parser.add_argument("-c", "--config-path", required=True, help="the homeserver.yaml to run (or to write)")
+    parser.add_argument(
+        "-c", "--config-path", action="append", required=True,
+        help="the homeserver.yaml to run (or to write); repeat to merge several files, later ones winning",
+    )
     parser.add_argument("--generate-config", action="store_true", help="write a new config file and exit")
     parser.add_argument("-H", "--server-name", help="with --generate-config: the server name")
     parser.add_argument(
@@ -153,16 +159,17 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(args.config_path)), "data")
+    config_path = args.config_path[-1]
+    data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(config_path)), "data")
     try:
-        generate_config(args.server_name, args.config_path, data_dir)
+        generate_config(args.server_name, config_path, data_dir)
     except FileExistsError:
-        print(f"{args.config_path} already exists; leaving it unchanged.")
+        print(f"{config_path} already exists; leaving it unchanged.")
         return 0
     except ConfigError as e:
         print(f"Cannot generate config: {e}", file=sys.stderr)
         return 1
-    print(f"Wrote {args.config_path} (data in {os.path.abspath(data_dir)}).")
+    print(f"Wrote {config_path} (data in {os.path.abspath(data_dir)}).")
     return 0
 
 
@@ -207,11 +214,19 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console entry point; exits with 0 on clean shutdown, 1 on bad config or start-up failure."""
-    args = _parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["worker"]:
+        from matrixd.app.worker import main as worker_main
+
+        worker_main(args_list[1:])
+        return
+    args = _parse_args(args_list)
     if args.generate_config:
         sys.exit(_generate(args))
     try:
         config = load_config(args.config_path)
+        if config.workers.is_worker:
+            raise ConfigError("worker_app", "is set: run this config with 'matrixd worker -c ...'")
         setup_logging(config.logging.log_config)
         for key in config.ignored_keys:
             logger.warning("Ignoring unknown config key %r", key)

@@ -137,7 +137,7 @@ def start_listeners(
     """
     bound: list[BoundListener] = []
     tls_options: Optional[ssl.CertificateOptions] = None
-    for index, listener in enumerate(config.listeners.listeners):
+    for index, listener in enumerate(config.process_listeners):
         site: IProtocolFactory
         if listener.type == "replication":
             if replication_factory is None:

@@ -84,6 +84,8 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
+from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.keys import e2e_key_servlets
 from matrixd.rest.client.room_keys import room_keys_servlets
@@ -318,6 +320,7 @@ class MasterComponents:
     e2e: E2EArea
     federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
+    internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
     push: PushArea  # push area (h/push)
 
 
@@ -341,6 +344,85 @@ async def build_master_components(
     # -- end accounts ------------------------------------------------------------------------
 
     # -- rooms area: visibility, room reads, directory, upgrades, reports --------
+    rooms = build_rooms_area(config, clock, db, core, accounts.users)
+    visibility = rooms.visibility
+    # -- end rooms area ------------------------------------------------------------
+
+    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
+    media = build_media_area(
+        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
+        rc_media_create=config.ratelimiting.media_create,
+    )
+
+    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
+    # Persisted events reach workers (and this process's dispatcher) through the publisher,
+    # which pages committed rows up to each stream's current token.
+    replication = await build_master_replication(
+        clock=clock, db=db, server_name=config.server.server_name,
+        secret=config.workers.worker_replication_secret, notifier=core.notifier,
+        events=core.stores.events, current_state=core.stores.current_state,
+        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
+        users=accounts.users, tokens=accounts.tokens, record_last_seen=accounts.devices.record_last_seen,
+    )
+    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
+
+    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    e2e = await build_e2e_area(
+        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
+        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
+        reauth=_UiaReauth(account_area.reauth),
+    )
+    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
+    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
+
+    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
+    stores = core.stores
+    federation = build_federation_area(
+        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
+        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
+        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+    )
+
+    # --- sync area (h/sync) ---
+    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
+    # --- end sync area ---
+
+    # -- workers: the sync and E2E streams on the replication registry; the internal write endpoints --
+    publish_sync_streams(
+        replication, receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence, push_rules_store=sync.stores.push_rules,
+        current_state=core.stores.current_state, typing=sync.typing, receipts=sync.receipts,
+        account_data=sync.account_data, presence=sync.presence,
+    )
+    publish_e2e_streams(replication, e2e)
+    internal = build_write_endpoints(
+        send=core.send, typing=sync.typing, receipts=sync.receipts, read_markers=sync.read_markers,
+        presence=sync.presence, account_data=sync.account_data, to_device=e2e.to_device,
+        event_ids=core.stores.stream_ids,
+        receipts_store=sync.stores.receipts, account_data_store=sync.stores.account_data,
+        presence_store=sync.stores.presence,
+    )
+    # -- end workers ---------------------------------------------------------------------------
+
+    # --- push area (h/push): push actions are stored before an event is announced, so /sync's
+    # unread counts include every event it shows; rule edits go out on the push_rules stream;
+    # pushers die with their device and their user ---
+    push = await build_push_area(config, reactor, clock, db, core, sync, rooms.serializer)
+    core.persister.set_announcer(push.generator.wrap_announcer(
+        lambda _events: replication.publisher.notify("events", "current_state_deltas")
+    ))
+    push.editor.set_publisher(lambda: replication.publisher.notify("push_rules"))
+    account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
+    account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)
+    # --- end push area ---
+
+    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
+                            account_area=account_area, rooms=rooms, media=media, replication=replication,
+                            sync=sync, e2e=e2e, federation=federation, internal=internal, push=push)
+
+
+def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
+    """The rooms area's stores and handlers (workers build the same for their reads)."""
     st = core.stores
     state_entries = StateEntryStore(db, clock)
     visibility = VisibilityFilter(events=st.events, state=st.state, state_entries=state_entries,
@@ -353,7 +435,7 @@ async def build_master_components(
     reports_store = ReportStore(db, clock)
     aliases = RoomAliasHandler(
         server_name=config.server.server_name, aliases=st.aliases, rooms=st.rooms, current_state=st.current_state,
-        users=accounts.users, access=access, send=core.send,
+        users=users, access=access, send=core.send,
     )
     rcl = config.ratelimiting
 
@@ -383,68 +465,15 @@ async def build_master_components(
         ),
         directory=RoomDirectoryHandler(server_name=config.server.server_name, rooms=st.rooms,
                                        public_rooms=public_rooms, events=st.events, current_state=st.current_state,
-                                       users=accounts.users),
+                                       users=users),
         upgrade=RoomUpgradeHandler(server_name=config.server.server_name, rooms=st.rooms, aliases=st.aliases,
                                    events=st.events, current_state=st.current_state, profiles=st.profiles,
                                    creation=core.creation),
         reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
-                              events=st.events, current_state=st.current_state, users=accounts.users,
+                              events=st.events, current_state=st.current_state, users=users,
                               visibility=visibility),
     )
-    # -- end rooms area ------------------------------------------------------------
-
-    # -- media repository: uploads, downloads, thumbnails (files under media_store_path) --
-    media = build_media_area(
-        config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
-        rc_media_create=config.ratelimiting.media_create,
-    )
-
-    # -- replication: stream registry, the master's dispatcher and publisher, the TCP server --
-    # Persisted events reach workers (and this process's dispatcher) through the publisher,
-    # which pages committed rows up to each stream's current token.
-    replication = await build_master_replication(
-        clock=clock, db=db, server_name=config.server.server_name,
-        secret=config.workers.worker_replication_secret, notifier=core.notifier,
-        events=core.stores.events, current_state=core.stores.current_state,
-        stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
-        users=accounts.users, record_last_seen=accounts.devices.record_last_seen,
-    )
-    core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
-
-    # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
-    e2e = await build_e2e_area(
-        clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
-        current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
-    )
-    account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
-    account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
-
-    # -- federation: keys, keyring, outbound client, inbound authentication, read handlers --
-    stores = core.stores
-    federation = build_federation_area(
-        config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
-        signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
-        rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
-    )
-
-    # --- sync area (h/sync) ---
-    sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
-    # --- end sync area ---
-
-    # --- push area (h/push): push actions are stored before an event is announced, so /sync's
-    # unread counts include every event it shows; pushers die with their device and their user ---
-    push = await build_push_area(config, reactor, clock, db, core, sync, serializer)
-    core.persister.set_announcer(push.generator.wrap_announcer(
-        lambda _events: replication.publisher.notify("events", "current_state_deltas")
-    ))
-    account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
-    account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)
-    # --- end push area ---
-
-    return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
-                            account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            e2e=e2e, federation=federation, sync=sync, push=push)
+    return rooms
 
 
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
@@ -502,27 +531,17 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         client.extend(media_servlets.client)
 
     # -- federation: the read-only federation API and the key server --
-    fed = c.federation
-    federation: list[RestServlet] = [
-        FederationVersionServlet(),
-        EventServlet(fed.authenticator, fed.acl, fed.reader),
-        StateServlet(fed.authenticator, fed.acl, fed.reader),
-        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
-        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
-        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
-        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
-        QueryProfileServlet(fed.authenticator, fed.reader),
-        QueryDirectoryServlet(fed.authenticator, fed.reader),
-        PublicRoomsServlet(fed.authenticator, c.rooms.directory, config.federation.allow_public_rooms),
-    ]
-    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
 
     return {
         "client": client,
         "federation": federation,
         "media": media,
         "keys": keys,
-        "replication": [],
+        # -- workers: the internal HTTP API (/_matrixd/replication/...), shared-secret MACs --
+        "replication": build_replication_servlets(
+            c.internal, lambda: c.replication.registry, config.workers.worker_replication_secret, c.clock
+        ),
     }
 
 
@@ -634,3 +653,23 @@ def _account_servlets(config: RootConfig, c: MasterComponents) -> list[RestServl
         NewRegistrationTokenServlet(admin_auth, a.registration_token_admin),
         RegistrationTokenServlet(admin_auth, a.registration_token_admin),
     ]
+
+
+def build_federation_servlets(
+    config: RootConfig, fed: FederationArea, directory: RoomDirectoryHandler
+) -> tuple[list[RestServlet], list[RestServlet]]:
+    """The ``federation`` and ``keys`` servlets (the master's, and a federation reader's)."""
+    federation: list[RestServlet] = [
+        FederationVersionServlet(),
+        EventServlet(fed.authenticator, fed.acl, fed.reader),
+        StateServlet(fed.authenticator, fed.acl, fed.reader),
+        StateIdsServlet(fed.authenticator, fed.acl, fed.reader),
+        EventAuthServlet(fed.authenticator, fed.acl, fed.reader),
+        BackfillServlet(fed.authenticator, fed.acl, fed.reader),
+        GetMissingEventsServlet(fed.authenticator, fed.acl, fed.reader),
+        QueryProfileServlet(fed.authenticator, fed.reader),
+        QueryDirectoryServlet(fed.authenticator, fed.reader),
+        PublicRoomsServlet(fed.authenticator, directory, config.federation.allow_public_rooms),
+    ]
+    keys: list[RestServlet] = [LocalKeyServlet(fed.local_keys), RemoteKeyServlet(fed.notary)]
+    return federation, keys

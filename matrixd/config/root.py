@@ -9,8 +9,9 @@ so a section picks its own key names; checks spanning sections go in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
 
 import attrs
 import yaml
@@ -19,7 +20,7 @@ from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
 from matrixd.config.database import DatabaseConfig
 from matrixd.config.federation import FederationConfig
-from matrixd.config.listeners import ListenersConfig
+from matrixd.config.listeners import ListenerConfig, ListenersConfig
 from matrixd.config.logs import LoggingConfig
 from matrixd.config.media import MediaConfig
 from matrixd.config.metrics import MetricsConfig
@@ -70,10 +71,19 @@ class RootConfig:
 
     def _check(self) -> None:
         self.workers.check_listeners(self.listeners.listeners)
-        for i, listener in enumerate(self.listeners.listeners):
-            serves_metrics = listener.type == "metrics" or "metrics" in listener.resource_names
-            if serves_metrics and not self.metrics.enable_metrics:
-                raise ConfigError("enable_metrics", f"must be true for listeners[{i}] to serve metrics")
+        for key, listeners in (("listeners", self.listeners.listeners),
+                               ("worker_listeners", self.workers.worker_listeners)):
+            for i, listener in enumerate(listeners):
+                serves_metrics = listener.type == "metrics" or "metrics" in listener.resource_names
+                if serves_metrics and not self.metrics.enable_metrics:
+                    raise ConfigError("enable_metrics", f"must be true for {key}[{i}] to serve metrics")
+
+    @property
+    def process_listeners(self) -> tuple[ListenerConfig, ...]:
+        """The listeners this process opens: ``worker_listeners`` on a worker, ``listeners`` on the master."""
+        if self.workers.is_worker:
+            return self.workers.worker_listeners
+        return self.listeners.listeners
 
 
 # attrs stores the annotations as strings (PEP 563); resolve them so parse() can
@@ -86,12 +96,7 @@ def parse_config_dict(raw: Mapping[str, Any]) -> RootConfig:
     return RootConfig.parse(raw)
 
 
-def load_config(path: str) -> RootConfig:
-    """Read and validate a YAML config file.
-
-    Raises:
-        ConfigError: the file cannot be read, is not YAML, or a key is invalid.
-    """
+def _read_yaml_mapping(path: str) -> Mapping[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
@@ -101,4 +106,46 @@ def load_config(path: str) -> RootConfig:
         raise ConfigError("(file)", f"{path} is not valid YAML: {e}") from None
     if raw is None:
         raise ConfigError("(file)", f"{path} is empty")
-    return RootConfig.parse(raw)
+    if not isinstance(raw, Mapping):
+        raise ConfigError("(file)", f"{path} must be a YAML mapping of keys to values")
+    return raw
+
+
+def config_files(paths: Sequence[str]) -> list[str]:
+    """The files named by ``-c`` arguments in order; a directory stands for its ``*.yaml`` files, sorted."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files.extend(
+                os.path.join(path, name) for name in sorted(os.listdir(path))
+                if name.endswith((".yaml", ".yml")) and not name.startswith(".")
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def merge_config_mappings(mappings: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Top-level keys of later mappings replace those of earlier ones (sections are not merged deeply).
+
+    A worker file lists only what differs from the shared homeserver.yaml
+    (``worker_app``, ``worker_name``, ``worker_listeners``, ``pid_file``...),
+    which is how Synapse merges several ``-c`` files too.
+    """
+    merged: dict[str, Any] = {}
+    for mapping in mappings:
+        merged.update(mapping)
+    return merged
+
+
+def load_config(path: Union[str, Sequence[str]]) -> RootConfig:
+    """Read and validate one YAML config file, or several merged in order (see :func:`merge_config_mappings`).
+
+    Raises:
+        ConfigError: a file cannot be read, is not a YAML mapping, or a key is invalid.
+    """
+    paths = [path] if isinstance(path, str) else list(path)
+    files = config_files(paths)
+    if not files:
+        raise ConfigError("(file)", f"no config files in {', '.join(paths) or '(none given)'}")
+    return RootConfig.parse(merge_config_mappings(_read_yaml_mapping(p) for p in files))

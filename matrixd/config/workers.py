@@ -17,6 +17,15 @@ Key names follow Synapse's where they mean the same thing:
     (``main`` is the master) for writes forwarded from workers.
 ``worker_listeners``
     a worker's listeners, in the format of ``listeners``.
+``worker_pid_file`` / ``worker_log_config``
+    a worker's own pid file and logging config (``pid_file`` and
+    ``log_config`` belong to the master, whose file the worker shares).
+``federation_sender_instances``
+    the names of the ``federation_sender`` workers that send outbound
+    federation; when it is non-empty the master sends none itself.
+
+Several ``-c`` files are merged key by key (``matrixd.config.root.load_config``):
+a worker runs with the shared homeserver.yaml plus its own small file.
 """
 
 from __future__ import annotations
@@ -31,8 +40,15 @@ from matrixd.config._reader import ConfigReader
 from matrixd.config.listeners import ListenerConfig
 from matrixd.replication.commands import is_valid_worker_name
 
-#: The worker roles (see workers/ for what each serves and subscribes to).
-WORKER_APPS = frozenset({"sync", "federation_reader", "federation_sender", "media"})
+#: The worker roles (see workers/ and matrixd/app/roles/ for what each serves and subscribes to).
+WORKER_APPS = frozenset({"sync", "federation_reader", "federation_sender", "media_repository"})
+#: Other spellings accepted for ``worker_app`` (Synapse's module names, short forms).
+WORKER_APP_ALIASES = {
+    "media": "media_repository",
+    "synapse.app.media_repository": "media_repository",
+    "synapse.app.federation_reader": "federation_reader",
+    "synapse.app.federation_sender": "federation_sender",
+}
 #: The instance_map name of the master.
 MAIN_INSTANCE = "main"
 
@@ -59,6 +75,9 @@ class WorkersConfig:
     worker_replication_port: Optional[int] = None
     instance_map: Mapping[str, InstanceLocation] = attrs.field(factory=dict)
     worker_listeners: tuple[ListenerConfig, ...] = ()
+    federation_sender_instances: tuple[str, ...] = ()
+    worker_pid_file: Optional[str] = None
+    worker_log_config: Optional[str] = None
 
     @property
     def is_worker(self) -> bool:
@@ -67,6 +86,8 @@ class WorkersConfig:
     @classmethod
     def parse(cls, r: ConfigReader) -> "WorkersConfig":
         app = r.string("worker_app")
+        if app is not None:
+            app = WORKER_APP_ALIASES.get(app, app)
         if app is not None and app not in WORKER_APPS:
             raise ConfigError("worker_app", f"must be one of {', '.join(sorted(WORKER_APPS))}, not {app!r}")
         name = r.string("worker_name")
@@ -108,10 +129,27 @@ class WorkersConfig:
         for i, listener in enumerate(worker_listeners):
             if listener.type == "replication":
                 raise ConfigError(f"worker_listeners[{i}].type", "only the master serves TCP replication")
+        senders = r.string_list("federation_sender_instances", ())
+        for i, sender in enumerate(senders):
+            if not is_valid_worker_name(sender) or sender == MAIN_INSTANCE:
+                raise ConfigError(f"federation_sender_instances[{i}]", f"{sender!r} is not a worker name")
+        if app == "federation_sender" and senders and name not in senders:
+            raise ConfigError("federation_sender_instances", f"does not list this federation sender {name!r}")
         return cls(
             worker_app=app, worker_name=name, worker_replication_secret=secret, worker_replication_host=host,
             worker_replication_port=port, instance_map=instances, worker_listeners=worker_listeners,
+            federation_sender_instances=tuple(senders), worker_pid_file=r.string("worker_pid_file"),
+            worker_log_config=r.string("worker_log_config"),
         )
+
+    @property
+    def master_sends_federation(self) -> bool:
+        """Outbound federation leaves from the master unless federation senders are configured."""
+        return not self.federation_sender_instances
+
+    def main_instance(self) -> Optional[InstanceLocation]:
+        """Where the master's internal HTTP (``replication`` resource) listens, if configured."""
+        return self.instance_map.get(MAIN_INSTANCE)
 
     def check_listeners(self, listeners: Sequence[ListenerConfig]) -> None:
         """A replication listener needs the secret: an unauthenticated one is never allowed."""

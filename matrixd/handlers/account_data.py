@@ -9,7 +9,7 @@ account data event.  Every write is announced on the account_data stream
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from matrixd.api.errors import AuthError, BadJsonError, Codes, InvalidParamError, MatrixError, NotFoundError
 from matrixd.handlers.push_rules import PushRulesHandler
@@ -32,6 +32,10 @@ class AccountDataHandler:
         self._announcer = StreamAnnouncer(notifier, StreamName.ACCOUNT_DATA, store.get_current_token)
         self._push_rules = push_rules
         self._tag_lock = Linearizer("room_tags")
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
 
     # -- checks -----------------------------------------------------------------
 

@@ -19,7 +19,7 @@ the user's rooms as wake-up keys, after the write is committed.
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator, Collection, Iterable, Optional
+from typing import AsyncIterator, Callable, Collection, Iterable, Optional
 
 import attrs
 from contextlib import asynccontextmanager
@@ -81,6 +81,15 @@ class PresenceHandler:
         self._states: dict[str, UserPresenceState] = {}
         self._syncing: dict[str, int] = {}
         self._loop: Optional[task.LoopingCall] = None
+        self._remote_syncing: Callable[[], Collection[str]] = frozenset
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce stored changes through the replication publisher (its notify for this stream)."""
+        self._announcer.publish_through(notify)
+
+    def set_remote_syncing(self, syncing_users: Callable[[], Collection[str]]) -> None:
+        """Users syncing on workers (reported over replication) count as connected too."""
+        self._remote_syncing = syncing_users
 
     def is_mine(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name)
@@ -213,9 +222,13 @@ class PresenceHandler:
         """Move users to unavailable / offline / not currently active as their timers run out."""
         now = self._clock.time_msec()
         changed = []
+        remote = self._remote_syncing()
         for user_id, state in list(self._states.items()):
             if state.state == OFFLINE:
                 continue
+            if user_id in remote:
+                # Connected through a worker: the sync timeout runs from when that ends.
+                state = self._states[user_id] = attrs.evolve(state, last_user_sync_ts=now)
             new = state
             if user_id not in self._syncing and now - state.last_user_sync_ts > SYNC_TIMEOUT_MS:
                 new = attrs.evolve(state, state=OFFLINE, currently_active=False)

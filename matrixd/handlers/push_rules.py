@@ -256,6 +256,10 @@ class PushRuleEditor:
     def add_change_callback(self, cb: RulesChangedCallback) -> None:
         self._callbacks.append(cb)
 
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce changes through the replication publisher (``notify`` is its notify for push_rules)."""
+        self._announcer.publish_through(notify)
+
     async def put_rule(
         self, user_id: str, kind: str, rule_id: str, body: Any, before: Optional[str], after: Optional[str]
     ) -> None:

@@ -10,7 +10,7 @@ from unthreaded ones.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from matrixd.api.errors import AuthError, InvalidParamError, NotFoundError
 from matrixd.events.event import Event
@@ -50,6 +50,10 @@ class ReceiptsHandler:
         self._current_state = current_state
         self._announcer = StreamAnnouncer(notifier, StreamName.RECEIPTS, store.get_current_token)
         self._account_data = account_data
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
 
     async def post_receipt(
         self, requester: Requester, room_id: str, receipt_type: str, event_id: str, thread_id: Any = None

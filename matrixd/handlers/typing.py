@@ -13,7 +13,7 @@ replace their list, so an empty list is how "stopped typing" arrives).
 
 from __future__ import annotations
 
-from typing import Collection, Optional
+from typing import Callable, Collection, Optional
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall
@@ -42,11 +42,16 @@ class TypingStreamRow:
 class TypingHandler:
     """Holds every room's typing users and the typing stream position."""
 
-    def __init__(self, *, clock: Clock, notifier: Notifier, current_state: CurrentStateStore) -> None:
+    def __init__(
+        self, *, clock: Clock, notifier: Notifier, current_state: CurrentStateStore,
+        initial_position: Optional[int] = None,
+    ) -> None:
         self._clock = clock
         self._notifier = notifier
         self._current_state = current_state
-        self._position = clock.time_msec()
+        # A replica (on a worker) starts at 0 and adopts the master's positions from replication.
+        self._position = clock.time_msec() if initial_position is None else initial_position
+        self._publish: Optional[Callable[[], None]] = None
         self._typing: dict[str, dict[str, int]] = {}  # room -> user -> expiry (ms)
         self._room_position: dict[str, int] = {}
         self._timers: dict[tuple[str, str], IDelayedCall] = {}
@@ -54,6 +59,10 @@ class TypingHandler:
 
     def get_current_token(self) -> int:
         return self._position
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce changes through the replication publisher (its notify for this stream)."""
+        self._publish = notify
 
     async def set_typing(
         self, requester: Requester, room_id: str, user_id: str, typing: bool, timeout_ms: Optional[int]
@@ -107,7 +116,26 @@ class TypingHandler:
     def _changed(self, room_id: str) -> None:
         self._position += 1
         self._room_position[room_id] = self._position
-        self._notifier.on_new_position(StreamName.TYPING, self._position, [room_id])
+        if self._publish is not None:
+            self._publish()
+        else:
+            self._notifier.on_new_position(StreamName.TYPING, self._position, [room_id])
+
+    # -- a replica's copy (on workers) --------------------------------------------
+
+    def apply_replicated(self, position: int, room_id: str, user_ids: Collection[str]) -> None:
+        """Take the master's list for a room as of ``position`` (no timers: expiry is the master's job)."""
+        if user_ids:
+            self._typing[room_id] = {user_id: 0 for user_id in user_ids}
+        else:
+            self._typing.pop(room_id, None)
+        self._room_position[room_id] = position
+        self._position = max(self._position, position)
+
+    def reset_replicated(self) -> None:
+        """Forget every list (the master restarted: its typing state and positions are new)."""
+        self._typing.clear()
+        self._room_position.clear()
 
     # -- reading ----------------------------------------------------------------
 

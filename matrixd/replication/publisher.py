@@ -23,14 +23,14 @@ writer that forgets to notify delays rows instead of losing them.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 
 from matrixd.replication.commands import MAX_LINE_BYTES, Command, PositionCommand, RdataCommand
 from matrixd.replication.dispatcher import StreamDispatcher
-from matrixd.replication.streams import StreamRegistry, group_by_token
+from matrixd.replication.streams import ReplicationStream, StreamRegistry, group_by_token
 from matrixd.util.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,20 @@ class StreamPublisher:
         self._running = False
         self._poller: Optional[LoopingCall] = None
         for stream in registry:
-            if stream.current_token is None:
-                raise ValueError(f"stream {stream.name!r} has no current_token: this process does not write it")
-            token = stream.current_token()
-            self._published[stream.name] = token
-            dispatcher.set_position(stream.name, token)
+            self._track(stream.name)
+
+    def _track(self, name: str) -> None:
+        stream = self._registry.get(name)
+        if stream.current_token is None:
+            raise ValueError(f"stream {stream.name!r} has no current_token: this process does not write it")
+        token = stream.current_token()
+        self._published[stream.name] = token
+        self._dispatcher.set_position(stream.name, token)
+
+    def add_stream(self, stream: ReplicationStream[Any]) -> None:
+        """Register and publish one more stream (an area built after replication adds its streams)."""
+        self._registry.register(stream)
+        self._track(stream.name)
 
     def add_sink(self, sink: CommandSink) -> None:
         self._sinks.append(sink)

@@ -6,9 +6,11 @@ functions here: :func:`register_core_caches` and :func:`core_streams`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
+from twisted.internet import defer
 
 from matrixd.replication.caches import CacheInvalidator, CacheRegistry, per_key
 from matrixd.replication.client import ClientSettings, Connector, ReplicationClient
@@ -23,7 +25,7 @@ from matrixd.replication.protocol import ConnectionSettings
 from matrixd.replication.publisher import StreamPublisher
 from matrixd.replication.server import RecordLastSeen, ReplicationServer, WorkerActivity
 from matrixd.replication.streams import ReplicationStream, StreamRegistry
-from matrixd.storage.accounts import UserStore
+from matrixd.storage.accounts import TokenStore, UserStore
 from matrixd.storage.cache_invalidation import CacheInvalidationStore
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
@@ -32,11 +34,14 @@ from matrixd.storage.streams import StreamIdGenerator
 from matrixd.streams.notifier import Notifier
 from matrixd.util.clock import Clock
 
+logger = logging.getLogger(__name__)
+
 # Names of the caches the core registers (the same in every process).
 EVENTS_CACHE = "events"
 CURRENT_STATE_CACHE = "current_state_ids"
 ROOMS_FOR_USER_CACHE = "rooms_for_user"
 USERS_CACHE = "users"
+ACCESS_TOKENS_CACHE = "access_tokens"
 
 
 def register_core_caches(
@@ -45,17 +50,40 @@ def register_core_caches(
     events: EventStore,
     current_state: CurrentStateStore,
     users: Optional[UserStore] = None,
+    tokens: Optional[TokenStore] = None,
 ) -> None:
     """Register the caches of the core stores under their replication names.
 
     ``events`` keys are event ids, ``current_state_ids`` room ids (state and
-    member list of the room), ``rooms_for_user`` and ``users`` user ids.
+    member list of the room), ``rooms_for_user`` and ``users`` user ids,
+    ``access_tokens`` token hashes (or everything).
     """
     caches.register(EVENTS_CACHE, events.invalidate_events)
     caches.register(CURRENT_STATE_CACHE, per_key(current_state.invalidate_room))
     caches.register(ROOMS_FOR_USER_CACHE, current_state.invalidate_users)
     if users is not None:
         caches.register(USERS_CACHE, per_key(users.invalidate_user))
+    if tokens is not None:
+        caches.register(ACCESS_TOKENS_CACHE, tokens.invalidate_hashes, tokens.invalidate_all)
+
+
+def announce_store_invalidations(
+    invalidator: CacheInvalidator, *, users: Optional[UserStore] = None, tokens: Optional[TokenStore] = None
+) -> None:
+    """On the master: every write that makes cached users or tokens stale goes out on the caches stream.
+
+    (A token deleted on the master must stop working on every worker at once.)
+    """
+
+    def send(cache_name: str, keys: Optional[Sequence[str]]) -> None:
+        d = defer.ensureDeferred(invalidator.invalidate(cache_name, keys))
+        d.addErrback(lambda f: logger.error("replication: announcing %s invalidation failed: %s",
+                                            cache_name, f.getErrorMessage()))
+
+    if users is not None:
+        users.add_invalidation_listener(lambda keys: send(USERS_CACHE, keys))
+    if tokens is not None:
+        tokens.add_invalidation_listener(lambda keys: send(ACCESS_TOKENS_CACHE, keys))
 
 
 def core_streams(
@@ -102,6 +130,10 @@ class MasterReplication:
     activity: WorkerActivity
     server: Optional[ReplicationServer]
 
+    def add_stream(self, stream: ReplicationStream[Any]) -> None:
+        """One more stream this process writes (its entry carries ``current_token``)."""
+        self.publisher.add_stream(stream)
+
 
 async def build_master_replication(
     *,
@@ -115,6 +147,7 @@ async def build_master_replication(
     stream_ids: StreamIdGenerator,
     backfill_ids: StreamIdGenerator,
     users: Optional[UserStore] = None,
+    tokens: Optional[TokenStore] = None,
     record_last_seen: Optional[RecordLastSeen] = None,
     settings: ConnectionSettings = ConnectionSettings(),
     extra_streams: Sequence[ReplicationStream[Any]] = (),
@@ -127,7 +160,7 @@ async def build_master_replication(
     (each with its ``current_token``).
     """
     caches = CacheRegistry()
-    register_core_caches(caches, events=events, current_state=current_state, users=users)
+    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens)
     cache_store = CacheInvalidationStore(db, clock)
     cache_ids = await cache_store.create_id_generator()
     registry = StreamRegistry(core_streams(
@@ -141,6 +174,7 @@ async def build_master_replication(
     if poll_interval is not None:
         publisher.start_polling(poll_interval)
     invalidator = CacheInvalidator(cache_store, cache_ids, caches, publisher.notify)
+    announce_store_invalidations(invalidator, users=users, tokens=tokens)
     activity = WorkerActivity(record_last_seen)
     server = None
     if secret:
@@ -177,6 +211,7 @@ def build_worker_replication(
     current_state: CurrentStateStore,
     subscribe: Sequence[str],
     users: Optional[UserStore] = None,
+    tokens: Optional[TokenStore] = None,
     extra_streams: Sequence[ReplicationStream[Any]] = (),
     settings: ClientSettings = ClientSettings(),
 ) -> WorkerReplication:
@@ -186,7 +221,7 @@ def build_worker_replication(
     subscribed stream is positioned.
     """
     caches = CacheRegistry()
-    register_core_caches(caches, events=events, current_state=current_state, users=users)
+    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens)
     registry = StreamRegistry(core_streams(
         events=events, current_state=current_state, cache_store=CacheInvalidationStore(db, clock), caches=caches,
     ))

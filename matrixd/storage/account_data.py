@@ -58,6 +58,11 @@ class AccountDataStore:
             db, "account_data", "stream_id", extra_tables=[("room_account_data", "stream_id")]
         )
 
+    @property
+    def stream_ids(self) -> StreamIdGenerator:
+        """The stream's id generator (replication reports its last allocated id to a worker that wrote)."""
+        return self._ids
+
     def get_current_token(self) -> int:
         return self._ids.get_current_token()
 

@@ -12,7 +12,7 @@ and the access tokens bound to it are deleted.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import attrs
 
@@ -82,14 +82,29 @@ def _user(row: tuple[Any, ...]) -> UserInfo:
                     bool(row[8]), bool(row[9]), bool(row[10]))
 
 
+#: Told the cache keys a write made stale (None: all of them), so other processes can drop theirs.
+InvalidationListener = Callable[[Optional[Sequence[str]]], None]
+
+
 class UserStore:
     def __init__(self, db: Database, clock: Clock, cache_size: int = 50_000) -> None:
         self._db = db
         self._clock = clock
         self._cache: LruCache[str, UserInfo] = LruCache("users", cache_size)
+        self._listeners: list[InvalidationListener] = []
 
     def invalidate_user(self, user_id: str) -> None:
+        """Drop a cached user (replication applying another process's write; tells no listener)."""
         self._cache.invalidate(user_id)
+
+    def add_invalidation_listener(self, listener: InvalidationListener) -> None:
+        """Call ``listener(user_ids)`` after each write here changed users (the master announces it)."""
+        self._listeners.append(listener)
+
+    def _written(self, user_id: str) -> None:
+        self._cache.invalidate(user_id)
+        for listener in self._listeners:
+            listener([user_id])
 
     async def create_user(self, user_id: str, password_hash: Optional[str], *, admin: bool = False,
                           is_guest: bool = False, user_type: Optional[str] = None,
@@ -125,16 +140,16 @@ class UserStore:
     async def set_password_hash(self, user_id: str, password_hash: Optional[str]) -> None:
         await self._db.execute("set_password_hash", "UPDATE users SET password_hash = ? WHERE name = ?",
                                password_hash, user_id)
-        self._cache.invalidate(user_id)
+        self._written(user_id)
 
     async def set_deactivated(self, user_id: str, deactivated: bool) -> None:
         await self._db.execute("set_deactivated", "UPDATE users SET deactivated = ? WHERE name = ?",
                                deactivated, user_id)
-        self._cache.invalidate(user_id)
+        self._written(user_id)
 
     async def set_admin(self, user_id: str, admin: bool) -> None:
         await self._db.execute("set_admin", "UPDATE users SET admin = ? WHERE name = ?", admin, user_id)
-        self._cache.invalidate(user_id)
+        self._written(user_id)
 
     async def upgrade_guest(self, user_id: str, password_hash: Optional[str]) -> bool:
         """Turn a guest into a full user with a password; False if ``user_id`` is no guest."""
@@ -143,7 +158,7 @@ class UserStore:
             "UPDATE users SET is_guest = FALSE, password_hash = ? WHERE name = ? AND is_guest",
             (password_hash, user_id),
         )
-        self._cache.invalidate(user_id)
+        self._written(user_id)
         return changed > 0
 
     async def deactivate(self, user_id: str) -> None:
@@ -151,7 +166,7 @@ class UserStore:
         await self._db.execute(
             "deactivate_user", "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE name = ?", user_id
         )
-        self._cache.invalidate(user_id)
+        self._written(user_id)
 
     async def mark_erased(self, user_id: str) -> None:
         """Remember that the user asked for erasure when deactivating."""
@@ -238,7 +253,7 @@ class DeviceStore:
 
         await self._db.run_interaction("delete_devices", _txn)
         if self._tokens is not None:
-            self._tokens.invalidate_all()
+            self._tokens.tokens_deleted(None)
 
 
 def _update_rowcount(txn: Cursor, sql: str, args: tuple[Any, ...]) -> int:
@@ -255,6 +270,24 @@ class TokenStore:
         self._ids = get_sequence_generator(db, "access_token_id_seq", "access_tokens", "id")
         self._refresh_ids = get_sequence_generator(db, "refresh_token_id_seq", "refresh_tokens", "id")
         self._cache: LruCache[str, Optional[TokenInfo]] = LruCache("access_tokens", cache_size)
+        self._listeners: list[InvalidationListener] = []
+
+    def add_invalidation_listener(self, listener: InvalidationListener) -> None:
+        """Call ``listener(token_hashes)`` (None: every token) after a write here made cached tokens stale."""
+        self._listeners.append(listener)
+
+    def invalidate_hashes(self, token_hashes: Sequence[str]) -> None:
+        """Drop cached tokens by hash (replication applying another process's write; tells no listener)."""
+        self._cache.invalidate_many(token_hashes)
+
+    def tokens_deleted(self, token_hashes: Optional[Sequence[str]]) -> None:
+        """Tokens were deleted or changed by a write (None: unknown which): drop them here, tell listeners."""
+        if token_hashes is None:
+            self._cache.clear()
+        else:
+            self._cache.invalidate_many(token_hashes)
+        for listener in self._listeners:
+            listener(None if token_hashes is None else list(token_hashes))
 
     async def add_access_token(self, user_id: str, device_id: Optional[str], token: str, *,
                                valid_until_ms: Optional[int] = None, refresh_token_id: Optional[int] = None,
@@ -271,7 +304,7 @@ class TokenStore:
             return token_id
 
         token_id = await self._db.run_interaction("add_access_token", _txn)
-        self._cache.invalidate(th)
+        self._cache.invalidate(th)  # a cached "no such token" (the hash is new: nothing to tell)
         return token_id
 
     async def get_token(self, token: str) -> Optional[TokenInfo]:
@@ -296,11 +329,11 @@ class TokenStore:
     async def delete_token(self, token: str) -> None:
         th = hash_token(token)
         await self._db.execute("delete_access_token", "DELETE FROM access_tokens WHERE token_hash = ?", th)
-        self._cache.invalidate(th)
+        self.tokens_deleted([th])
 
     async def delete_token_by_id(self, token_id: int) -> None:
         await self._db.execute("delete_access_token_by_id", "DELETE FROM access_tokens WHERE id = ?", token_id)
-        self._cache.clear()
+        self.tokens_deleted(None)
 
     async def delete_tokens_for_user(self, user_id: str, except_token_id: Optional[int] = None,
                                      device_id: Optional[str] = None) -> list[tuple[int, Optional[str]]]:
@@ -320,14 +353,14 @@ class TokenStore:
             return rows
 
         rows = await self._db.run_interaction("delete_tokens_for_user", _txn)
-        self._cache.clear()
+        self.tokens_deleted(None)
         return rows
 
     def next_refresh_id_txn(self, txn: Cursor) -> int:
         return self._refresh_ids.next_id_txn(txn)
 
     def invalidate_all(self) -> None:
-        """Forget every cached token (after deleting tokens by something other than their hash)."""
+        """Forget every cached token (replication applying another process's write; tells no listener)."""
         self._cache.clear()
 
     # -- refresh tokens -----------------------------------------------------------
@@ -403,8 +436,8 @@ class TokenStore:
             return new_id, hashes
 
         new_id, hashes = await self._db.run_interaction("rotate_refresh_token", _txn)
-        for h in hashes:
-            self._cache.invalidate(h)
+        if hashes:
+            self.tokens_deleted(hashes)
         return new_id
 
     async def mark_token_used(self, token: str, info: TokenInfo) -> None:
@@ -419,9 +452,7 @@ class TokenStore:
             return _delete_refresh_tokens_txn(txn, [int(r[0]) for r in txn.fetchall()])
 
         hashes = await self._db.run_interaction("mark_token_used", _txn)
-        for h in hashes:
-            self._cache.invalidate(h)
-        self._cache.invalidate(hash_token(token))
+        self.tokens_deleted([*hashes, hash_token(token)])
 
     async def delete_refresh_tokens_for_user(self, user_id: str, device_id: Optional[str] = None) -> None:
         clause, args = ("user_id = ?", (user_id,)) if device_id is None else (

@@ -47,6 +47,11 @@ class PresenceStore:
     async def create_stream_ids(db: Database) -> StreamIdGenerator:
         return await StreamIdGenerator.create(db, "presence", "stream_id")
 
+    @property
+    def stream_ids(self) -> StreamIdGenerator:
+        """The stream's id generator (replication reports its last allocated id to a worker that wrote)."""
+        return self._ids
+
     def get_current_token(self) -> int:
         return self._ids.get_current_token()
 

@@ -60,6 +60,11 @@ class ReceiptStore:
     async def create_stream_ids(db: Database) -> StreamIdGenerator:
         return await StreamIdGenerator.create(db, "receipts", "stream_id")
 
+    @property
+    def stream_ids(self) -> StreamIdGenerator:
+        """The stream's id generator (replication reports its last allocated id to a worker that wrote)."""
+        return self._ids
+
     def get_current_token(self) -> int:
         """The announceable position: every receipt at or below it is committed."""
         return self._ids.get_current_token()

@@ -88,6 +88,16 @@ class ToDeviceStore:
         )
         return [(int(r[0]), json.loads(r[1])) for r in rows]
 
+    async def get_inbox_rows(self, from_id: int, to_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """``(stream_id, user_id, device_id)`` of inbox rows in ``(from_id, to_id]`` still held (replication)."""
+        rows = await self._db.execute(
+            "get_to_device_inbox_rows",
+            "SELECT stream_id, user_id, device_id FROM device_inbox WHERE stream_id > ? AND stream_id <= ?"
+            " ORDER BY stream_id LIMIT ?",
+            from_id, to_id, limit,
+        )
+        return [(int(r[0]), r[1], r[2]) for r in rows]
+
     async def delete_messages(self, user_id: str, device_id: str, up_to: int) -> int:
         """Delete a device's messages with ``stream_id <= up_to`` (acknowledged)."""
 

@@ -9,7 +9,7 @@ makes it visible.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.streams.notifier import Notifier
@@ -22,13 +22,22 @@ class StreamAnnouncer:
         self._ids = ids
         self._notifier = notifier
         self._pending: dict[int, set[str]] = {}
+        self._publish: Optional[Callable[[], None]] = None
         notifier.set_position(stream, ids.get_current_token())
+
+    def publish_through(self, notify: Callable[[], None]) -> None:
+        """From now on announce by calling ``notify``: the replication publisher pages the committed
+        rows and wakes their keys through the dispatcher (the path workers run too)."""
+        self._publish = notify
 
     def current_position(self) -> int:
         return self._ids.get_current_token()
 
     def announce(self, stream_id: int, keys: Iterable[str]) -> None:
         """Call after the write of ``stream_id`` committed and its id is finished."""
+        if self._publish is not None:
+            self._publish()
+            return
         self._pending.setdefault(stream_id, set()).update(keys)
         token = self._ids.get_current_token()
         ready: set[str] = set()

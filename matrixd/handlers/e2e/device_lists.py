@@ -37,6 +37,10 @@ class DeviceListUpdater:
     def current_position(self) -> int:
         return self._announcer.current_position()
 
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
+
     async def write_change(self, user_id: str, write: Callable[[int], Awaitable[R]],
                            wake_only: Optional[str] = None) -> R:
         """Run ``write(stream_id)`` (which must record the device_lists row in its transaction),

@@ -10,7 +10,7 @@ repeated transaction id from the same device sends nothing again.
 from __future__ import annotations
 
 import secrets
-from typing import Optional
+from typing import Callable, Optional
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.e2e.announce import StreamAnnouncer
 from matrixd.handlers.e2e.signing import invalid_param, require_dict
@@ -45,6 +45,10 @@ class ToDeviceHandler:
 
     def current_position(self) -> int:
         return self._announcer.current_position()
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce writes through the replication publisher (``notify`` is its notify for this stream)."""
+        self._announcer.publish_through(notify)
 
     async def send_to_device(self, requester: Requester, event_type: str, txn_id: str, body: JsonDict) -> None:
         if not event_type:

@@ -7,13 +7,18 @@ past 6 (here: the one finishing id 5), together with its own keys.  A write
 that fails (its id finishes without a row) calls :meth:`StreamAnnouncer.flush`
 so what was held behind it is released.
 
+On a master with replication, :meth:`StreamAnnouncer.publish_through` hands
+announcements to the replication publisher instead: it pages the committed
+rows up to the current token and runs them through the dispatcher (which
+wakes the rows' keys), the one path workers run too.
+
 (``matrixd.handlers.e2e.announce`` does the same for the E2E streams, keyed
 on their id generators; the two could become one shared helper.)
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
@@ -27,9 +32,17 @@ class StreamAnnouncer:
         self._stream = stream
         self._current_token = current_token
         self._pending: list[tuple[int, tuple[str, ...]]] = []
+        self._publish: Optional[Callable[[], None]] = None
+
+    def publish_through(self, notify: Callable[[], None]) -> None:
+        """From now on, announce by calling ``notify`` (the replication publisher's, for this stream)."""
+        self._publish = notify
 
     def announce(self, stream_id: int, keys: Iterable[str]) -> None:
         """Row ``stream_id`` (with wake-up ``keys``) is committed: advance and wake what is now visible."""
+        if self._publish is not None:
+            self._publish()
+            return
         self._pending.append((stream_id, tuple(keys)))
         self.flush()
 
