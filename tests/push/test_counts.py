@@ -217,3 +217,22 @@ class BroadcastRowTests(SyncTestCase):
             "msgtype": "m.text", "body": "c", "m.mentions": {"user_ids": [self.bob]}})
         badge = self.hs.run(self.hs.components.push.counts.get_badge_count(self.bob))
         self.assertEqual(badge, 3)
+
+
+class ConsistencyTests(SyncTestCase):
+    def test_long_poll_woken_by_event_counts_it(self) -> None:
+        """The /sync woken by a message already counts it (actions are stored before the announcement)."""
+        alice, _ = self.user("alice")
+        bob, btok = self.user("bob")
+        room = self.create_room(alice, preset="public_chat")
+        self.join(bob, room)
+        self.join(self.user("carol")[0], room)
+        since = self.sync(btok)["next_batch"]
+        channel = self.request("GET", self.sync_path(since, timeout=30000), btok, await_result=False)
+        self.hs.advance(1)
+        event_id = self.send(alice, room, "wake up")
+        self.hs.advance(0.1)
+        channel.await_result()
+        joined = channel.json_body["rooms"]["join"][room]
+        self.assertEqual([e["event_id"] for e in joined["timeline"]["events"]], [event_id])
+        self.assertEqual(joined["unread_notifications"], {"notification_count": 1, "highlight_count": 0})
