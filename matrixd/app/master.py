@@ -37,6 +37,14 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
+from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
+from matrixd.rest.federation.flow import federation_flow_servlets
+from matrixd.federation.sender.area import (
+    FederationOutArea,
+    LateRemoteE2EKeys,
+    SyncHandlers,
+    build_federation_out_area,
+)
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -103,6 +111,11 @@ from matrixd.rest.federation.events import (
 from matrixd.rest.federation.public_rooms import PublicRoomsServlet
 from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
 from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.client.openid import OpenIdRequestTokenServlet
+from matrixd.rest.federation.hierarchy import HierarchyServlet
+from matrixd.rest.federation.openid import OpenIdUserInfoServlet
+from matrixd.rest.federation.user_devices import UserDevicesServlet
+from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQueryServlet
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
@@ -321,6 +334,8 @@ class MasterComponents:
     federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
+    federation_out: FederationOutArea  # federation sending, EDUs, remote queries (h/fedout)
+    federation_flow: FederationFlowArea  # inbound /send, membership over federation, backfill (h/fedflow)
     push: PushArea  # push area (h/push)
 
 
@@ -367,10 +382,11 @@ async def build_master_components(
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    remote_e2e_keys = LateRemoteE2EKeys()  # bound to federation in the "federation out" block
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
         current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
+        reauth=_UiaReauth(account_area.reauth), remote=remote_e2e_keys,
     )
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
@@ -404,6 +420,29 @@ async def build_master_components(
     )
     # -- end workers ---------------------------------------------------------------------------
 
+    # -- federation out: the sender (queues, transactions, retries, catch-up), inbound EDUs,
+    # -- remote device cache, outbound queries. The sender starts in start_master (send_federation).
+    federation_out = build_federation_out_area(
+        clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
+        notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
+        visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
+        sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
+                          presence=sync.presence, presence_store=sync.stores.presence),
+    )
+    core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+    remote_e2e_keys.bind(federation_out.remote_e2e_keys)
+    account_area.profile.set_remote_profiles(federation_out.profiles)
+    rooms.aliases.set_remote_resolver(federation_out.aliases)
+    rooms.directory.set_remote_directory(federation.remote_directory)
+    # -- end federation out --------------------------------------------------------------------
+
+    # -- federation event flow: inbound /send, membership over federation, backfill --
+    federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
+    rooms.messages.set_backfill(federation_flow.backfiller)
+    # -- end federation event flow --
+
     # --- push area (h/push): push actions are stored before an event is announced, so /sync's
     # unread counts include every event it shows; rule edits go out on the push_rules stream;
     # pushers die with their device and their user ---
@@ -418,7 +457,8 @@ async def build_master_components(
 
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync, e2e=e2e, federation=federation, internal=internal, push=push)
+                            sync=sync, e2e=e2e, federation=federation, internal=internal,
+                            federation_out=federation_out, federation_flow=federation_flow, push=push)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -532,6 +572,18 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
 
     # -- federation: the read-only federation API and the key server --
     federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
+    # -- federation out: inbound key/device queries, OpenID userinfo, space hierarchy --
+    fed, fo = c.federation, c.federation_out
+    federation += [
+        UserDevicesServlet(fed.authenticator, fo.key_queries),
+        UserKeysQueryServlet(fed.authenticator, fo.key_queries),
+        UserKeysClaimServlet(fed.authenticator, fo.key_queries),
+        OpenIdUserInfoServlet(fo.openid),
+        HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
+    ]
+    client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
+    # -- federation event flow: /send, make/send join, leave, knock, invite --
+    federation.extend(federation_flow_servlets(fed, c.federation_flow))
 
     return {
         "client": client,

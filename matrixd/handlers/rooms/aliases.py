@@ -65,6 +65,10 @@ class RoomAliasHandler:
         self._send = send
         self._remote = remote_resolver
 
+    def set_remote_resolver(self, resolver: RemoteAliasResolver) -> None:
+        """Resolve other servers' aliases through ``resolver`` (wired once federation exists)."""
+        self._remote = resolver
+
     async def _is_admin(self, user_id: str) -> bool:
         info = await self._users.get_user(user_id)
         return info is not None and info.admin
