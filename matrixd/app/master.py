@@ -179,6 +179,21 @@ from matrixd.storage.receipts import ReceiptStore
 from matrixd.streams.token import StreamName
 # --- end sync area imports ---
 
+# --- push area imports (h/push) ---
+from matrixd.handlers.push_rules import PushRuleEditor
+from matrixd.push.actions import PushActionGenerator
+from matrixd.push.counts import UnreadCounter
+from matrixd.push.gateway import HttpPushGatewayClient
+from matrixd.push.notifications import NotificationsHandler
+from matrixd.push.pool import PusherPool
+from matrixd.push.pushers import PushersHandler
+from matrixd.rest.client.notifications import NotificationsServlet
+from matrixd.rest.client.push_rules import PushRuleWriteServlet
+from matrixd.rest.client.pushers import PushersServlet, SetPusherServlet
+from matrixd.storage.event_push_actions import EventPushActionsStore
+from matrixd.storage.pushers import PusherStore
+# --- end push area imports ---
+
 
 @attrs.define
 class AccountStores:
@@ -256,6 +271,46 @@ async def build_sync_area(
 # --- end sync area ---
 
 
+# --- push area (h/push): rule evaluation, unread counts, rule editing, notifications, pushers ---
+@attrs.define
+class PushArea:
+    actions_store: EventPushActionsStore
+    pusher_store: PusherStore
+    generator: PushActionGenerator
+    counts: UnreadCounter
+    editor: PushRuleEditor
+    notifications: NotificationsHandler
+    pool: PusherPool
+    pushers: PushersHandler
+
+
+async def build_push_area(
+    config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore, sync: SyncArea,
+    serializer: ClientEventSerializer,
+) -> PushArea:
+    """The push area; its generator stores each event's push actions before the event is announced."""
+    actions_store = EventPushActionsStore(db, clock)
+    counts = UnreadCounter(actions_store)
+    generator = PushActionGenerator(
+        server_name=config.server.server_name, current_state=core.stores.current_state,
+        rules_store=sync.stores.push_rules, actions_store=actions_store,
+    )
+    editor = PushRuleEditor(sync.stores.push_rules, sync.push_rules, core.notifier)
+    editor.add_change_callback(generator.invalidate_user)
+    pusher_store = PusherStore(db, clock, await PusherStore.create_ids(db))
+    pool = PusherPool(clock=clock, store=pusher_store, current_state=core.stores.current_state,
+                      client=HttpPushGatewayClient(reactor), badge_count=counts.get_badge_count)
+    await pool.start()
+    generator.add_listener(pool.on_push_actions)
+    sync.sync.set_unread_counts(counts)
+    return PushArea(
+        actions_store=actions_store, pusher_store=pusher_store, generator=generator, counts=counts, editor=editor,
+        notifications=NotificationsHandler(actions_store, core.stores.events, serializer), pool=pool,
+        pushers=PushersHandler(pusher_store, pool, core.stores.stream_ids.get_current_token),
+    )
+# --- end push area ---
+
+
 @attrs.define
 class AccountArea:
     """Registration, login, sessions, devices, account management, profiles, user directory."""
@@ -300,6 +355,7 @@ class MasterComponents:
     federation_flow: FederationFlowArea  # inbound /send, membership over federation, backfill (h/fedflow)
     admin: AdminArea
     appservice: AppServiceArea
+    push: PushArea  # push area (h/push)
 
 
 async def build_master_components(
@@ -462,11 +518,23 @@ async def build_master_components(
             appservice.ephemeral.start()
     # -- end application services --
 
+    # --- push area (h/push): push actions are stored before an event is announced, so /sync's
+    # unread counts include every event it shows; rule edits go out on the push_rules stream;
+    # pushers die with their device and their user ---
+    push = await build_push_area(config, reactor, clock, db, core, sync, rooms.serializer)
+    core.persister.set_announcer(push.generator.wrap_announcer(
+        lambda _events: replication.publisher.notify("events", "current_state_deltas")
+    ))
+    push.editor.set_publisher(lambda: replication.publisher.notify("push_rules"))
+    account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
+    account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)
+    # --- end push area ---
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
                             sync=sync, e2e=e2e, federation=federation, internal=internal,
                             federation_out=federation_out, federation_flow=federation_flow, admin=admin,
-                            appservice=appservice)
+                            appservice=appservice, push=push)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -557,6 +625,14 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         PushRuleServlet(c.auth, sa.push_rules),
     ]
     # --- end sync area servlets ---
+    # --- push area servlets (h/push) ---
+    client += [
+        PushRuleWriteServlet(c.auth, c.push.editor),
+        NotificationsServlet(c.auth, c.push.notifications),
+        PushersServlet(c.auth, c.push.pushers),
+        SetPusherServlet(c.auth, c.push.pushers),
+    ]
+    # --- end push area servlets ---
 
     # accounts (client API and the /_synapse/admin endpoints of the area)
     client.extend(_account_servlets(config, c))
