@@ -23,6 +23,8 @@ from twisted.internet import defer
 
 from matrixd.api.errors import ConfigError
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.push.counts import UnreadCounter
+from matrixd.storage.event_push_actions import EventPushActionsStore
 from matrixd.app.master import AccountStores, SyncArea, build_federation_servlets, build_rooms_area
 from matrixd.app.roles.definitions import WORKER_KINDS, WorkerKind
 from matrixd.app.roles.servlets import select_methods
@@ -306,6 +308,8 @@ async def _build_sync_area(
     )
     sync = SyncHandler(clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence,
                        push_rules=push_rules, visibility=rooms.visibility, e2e=e2e)
+    # Unread counts are written by the master's push evaluation and read from the shared database.
+    sync.set_unread_counts(UnreadCounter(EventPushActionsStore(db, clock)))
     area = SyncArea(stores=stores, filters=FilterHandler(FilterStore(db, clock)), sync=sync, typing=typing,
                     receipts=receipts, read_markers=RemoteReadMarkersHandler(writer), account_data=account_data,
                     presence=presence, push_rules=push_rules)
