@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
+from matrixd.util.dotted import split_dotted_path
 from matrixd.types import JsonDict
 
 #: Stands for the rule owner's user id in the templates of the default rules.
@@ -47,26 +48,9 @@ def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bo
     return (regex.search(value) if word_boundary else regex.match(value)) is not None
 
 
-@functools.lru_cache(maxsize=4096)
 def split_dotted_key(key: str) -> tuple[str, ...]:
     """A dot-separated property path, ``\\.`` and ``\\\\`` being a literal dot and backslash."""
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(key):
-        ch = key[i]
-        if ch == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
-            current.append(key[i + 1])
-            i += 2
-            continue
-        if ch == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    parts.append("".join(current))
-    return tuple(parts)
+    return split_dotted_path(key)
 
 
 def _is_simple_value(value: Any) -> bool:
