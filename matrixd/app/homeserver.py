@@ -105,6 +105,8 @@ async def start_master(app: MasterApp) -> list[BoundListener]:
         app.config, app.reactor, app.clock, app.database, app.signing_key
     )
     app.servlet_groups = build_servlet_groups(app.config, app.components)
+    if app.components.federation_out.send_federation:
+        await app.components.federation_out.start()
     app.listeners = start_listeners(
         app.reactor, app.config, app.servlet_groups, replication_factory=app.components.replication.server
     )
@@ -114,6 +116,7 @@ async def start_master(app: MasterApp) -> list[BoundListener]:
 async def stop_master(app: MasterApp) -> None:
     """Stop accepting connections, then close the database."""
     if app.components is not None:
+        app.components.federation_out.stop()
         app.components.replication.publisher.stop()
         if app.components.replication.server is not None:
             app.components.replication.server.close_all()
@@ -124,6 +127,7 @@ async def stop_master(app: MasterApp) -> None:
     app.listeners = []
     if app.components is not None:
         await app.components.federation.agent.close()
+        await app.components.appservice.close()
     app.database.close()
 
 

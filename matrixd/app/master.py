@@ -11,7 +11,12 @@ from typing import Any
 import attrs
 from signedjson.types import SigningKey
 
+from matrixd.app.background import BackgroundJobRunner
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.appservice.area import AppServiceArea, build_app_service_area
+from matrixd.appservice.ephemeral import EphemeralFollower
+from matrixd.rest.client.appservice import AppServicePingServlet
+from matrixd.rest.client.thirdparty import thirdparty_servlets
 from matrixd.config import RootConfig
 from matrixd.events.room_versions import get_room_version
 from matrixd.config.ratelimiting import RatelimitSettings
@@ -37,6 +42,26 @@ from matrixd.handlers.accounts.uia import (
 )
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
+from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
+from matrixd.rest.federation.flow import federation_flow_servlets
+from matrixd.federation.sender.area import (
+    FederationOutArea,
+    LateRemoteE2EKeys,
+    SyncHandlers,
+    build_federation_out_area,
+)
+from matrixd.handlers.admin.area import AdminArea
+from matrixd.handlers.admin.deletion import RoomDeletionHandler
+from matrixd.handlers.admin.media import MediaAdminHandler
+from matrixd.handlers.admin.misc import AdminMiscHandler, NoDestinations
+from matrixd.handlers.admin.notices import ServerNoticesHandler
+from matrixd.handlers.admin.rooms import RoomAdminHandler
+from matrixd.handlers.admin.users import UserAdminHandler
+from matrixd.rest.admin.media import media_admin_servlets
+from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
+from matrixd.rest.admin.rooms import room_admin_servlets
+from matrixd.rest.admin.users import user_admin_servlets
+from matrixd.storage.admin import AdminStore
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -103,6 +128,11 @@ from matrixd.rest.federation.events import (
 from matrixd.rest.federation.public_rooms import PublicRoomsServlet
 from matrixd.rest.federation.query import QueryDirectoryServlet, QueryProfileServlet
 from matrixd.rest.federation.version import FederationVersionServlet
+from matrixd.rest.client.openid import OpenIdRequestTokenServlet
+from matrixd.rest.federation.hierarchy import HierarchyServlet
+from matrixd.rest.federation.openid import OpenIdUserInfoServlet
+from matrixd.rest.federation.user_devices import UserDevicesServlet
+from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQueryServlet
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
@@ -148,6 +178,21 @@ from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptStore
 from matrixd.streams.token import StreamName
 # --- end sync area imports ---
+
+# --- push area imports (h/push) ---
+from matrixd.handlers.push_rules import PushRuleEditor
+from matrixd.push.actions import PushActionGenerator
+from matrixd.push.counts import UnreadCounter
+from matrixd.push.gateway import HttpPushGatewayClient
+from matrixd.push.notifications import NotificationsHandler
+from matrixd.push.pool import PusherPool
+from matrixd.push.pushers import PushersHandler
+from matrixd.rest.client.notifications import NotificationsServlet
+from matrixd.rest.client.push_rules import PushRuleWriteServlet
+from matrixd.rest.client.pushers import PushersServlet, SetPusherServlet
+from matrixd.storage.event_push_actions import EventPushActionsStore
+from matrixd.storage.pushers import PusherStore
+# --- end push area imports ---
 
 
 @attrs.define
@@ -226,6 +271,46 @@ async def build_sync_area(
 # --- end sync area ---
 
 
+# --- push area (h/push): rule evaluation, unread counts, rule editing, notifications, pushers ---
+@attrs.define
+class PushArea:
+    actions_store: EventPushActionsStore
+    pusher_store: PusherStore
+    generator: PushActionGenerator
+    counts: UnreadCounter
+    editor: PushRuleEditor
+    notifications: NotificationsHandler
+    pool: PusherPool
+    pushers: PushersHandler
+
+
+async def build_push_area(
+    config: RootConfig, reactor: Any, clock: Clock, db: Database, core: RoomCore, sync: SyncArea,
+    serializer: ClientEventSerializer,
+) -> PushArea:
+    """The push area; its generator stores each event's push actions before the event is announced."""
+    actions_store = EventPushActionsStore(db, clock)
+    counts = UnreadCounter(actions_store)
+    generator = PushActionGenerator(
+        server_name=config.server.server_name, current_state=core.stores.current_state,
+        rules_store=sync.stores.push_rules, actions_store=actions_store,
+    )
+    editor = PushRuleEditor(sync.stores.push_rules, sync.push_rules, core.notifier)
+    editor.add_change_callback(generator.invalidate_user)
+    pusher_store = PusherStore(db, clock, await PusherStore.create_ids(db))
+    pool = PusherPool(clock=clock, store=pusher_store, current_state=core.stores.current_state,
+                      client=HttpPushGatewayClient(reactor), badge_count=counts.get_badge_count)
+    await pool.start()
+    generator.add_listener(pool.on_push_actions)
+    sync.sync.set_unread_counts(counts)
+    return PushArea(
+        actions_store=actions_store, pusher_store=pusher_store, generator=generator, counts=counts, editor=editor,
+        notifications=NotificationsHandler(actions_store, core.stores.events, serializer), pool=pool,
+        pushers=PushersHandler(pusher_store, pool, core.stores.stream_ids.get_current_token),
+    )
+# --- end push area ---
+
+
 @attrs.define
 class AccountArea:
     """Registration, login, sessions, devices, account management, profiles, user directory."""
@@ -266,6 +351,11 @@ class MasterComponents:
     federation: FederationArea
     sync: SyncArea  # sync area (h/sync)
     internal: ReplicationEndpoints  # the write endpoints workers call (matrixd.replication.http)
+    federation_out: FederationOutArea  # federation sending, EDUs, remote queries (h/fedout)
+    federation_flow: FederationFlowArea  # inbound /send, membership over federation, backfill (h/fedflow)
+    admin: AdminArea
+    appservice: AppServiceArea
+    push: PushArea  # push area (h/push)
 
 
 async def build_master_components(
@@ -311,10 +401,11 @@ async def build_master_components(
     core.persister.set_announcer(lambda _events: replication.publisher.notify("events", "current_state_deltas"))
 
     # -- end-to-end encryption: keys, cross-signing, device lists, to-device, key backup --
+    remote_e2e_keys = LateRemoteE2EKeys()  # bound to federation in the "federation out" block
     e2e = await build_e2e_area(
         clock=clock, db=db, server_name=config.server.server_name, notifier=core.notifier,
         current_state=core.stores.current_state, users=accounts.users, devices=accounts.devices,
-        reauth=_UiaReauth(account_area.reauth),
+        reauth=_UiaReauth(account_area.reauth), remote=remote_e2e_keys,
     )
     account_area.devices.add_creation_callback(e2e.device_lists.notify_device_change)
     account_area.devices.add_deletion_callback(e2e.device_lists.on_devices_deleted)
@@ -348,9 +439,102 @@ async def build_master_components(
     )
     # -- end workers ---------------------------------------------------------------------------
 
+    # -- federation out: the sender (queues, transactions, retries, catch-up), inbound EDUs,
+    # -- remote device cache, outbound queries. The sender starts in start_master (send_federation).
+    federation_out = build_federation_out_area(
+        clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
+        notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
+        visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
+        sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
+                          presence=sync.presence, presence_store=sync.stores.presence),
+    )
+    core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
+    remote_e2e_keys.bind(federation_out.remote_e2e_keys)
+    account_area.profile.set_remote_profiles(federation_out.profiles)
+    rooms.aliases.set_remote_resolver(federation_out.aliases)
+    rooms.directory.set_remote_directory(federation.remote_directory)
+    # -- end federation out --------------------------------------------------------------------
+
+    # -- federation event flow: inbound /send, membership over federation, backfill --
+    federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
+    rooms.messages.set_backfill(federation_flow.backfiller)
+    # -- end federation event flow --
+    # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
+    admin_store = AdminStore(db, clock)
+    admin_runner = BackgroundJobRunner(clock, admin_store)
+    admin = AdminArea(
+        store=admin_store, runner=admin_runner,
+        users=UserAdminHandler(
+            clock=clock, server_name=config.server.server_name, store=admin_store, users=accounts.users,
+            tokens=accounts.tokens, profiles=stores.profiles, current_state=stores.current_state,
+            account=account_area.account, sessions=account_area.sessions, hasher=account_area.hasher,
+            devices=account_area.devices, profile=account_area.profile),
+        rooms=RoomAdminHandler(
+            server_name=config.server.server_name, store=admin_store, rooms=stores.rooms, events=stores.events,
+            current_state=stores.current_state, membership=core.membership, send=core.send,
+            serializer=rooms.serializer),
+        deletion=RoomDeletionHandler(
+            server_name=config.server.server_name, store=admin_store, runner=admin_runner, rooms=stores.rooms,
+            aliases=stores.aliases, events=stores.events, current_state=stores.current_state,
+            membership=core.membership, room_creation=core.room_creation, send=core.send),
+        media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
+                                storage=media.storage),
+        # No destinations table yet: the adapter reports no destinations.
+        misc=AdminMiscHandler(store=admin_store, events=stores.events, destinations=NoDestinations()),
+        notices=ServerNoticesHandler(
+            server_name=config.server.server_name, config=config.server_notices, store=admin_store,
+            users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,
+            room_creation=core.room_creation, send=core.send),
+    )
+    await admin_runner.resume_unfinished()
+    # -- end server administration --
+
+    # -- application services: registrations, as_token auth, transactions, queries --
+    # Hooks into other areas: as_tokens in the access-token auth, exclusive user namespaces and
+    # m.login.application_service in registration/login, alias queries and exclusive alias
+    # namespaces in the alias handler; every persisted event wakes the transaction senders, and
+    # the sync area's typing/receipt/presence streams feed services with receive_ephemeral.
+    appservice = await build_app_service_area(
+        services=config.app_service_config_files.registrations, reactor=reactor, clock=clock, db=db,
+        server_name=config.server.server_name, users=accounts.users, devices=accounts.devices,
+        profiles=core.stores.profiles, events=core.stores.events, current_state=core.stores.current_state,
+        aliases=core.stores.aliases, stream_ids=core.stores.stream_ids,
+    )
+    if appservice.services:
+        auth.set_app_service_auth(appservice.token_auth)
+        account_area.registration.set_app_services(appservice.namespaces.is_user_exclusive,
+                                                   appservice.namespaces.lookup_token)
+        account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
+        rooms.aliases.set_app_services(appservice.queries)
+        core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
+        appservice.transactions.start()
+        if any(s.receive_ephemeral for s in appservice.services):
+            appservice.ephemeral = EphemeralFollower(
+                clock=clock, notifier=core.notifier, transactions=appservice.transactions, typing=sync.typing,
+                receipts=sync.stores.receipts, presence=sync.stores.presence,
+            )
+            appservice.ephemeral.start()
+    # -- end application services --
+
+    # --- push area (h/push): push actions are stored before an event is announced, so /sync's
+    # unread counts include every event it shows; rule edits go out on the push_rules stream;
+    # pushers die with their device and their user ---
+    push = await build_push_area(config, reactor, clock, db, core, sync, rooms.serializer)
+    core.persister.set_announcer(push.generator.wrap_announcer(
+        lambda _events: replication.publisher.notify("events", "current_state_deltas")
+    ))
+    push.editor.set_publisher(lambda: replication.publisher.notify("push_rules"))
+    account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
+    account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)
+    # --- end push area ---
+
     return MasterComponents(config=config, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             account_area=account_area, rooms=rooms, media=media, replication=replication,
-                            sync=sync, e2e=e2e, federation=federation, internal=internal)
+                            sync=sync, e2e=e2e, federation=federation, internal=internal,
+                            federation_out=federation_out, federation_flow=federation_flow, admin=admin,
+                            appservice=appservice, push=push)
 
 
 def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomCore, users: UserStore) -> RoomsArea:
@@ -441,11 +625,27 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         PushRuleServlet(c.auth, sa.push_rules),
     ]
     # --- end sync area servlets ---
+    # --- push area servlets (h/push) ---
+    client += [
+        PushRuleWriteServlet(c.auth, c.push.editor),
+        NotificationsServlet(c.auth, c.push.notifications),
+        PushersServlet(c.auth, c.push.pushers),
+        SetPusherServlet(c.auth, c.push.pushers),
+    ]
+    # --- end push area servlets ---
 
     # accounts (client API and the /_synapse/admin endpoints of the area)
     client.extend(_account_servlets(config, c))
     # -- rooms area servlets -------------------------------------------------------
     client.extend(build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.core.send))
+
+    # -- server administration: /_synapse/admin (on the client resource) --
+    admin_auth = AdminAuth(c.auth, c.accounts.users)
+    client.extend(user_admin_servlets(admin_auth, c.admin.users))
+    client.extend(room_admin_servlets(admin_auth, c.admin.rooms, c.admin.deletion))
+    client.extend(media_admin_servlets(admin_auth, c.admin.media, config.server.server_name))
+    client.extend(misc_admin_servlets(admin_auth, c.admin.misc))
+    client.append(SendServerNoticeServlet(admin_auth, c.admin.notices))
 
     # -- media repository: /_matrix/media/* in "media", /_matrix/client/v1/media/* in "client" --
     media: list[RestServlet] = []
@@ -456,6 +656,22 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
 
     # -- federation: the read-only federation API and the key server --
     federation, keys = build_federation_servlets(config, c.federation, c.rooms.directory)
+    # -- federation out: inbound key/device queries, OpenID userinfo, space hierarchy --
+    fed, fo = c.federation, c.federation_out
+    federation += [
+        UserDevicesServlet(fed.authenticator, fo.key_queries),
+        UserKeysQueryServlet(fed.authenticator, fo.key_queries),
+        UserKeysClaimServlet(fed.authenticator, fo.key_queries),
+        OpenIdUserInfoServlet(fo.openid),
+        HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
+    ]
+    client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
+    # -- federation event flow: /send, make/send join, leave, knock, invite --
+    federation.extend(federation_flow_servlets(fed, c.federation_flow))
+
+    # -- application services: ping, third-party networks --
+    client.append(AppServicePingServlet(c.auth, c.appservice.queries))
+    client.extend(thirdparty_servlets(c.auth, c.appservice.queries))
 
     return {
         "client": client,

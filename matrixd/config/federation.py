@@ -98,6 +98,8 @@ class FederationConfig:
     domain_whitelist: Optional[frozenset[str]] = None
     allow_profile_lookup: bool = True
     allow_public_rooms: bool = False
+    # Synapse's send_federation: False when a federation_sender worker sends (or nobody should).
+    send_federation: bool = True
     client: FederationClientSettings = FederationClientSettings()
 
     @classmethod
@@ -129,6 +131,7 @@ class FederationConfig:
             domain_whitelist=domain_whitelist,
             allow_profile_lookup=r.boolean("allow_profile_lookup_over_federation", True),
             allow_public_rooms=r.boolean("allow_public_rooms_over_federation", False),
+            send_federation=r.boolean("send_federation", True),
             client=_parse_client(r.section("federation")),
         )
 

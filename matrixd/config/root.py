@@ -18,6 +18,7 @@ import yaml
 
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
+from matrixd.config.appservice import AppServiceConfig
 from matrixd.config.database import DatabaseConfig
 from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenerConfig, ListenersConfig
@@ -28,6 +29,7 @@ from matrixd.config.presence import PresenceConfig
 from matrixd.config.ratelimiting import RatelimitConfig
 from matrixd.config.registration import RegistrationConfig
 from matrixd.config.server import ServerConfig
+from matrixd.config.server_notices import ServerNoticesConfig
 from matrixd.config.voip import VoipConfig
 from matrixd.config.workers import WorkersConfig
 
@@ -47,6 +49,9 @@ class RootConfig:
     workers: WorkersConfig
     federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
+    server_notices: ServerNoticesConfig = attrs.field(factory=ServerNoticesConfig)
+    # app_service_config_files: application service registrations (matrixd.appservice)
+    app_service_config_files: AppServiceConfig = AppServiceConfig()
     # Top-level keys no section read (typos, or settings matrixd does not have).
     ignored_keys: tuple[str, ...] = ()
 

@@ -20,11 +20,19 @@ class ActivityRecorder(Protocol):
     def record(self, user_id: str, device_id: str, ip: Optional[str], user_agent: Optional[str]) -> None: ...
 
 
+class AppServiceAuth(Protocol):
+    """Recognises application service ``as_token``s (``matrixd.appservice.auth.AppServiceTokenAuth``)."""
+
+    async def authenticate(self, token: str, request: Request) -> Optional[Requester]: ...
+
+
 class AccessTokenAuth:
     """The ``matrixd.http.auth.Auth`` of the client API: tokens issued by this server's login/register.
 
     The first request made with a refreshed access token revokes the refresh
-    token it replaced (see ``matrixd.storage.accounts``).
+    token it replaced (see ``matrixd.storage.accounts``).  Application service
+    ``as_token``s are recognised first, through the hook set by
+    :meth:`set_app_service_auth` (identity assertion with ``user_id``/``device_id``).
     """
 
     def __init__(self, clock: Clock, users: UserStore, tokens: TokenStore,
@@ -33,11 +41,22 @@ class AccessTokenAuth:
         self._users = users
         self._tokens = tokens
         self._activity = activity
+        self._app_services: Optional[AppServiceAuth] = None
+
+    def set_app_service_auth(self, app_services: AppServiceAuth) -> None:
+        """Wired once by the application service area when services are configured."""
+        self._app_services = app_services
 
     async def get_user_by_req(
         self, request: Request, allow_guest: bool = False, allow_expired: bool = False
     ) -> Requester:
         token = get_access_token_from_request(request)
+        if self._app_services is not None:
+            as_requester = await self._app_services.authenticate(token, request)
+            if as_requester is not None:
+                if isinstance(request, MatrixRequest):
+                    request.requester = as_requester
+                return as_requester
         requester = await self.get_user_by_access_token(token, allow_expired=allow_expired)
         if requester.is_guest and not allow_guest:
             raise AuthError(403, "Guest access not allowed", Codes.GUEST_ACCESS_FORBIDDEN)

@@ -15,6 +15,7 @@ import attrs
 from matrixd.api.errors import BadJsonError
 from matrixd.events.event import Event
 from matrixd.types import JsonDict
+from matrixd.util.dotted import split_dotted_path
 
 MAX_FILTER_LIMIT = 1000
 DEFAULT_TIMELINE_LIMIT = 10
@@ -224,7 +225,7 @@ def apply_event_fields(event_json: JsonDict, fields: Optional[Sequence[str]]) ->
         return event_json
     out: JsonDict = {}
     for path in fields:
-        parts = _split_path(path)
+        parts = split_dotted_path(path)
         src: Any = event_json
         for p in parts:
             if not isinstance(src, dict) or p not in src:
@@ -236,24 +237,3 @@ def apply_event_fields(event_json: JsonDict, fields: Optional[Sequence[str]]) ->
                 dst = dst.setdefault(p, {})
             dst[parts[-1]] = src
     return out
-
-
-def _split_path(path: str) -> list[str]:
-    """Split on unescaped dots (``\\.`` is a literal dot, ``\\\\`` a backslash)."""
-    parts: list[str] = []
-    cur: list[str] = []
-    i = 0
-    while i < len(path):
-        c = path[i]
-        if c == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
-            cur.append(path[i + 1])
-            i += 2
-            continue
-        if c == ".":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    parts.append("".join(cur))
-    return parts

@@ -224,8 +224,8 @@ class PresenceHandler:
         changed = []
         remote = self._remote_syncing()
         for user_id, state in list(self._states.items()):
-            if state.state == OFFLINE:
-                continue
+            if state.state == OFFLINE or not self.is_mine(user_id):
+                continue  # remote users' servers tell us when their state changes
             if user_id in remote:
                 # Connected through a worker: the sync timeout runs from when that ends.
                 state = self._states[user_id] = attrs.evolve(state, last_user_sync_ts=now)
@@ -239,6 +239,20 @@ class PresenceHandler:
             if new != state:
                 changed.append(new)
         await self._persist(changed)
+
+    async def set_remote_presence(self, user_id: str, content: JsonDict) -> None:
+        """A remote user's presence from its own server (federation ``m.presence``; already checked)."""
+        if self.is_mine(user_id) or not self.enabled or content.get("presence") not in PRESENCE_STATES:
+            return
+        now = self._clock.time_msec()
+        ago = content.get("last_active_ago")
+        status = content.get("status_msg")
+        new = UserPresenceState(
+            user_id, str(content["presence"]), status if isinstance(status, str) else None,
+            now - ago if isinstance(ago, int) and not isinstance(ago, bool) and ago >= 0 else 0,
+            now, content.get("currently_active") is True,
+        )
+        await self._persist([new])
 
     async def _persist(self, states: Iterable[UserPresenceState]) -> None:
         batch = list(states)

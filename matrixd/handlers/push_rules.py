@@ -9,10 +9,17 @@ kind, except ``.m.rule.master``, which always comes first.
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
-from matrixd.storage.push_rules import PushRulesStore, UserPushRules
+from matrixd.api.errors import Codes, InvalidParamError, MatrixError, NotFoundError
+from matrixd.handlers.sync.announcer import StreamAnnouncer
+from matrixd.push.conditions import validate_condition
+from matrixd.storage.push_rules import PushRulesStore, RuleNotFound, UserPushRules
+from matrixd.streams.notifier import Notifier
+from matrixd.streams.token import StreamName
 from matrixd.types import JsonDict
+
+T = TypeVar("T")
 
 #: Rule kinds in evaluation order.
 RULE_KINDS = ("override", "content", "room", "sender", "underride")
@@ -203,3 +210,130 @@ class PushRulesHandler:
     async def get_push_rules_account_data(self, user_id: str) -> JsonDict:
         """The content of the ``m.push_rules`` account data event."""
         return {"global": await self.get_ruleset(user_id)}
+
+
+_SIMPLE_ACTIONS = frozenset({"notify", "dont_notify", "coalesce"})
+
+
+def validate_actions(actions: Any) -> list[Any]:
+    """The actions of a ``PUT``, checked: ``notify``/``dont_notify``/``coalesce`` or ``set_tweak`` objects."""
+    if not isinstance(actions, list):
+        raise InvalidParamError("'actions' must be a list")
+    for action in actions:
+        if isinstance(action, str):
+            if action not in _SIMPLE_ACTIONS:
+                raise InvalidParamError(f"Unknown push rule action {action!r}")
+        elif isinstance(action, dict):
+            if not isinstance(action.get("set_tweak"), str):
+                raise InvalidParamError("An action object must have a string 'set_tweak'")
+        else:
+            raise InvalidParamError("Each action must be a string or an object")
+    return actions
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in RULE_KINDS:
+        raise InvalidParamError(f"Unknown push rule kind {kind!r}")
+
+
+#: Called with the user id after their rules changed (compiled ruleset caches).
+RulesChangedCallback = Callable[[str], None]
+
+
+class PushRuleEditor:
+    """``PUT``/``DELETE /pushrules/global/{kind}/{ruleId}`` and its ``enabled``/``actions``.
+
+    Each change takes a push rules stream id and is announced with the user's
+    id as the wake-up key, so ``/sync`` sends the new ``m.push_rules``.
+    """
+
+    def __init__(self, store: PushRulesStore, reader: PushRulesHandler, notifier: Notifier) -> None:
+        self._store = store
+        self._reader = reader
+        self._announcer = StreamAnnouncer(notifier, StreamName.PUSH_RULES, store.get_current_token)
+        self._callbacks: list[RulesChangedCallback] = []
+
+    def add_change_callback(self, cb: RulesChangedCallback) -> None:
+        self._callbacks.append(cb)
+
+    def set_publisher(self, notify: Callable[[], None]) -> None:
+        """Announce changes through the replication publisher (``notify`` is its notify for push_rules)."""
+        self._announcer.publish_through(notify)
+
+    async def put_rule(
+        self, user_id: str, kind: str, rule_id: str, body: Any, before: Optional[str], after: Optional[str]
+    ) -> None:
+        _check_kind(kind)
+        if rule_id.startswith("."):
+            raise InvalidParamError("Rule ids starting with '.' are reserved for server-default rules")
+        if "/" in rule_id or "\\" in rule_id:
+            raise InvalidParamError("Rule ids may not contain '/' or '\\'")
+        for anchor in (before, after):
+            if anchor is not None and anchor.startswith("."):
+                raise InvalidParamError("A rule cannot be placed relative to a server-default rule")
+        if not isinstance(body, dict):
+            raise InvalidParamError("The body must be a JSON object")
+        actions = validate_actions(body.get("actions"))
+        conditions: Optional[list[Any]] = None
+        pattern: Optional[str] = None
+        if kind == "content":
+            pattern = body.get("pattern")
+            if not isinstance(pattern, str):
+                raise InvalidParamError("Content rules need a string 'pattern'")
+        elif kind in ("override", "underride"):
+            raw = body.get("conditions", [])
+            if not isinstance(raw, list):
+                raise InvalidParamError("'conditions' must be a list")
+            for cond in raw:
+                problem = validate_condition(cond)
+                if problem is not None:
+                    raise InvalidParamError(problem)
+            conditions = raw
+        try:
+            stream_id = await self._run(
+                self._store.upsert_rule(user_id, kind, rule_id, conditions, pattern, actions, before, after)
+            )
+        except RuleNotFound as e:
+            raise MatrixError(400, f"before/after rule not found: {e.rule_id}", Codes.UNKNOWN)
+        self._changed(user_id, stream_id)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        _check_kind(kind)
+        if rule_id.startswith("."):
+            if await self._reader.get_rule(user_id, kind, rule_id) is None:
+                raise NotFoundError("The push rule was not found.")
+            raise InvalidParamError("Server-default rules cannot be deleted")
+        stream_id = await self._run(self._store.delete_rule(user_id, kind, rule_id))
+        if stream_id is None:
+            self._announcer.flush()
+            raise NotFoundError("The push rule was not found.")
+        self._changed(user_id, stream_id)
+
+    async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: Any) -> None:
+        _check_kind(kind)
+        if not isinstance(enabled, bool):
+            raise InvalidParamError("'enabled' must be a boolean")
+        await self._require_rule(user_id, kind, rule_id)
+        self._changed(user_id, await self._run(self._store.set_enabled(user_id, kind, rule_id, enabled)))
+
+    async def set_actions(self, user_id: str, kind: str, rule_id: str, actions: Any) -> None:
+        _check_kind(kind)
+        checked = validate_actions(actions)
+        await self._require_rule(user_id, kind, rule_id)
+        self._changed(user_id, await self._run(self._store.set_actions(user_id, kind, rule_id, checked)))
+
+    async def _require_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        if await self._reader.get_rule(user_id, kind, rule_id) is None:
+            raise NotFoundError("The push rule was not found.")
+
+    async def _run(self, write: Awaitable[T]) -> T:
+        try:
+            return await write
+        except BaseException:
+            self._announcer.flush()  # the id finished without a row
+            raise
+
+    def _changed(self, user_id: str, stream_id: int) -> None:
+        for cb in self._callbacks:
+            cb(user_id)
+        self._announcer.announce(stream_id, [user_id])

@@ -138,6 +138,23 @@ class EventWriter:
 
     # -- the transaction ----------------------------------------------------------
 
+    @staticmethod
+    def _client_txn_ids_txn(txn: Cursor, new: list[tuple[Event, EventContext]], now: int) -> None:
+        """Record client transaction ids in the event's own transaction, so a client retrying
+        after a crash finds the event instead of creating a second one."""
+        rows = [
+            (ev.sender, ev.internal_metadata.device_id or "", ev.internal_metadata.txn_id, ev.room_id,
+             ev.event_id, now)
+            for ev, _ in new
+            if ev.internal_metadata.txn_id is not None
+        ]
+        if rows:
+            txn.executemany(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
+                rows,
+            )
+
     def _persist_txn(
         self,
         txn: Cursor,
@@ -164,6 +181,7 @@ class EventWriter:
                 promoted.append((ev, ctx))
 
         self._insert_events_txn(txn, new, orderings, now)
+        self._client_txn_ids_txn(txn, new, now)
         self._promote_outliers_txn(txn, promoted, orderings)
         inv.event_ids.update(ev.event_id for ev, _ in promoted)
         inv.event_ids.update(ev.redacts for ev, _ in new if ev.redacts is not None and not ev.rejected)

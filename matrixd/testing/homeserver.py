@@ -119,4 +119,10 @@ def make_homeserver(testcase: TestCase, config: Optional[Mapping[str, Any]] = No
     groups = build_servlet_groups(parsed, components)
     resource = build_json_resource(sorted(groups), groups)
     site = make_site(reactor, resource)
-    return TestHomeserver(reactor, parsed, components, site, testcase)
+    hs = TestHomeserver(reactor, parsed, components, site, testcase)
+    # No real I/O in tests: outbound federation goes to an in-memory network on which only
+    # this server exists (other servers are unreachable until a test adds them).
+    from matrixd.testing.federation import install_federation_network
+
+    install_federation_network(hs)
+    return hs

@@ -24,10 +24,10 @@ class ProfileTests(AccountsTestCase):
         self.assert_error(self.req("GET", f"/profile/{self.user_id}/avatar_url"), 404, "M_NOT_FOUND")
 
     def test_unknown_remote_and_invalid_users(self) -> None:
-        """Unknown local users and remote users are 404; malformed ids 400."""
+        """Unknown local users are 404, users of unreachable servers 502; malformed ids 400."""
         self.assert_error(self.req("GET", "/profile/@nobody:test"), 404, "M_NOT_FOUND")
         self.assert_error(self.req("GET", "/profile/@nobody:test/displayname"), 404, "M_NOT_FOUND")
-        self.assert_error(self.req("GET", "/profile/@someone:remote.example"), 404, "M_NOT_FOUND")
+        self.assert_error(self.req("GET", "/profile/@someone:remote.example"), 502, "M_UNKNOWN")
         self.assert_error(self.req("GET", "/profile/not-a-user"), 400, "M_INVALID_PARAM")
         self.assert_error(self.req("PUT", "/profile/@nobody:test/displayname", {"displayname": "x"}, self.token),
                           403, "M_FORBIDDEN")

@@ -150,7 +150,7 @@ class KeyClaimTests(E2ETestCase):
         self.assertEqual(self.claim(alg="other")["one_time_keys"], {})
 
     def test_remote_users_are_failures(self) -> None:
-        """Users on other servers are listed under failures (no federation yet), locals still answered."""
+        """Users on unreachable servers are listed under failures, locals still answered."""
         self.upload(self.alice, device_keys=self.alice.device_keys(), one_time_keys=self.alice.one_time_keys(1))
         body = self.post("/keys/claim", {"one_time_keys": {"@x:remote.example": {"D": "signed_curve25519"},
                                                            self.alice.user_id: {"ADEV": "signed_curve25519"}}},

@@ -37,7 +37,7 @@ class AliasTests(RoomsTestCase):
         self.req("PUT", self.alias_path("#b:test"), {}, self.alice_tok, 400, "M_MISSING_PARAM")
         self.req("PUT", self.alias_path("#b:test"), {"room_id": "nope"}, self.alice_tok, 400)
         self.req("PUT", self.alias_path("#b:test"), {"room_id": "!unknown:test"}, self.alice_tok, 404)
-        self.req("GET", self.alias_path("#x:remote.example"), expect=404)
+        self.req("GET", self.alias_path("#x:remote.example"), expect=502)  # its server is unreachable
         self.req("GET", self.alias_path("bad"), expect=400, errcode="M_INVALID_PARAM")
 
     def test_create_needs_membership(self) -> None:
@@ -168,13 +168,13 @@ class PublicRoomsTests(RoomsTestCase):
         self.assertEqual(body["chunk"], [])
 
     def test_errors(self) -> None:
-        """Bad tokens and limits are 400; another server's directory is 404 without federation; POST needs auth."""
+        """Bad tokens and limits are 400; an unreachable server's directory is 502; POST needs auth."""
         self.req("GET", "/publicRooms?since=garbage", expect=400, errcode="M_INVALID_PARAM")
         self.req("GET", "/publicRooms?limit=-1", expect=400)
         self.create_room(self.alice_tok, visibility="public")
         self.assertEqual(self.req("GET", "/publicRooms?limit=0"), {"chunk": [], "total_room_count_estimate": 1})
         self.req("POST", "/publicRooms", {"limit": "ten"}, self.bob_tok, 400, "M_BAD_JSON")
-        self.req("GET", "/publicRooms?server=remote.example", expect=404)
+        self.req("GET", "/publicRooms?server=remote.example", expect=502)
         self.assertEqual(len(self.req("GET", "/publicRooms?server=test")["chunk"]), 1)
         self.req("POST", "/publicRooms", {}, None, 401)
         self.req("GET", "/publicRooms", tok="bad_token", expect=401)

@@ -79,13 +79,6 @@ class PushRulesTests(SyncTestCase):
         channel = self.request("GET", "/pushrules/global/sideways/.m.rule.master", self.atok)
         self.assertEqual(channel.code, 400)
 
-    def test_editing_not_routed_here(self) -> None:
-        """PUT/DELETE on rules are not served by this feature (M_UNRECOGNIZED)."""
-        channel = self.request("PUT", "/pushrules/global/room/!r:test", self.atok, {"actions": []})
-        self.assertEqual(channel.json_body["errcode"], "M_UNRECOGNIZED")
-        channel = self.request("DELETE", "/pushrules/global/override/.m.rule.master", self.atok)
-        self.assertEqual(channel.json_body["errcode"], "M_UNRECOGNIZED")
-
     def test_in_initial_sync_only(self) -> None:
         """m.push_rules is in the initial sync's account data, not repeated when unchanged."""
         first = self.sync(self.atok, set_presence="offline")

@@ -23,9 +23,12 @@ from twisted.internet import defer
 
 from matrixd.api.errors import ConfigError
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.push.counts import UnreadCounter
+from matrixd.storage.event_push_actions import EventPushActionsStore
 from matrixd.app.master import AccountStores, SyncArea, build_federation_servlets, build_rooms_area
 from matrixd.app.roles.definitions import WORKER_KINDS, WorkerKind
 from matrixd.app.roles.servlets import select_methods
+from matrixd.appservice.auth import AppServiceTokenAuth
 from matrixd.config import RootConfig
 from matrixd.config.workers import MAIN_INSTANCE
 from matrixd.events.room_versions import get_room_version
@@ -226,6 +229,12 @@ async def build_worker_components(
     )
     late.append(replication)
     auth = AccessTokenAuth(clock, accounts.users, tokens, activity=ReplicationActivity(replication.client.record_user_ip))
+    # -- application services: their as_tokens (identity assertion) work on workers too (e.g. /sync) --
+    if config.app_service_config_files.registrations:
+        auth.set_app_service_auth(AppServiceTokenAuth(
+            config.app_service_config_files.registrations, server_name=config.server.server_name,
+            users=accounts.users, devices=accounts.devices,
+        ))
 
     federation: Optional[FederationArea] = None
     if kind.name == "federation_reader":
@@ -299,6 +308,8 @@ async def _build_sync_area(
     )
     sync = SyncHandler(clock=clock, notifier=notifier, stores=stores, typing=typing, presence=presence,
                        push_rules=push_rules, visibility=rooms.visibility, e2e=e2e)
+    # Unread counts are written by the master's push evaluation and read from the shared database.
+    sync.set_unread_counts(UnreadCounter(EventPushActionsStore(db, clock)))
     area = SyncArea(stores=stores, filters=FilterHandler(FilterStore(db, clock)), sync=sync, typing=typing,
                     receipts=receipts, read_markers=RemoteReadMarkersHandler(writer), account_data=account_data,
                     presence=presence, push_rules=push_rules)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.config.registration import RegistrationConfig
@@ -36,6 +36,12 @@ KEY_TOO_LARGE = "M_KEY_TOO_LARGE"
 
 #: ``(user_id, displayname, avatar_url)`` after a local user's display name or avatar changed.
 ProfileListener = Callable[[str, Optional[str], Optional[str]], Awaitable[None]]
+
+
+class RemoteProfiles(Protocol):
+    """Profiles of users on other servers (federation ``/query/profile``)."""
+
+    async def get_remote_profile(self, user_id: str, field: Optional[str] = None) -> JsonDict: ...
 
 
 def _encoded_size(profile: JsonDict) -> int:
@@ -61,6 +67,18 @@ class ProfileHandler:
         self._current = current_state
         self._creation = creation
         self._on_changed = on_changed
+        self._remote: Optional[RemoteProfiles] = None
+
+    def set_remote_profiles(self, remote: RemoteProfiles) -> None:
+        """Answer for users of other servers through ``remote`` (wired once federation exists)."""
+        self._remote = remote
+
+    def _remote_for(self, user_id: str) -> Optional[RemoteProfiles]:
+        try:
+            UserID.from_string(user_id)
+        except ValueError:
+            return None
+        return self._remote if get_domain_from_id(user_id) != self._server_name else None
 
     # -- reading ----------------------------------------------------------------------
 
@@ -86,11 +104,16 @@ class ProfileHandler:
         return profile
 
     async def get_profile(self, user_id: str) -> JsonDict:
+        remote = self._remote_for(user_id)
+        if remote is not None:
+            return await remote.get_remote_profile(user_id)
         return await self._local_profile(user_id)
 
     async def get_field(self, user_id: str, key: str) -> JsonDict:
         self._check_key(key)
-        profile = await self._local_profile(user_id)
+        remote = self._remote_for(user_id)
+        profile = await (remote.get_remote_profile(user_id, key) if remote is not None
+                         else self._local_profile(user_id))
         if key not in profile:
             raise NotFoundError(f"The user has no {key}")
         return {key: profile[key]}

@@ -13,7 +13,14 @@ import logging
 import secrets
 from typing import Any, Callable, Optional
 
-from matrixd.api.errors import AuthError, Codes, LimitExceededError, MatrixError
+from matrixd.api.errors import (
+    AuthError,
+    Codes,
+    InvalidClientTokenError,
+    LimitExceededError,
+    MatrixError,
+    MissingClientTokenError,
+)
 from matrixd.config.registration import RegistrationConfig
 from matrixd.handlers.accounts.devices import check_device_id
 from matrixd.handlers.accounts.passwords import PasswordHasher
@@ -33,6 +40,11 @@ USER_TYPES = frozenset({"bot", "support"})
 
 #: Called with a full user id: True if an application service claims it exclusively.
 ExclusiveCheck = Callable[[str], bool]
+#: Called with an ``as_token``: the id of the application service it belongs to and a predicate
+#: telling whether that service may register/act as a user id; None if it is no service's token.
+AppServiceLookup = Callable[[str], Optional[tuple[str, bool, Callable[[str], bool]]]]
+#: The registration/login type application services use (with their as_token).
+LOGIN_APPLICATION_SERVICE = "m.login.application_service"
 #: Called after a local account is created or its profile changes (user directory).
 ProfileListener = Callable[[str, Optional[str], Optional[str]], Any]
 
@@ -75,6 +87,12 @@ class RegistrationHandler:
         self._ratelimiter = ratelimiter
         self._on_profile_changed = on_profile_changed
         self._exclusive_check = exclusive_check
+        self._app_service_lookup: Optional[AppServiceLookup] = None
+
+    def set_app_services(self, exclusive_check: ExclusiveCheck, lookup: AppServiceLookup) -> None:
+        """Wired by the application service area: exclusive namespaces and ``m.login.application_service``."""
+        self._exclusive_check = exclusive_check
+        self._app_service_lookup = lookup
 
     # -- usernames ------------------------------------------------------------------
 
@@ -119,7 +137,7 @@ class RegistrationHandler:
 
     async def create_account(self, localpart: Optional[str], password_hash: Optional[str], *,
                              admin: bool = False, guest: bool = False, user_type: Optional[str] = None,
-                             displayname: Optional[str] = None) -> str:
+                             displayname: Optional[str] = None, appservice_id: Optional[str] = None) -> str:
         """Create a local account (a generated numeric localpart if None); returns the user id.
 
         The display name defaults to the localpart, except for guests.
@@ -137,7 +155,7 @@ class RegistrationHandler:
             else:
                 raise MatrixError(500, "Could not generate a free user ID", Codes.UNKNOWN)
         elif not await self._users.create_user(self._user_id(localpart), password_hash, admin=admin,
-                                               is_guest=guest, user_type=user_type):
+                                               is_guest=guest, user_type=user_type, appservice_id=appservice_id):
             raise MatrixError(400, "User ID already taken.", Codes.USER_IN_USE)
         user_id = self._user_id(localpart)
         if displayname is None and not guest:
@@ -155,8 +173,10 @@ class RegistrationHandler:
     def _flows(self) -> list[list[str]]:
         return [[REGISTRATION_TOKEN]] if self._config.registration_requires_token else [[DUMMY]]
 
-    async def register(self, body: JsonDict, client_ip: str) -> JsonDict:
-        """``POST /register`` for a full account, through UIA."""
+    async def register(self, body: JsonDict, client_ip: str, access_token: Optional[str] = None) -> JsonDict:
+        """``POST /register`` for a full account, through UIA (or by an application service, with its token)."""
+        if body.get("type") == LOGIN_APPLICATION_SERVICE:
+            return await self._register_app_service_user(body, client_ip, access_token)
         if not self._config.enable_registration:
             raise AuthError(403, "Registration has been disabled")
         allowed, wait = self._ratelimiter.can_do_action(client_ip, update=False)
@@ -241,6 +261,44 @@ class RegistrationHandler:
             want_refresh=bool(params.get("refresh_token")),
         )
         return session.to_json()
+
+    async def _register_app_service_user(self, body: JsonDict, client_ip: str,
+                                         access_token: Optional[str]) -> JsonDict:
+        """An application service registers a user in its namespace: no password, no UIA.
+
+        Allowed even when registration is disabled (spec: application services
+        register their users this way).
+        """
+        if access_token is None:
+            raise MissingClientTokenError()
+        found = self._app_service_lookup(access_token) if self._app_service_lookup is not None else None
+        if found is None:
+            raise InvalidClientTokenError()
+        service_id, rate_limited, may_act_as = found
+        for key, kind in (("username", str), ("initial_device_display_name", str), ("inhibit_login", bool),
+                          ("refresh_token", bool)):
+            _opt(body, key, kind)
+        if body.get("device_id") is not None:
+            check_device_id(body["device_id"])
+        username = body.get("username")
+        if not username:
+            raise MatrixError(400, "Application services must give a username", Codes.MISSING_PARAM)
+        localpart = username.lower()
+        if not is_strict_localpart(localpart):
+            raise MatrixError(400, "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+                              Codes.INVALID_USERNAME)
+        user_id = self._user_id(localpart)
+        if len(user_id) > MAX_USER_ID_LENGTH:
+            raise MatrixError(400, f"User ID may not be longer than {MAX_USER_ID_LENGTH} characters",
+                              Codes.INVALID_USERNAME)
+        if not may_act_as(user_id):
+            raise MatrixError(400, "This user ID is not in the application service's namespace", Codes.EXCLUSIVE)
+        if rate_limited:
+            self._ratelimiter.ratelimit(client_ip)
+        if await self._users.get_user_case_insensitive(user_id):
+            raise MatrixError(400, "User ID already taken.", Codes.USER_IN_USE)
+        await self.create_account(localpart, None, appservice_id=service_id)
+        return await self._login_response(user_id, body)
 
     async def register_guest(self, body: JsonDict, client_ip: str) -> JsonDict:
         """``POST /register?kind=guest``: no authentication; only the device display name is honoured."""

@@ -43,6 +43,8 @@ class EventSpec:
     # The client transaction that asked for the event (echoed to that device as unsigned.transaction_id).
     txn_id: Optional[str] = None
     device_id: Optional[str] = None
+    #: Set by application services (``ts`` query parameter, "timestamp massaging"); default now.
+    origin_server_ts: Optional[int] = None
 
 
 class EventCreationHandler:
@@ -133,6 +135,7 @@ class EventCreationHandler:
         create_event = auth_state.get(("m.room.create", ""))
         cited = [auth_state[k] for k in keys if k in auth_state
                  and not (k == ("m.room.create", "") and room_version.room_id_is_create_event_hash)]
+        ts = spec.origin_server_ts if spec.origin_server_ts is not None else self._clock.time_msec()
         event = create_local_event(
             room_version,
             event_type=spec.event_type,
@@ -143,7 +146,7 @@ class EventCreationHandler:
             prev_events=prev_events,
             auth_events=cited,
             depth=depth,
-            origin_server_ts=self._clock.time_msec(),
+            origin_server_ts=ts,
             server_name=self._server_name,
             signing_key=self._signing_key,
             redacts=spec.redacts,

@@ -116,6 +116,63 @@ class EventPersister:
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
 
+    async def persist_received_event(
+        self,
+        event: Event,
+        state_before: StateMap,
+        group_before: Optional[int],
+        *,
+        new_current_state: Optional[StateMap],
+        backfilled: bool = False,
+    ) -> PersistedEvent:
+        """Persist a timeline event received from another server (room lock held).
+
+        Unlike :meth:`persist_new_event` the event need not extend every
+        forward extremity, so the caller says what the room's current state
+        becomes (``new_current_state``; None leaves it alone, as for rejected,
+        soft-failed and backfilled events).
+        """
+        room_id = event.room_id
+        state_after = dict(state_before)
+        if event.is_state() and not event.rejected:
+            state_after[event.state_key_tuple()] = event.event_id
+        if group_before is None:
+            group_before = await self._state.store_state_group(event.event_id, room_id, None, None, state_before)
+        group_after = group_before
+        if state_after != state_before:
+            group_after = await self._state.store_state_group(
+                event.event_id, room_id, group_before, None, state_after
+            )
+        deltas: dict[str, StateDelta] = {}
+        if new_current_state is not None and not backfilled:
+            old_current = await self._current.get_current_state_ids(room_id)
+            deltas[room_id] = StateDelta.between(old_current, new_current_state)
+        ctx = EventContext(state_group=group_after, state_group_before=group_before)
+        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled)
+        stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
+        EVENTS_PERSISTED.labels("federation").inc()
+        self._announce([event])
+        return PersistedEvent(event, stream_ordering, group_after)
+
+    async def persist_outliers(self, events: Sequence[Event], *, out_of_band_membership: bool = False) -> None:
+        """Store events whose place in the DAG we do not know (auth chains, state, invites).
+
+        Each event must have ``internal_metadata.outlier`` set.  With
+        ``out_of_band_membership`` a local user's membership event (an invite
+        or knock in a room this server is not in, or its rejection) also sets
+        their membership for sync.
+        """
+        if not events:
+            return
+        for ev in events:
+            if not ev.internal_metadata.outlier:
+                raise ValueError(f"{ev.event_id} is not marked as an outlier")
+        ctx = EventContext(out_of_band_membership=out_of_band_membership)
+        await self._writer.persist_events([(ev, ctx) for ev in events])
+        EVENTS_PERSISTED.labels("outlier").inc(len(events))
+        if out_of_band_membership:
+            self._announce(events)
+
     def _announce(self, events: Sequence[Event]) -> None:
         if self._announcer is not None:
             self._announcer(events)

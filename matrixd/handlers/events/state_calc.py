@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Collection, Mapping, Optional, Sequence
+from typing import Collection, Iterable, Mapping, Optional, Sequence
 
 import attrs
 
@@ -49,9 +49,44 @@ class StateCalculator:
         )
         return StateAtPoint(resolved, None)
 
-    async def _auth_chain_difference(self, room_id: str, state_sets: Sequence[StateMap]) -> set[str]:
-        """v2's auth difference from the database: each set's auth chain includes the set's own events."""
-        chains = [await self._events.get_auth_chain_ids(list(s.values()), include_given=True) for s in state_sets]
+    async def resolve(self, room_id: str, room_version: RoomVersion, state_sets: Sequence[StateMap],
+                      extra_events: Optional[Mapping[str, Event]] = None) -> StateMap:
+        """Resolve ``state_sets`` (e.g. the current state and the state after a received event).
+
+        ``extra_events``: events the sets name that are not stored yet (the event being persisted).
+        """
+        distinct = [dict(s) for i, s in enumerate(state_sets) if dict(s) not in [dict(t) for t in state_sets[:i]]]
+        if len(distinct) <= 1:
+            return distinct[0] if distinct else {}
+        from matrixd.state.resolution import resolve_state
+
+        extra = dict(extra_events or {})
+
+        async def fetch(event_ids: Iterable[str]) -> dict[str, Event]:
+            ids = list(event_ids)
+            found = await self._events.get_events([i for i in ids if i not in extra])
+            found.update((i, extra[i]) for i in ids if i in extra)
+            return found
+
+        async def difference(rid: str, sets: Sequence[StateMap]) -> set[str]:
+            return await self._auth_chain_difference(rid, sets, extra)
+
+        return await resolve_state(room_id, room_version, distinct, fetch, auth_chain_difference=difference)
+
+    async def _auth_chain_difference(self, room_id: str, state_sets: Sequence[StateMap],
+                                     extra: Optional[Mapping[str, Event]] = None) -> set[str]:
+        """v2's auth difference from the database: each set's auth chain includes the set's own events.
+
+        An ``extra`` (unstored) event's chain is itself plus its auth events' chains.
+        """
+        extra = extra or {}
+        chains = []
+        for s in state_sets:
+            ids = list(s.values())
+            stored = [i for i in ids if i not in extra]
+            stored += [a for i in ids if i in extra for a in extra[i].auth_event_ids()]
+            chain = await self._events.get_auth_chain_ids(stored, include_given=True)
+            chains.append(chain | {i for i in ids if i in extra})
         if not chains:
             return set()
         return set().union(*chains) - set(chains[0]).intersection(*chains[1:])

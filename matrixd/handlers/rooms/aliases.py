@@ -43,6 +43,22 @@ class RemoteAliasResolver(Protocol):
     async def resolve_remote_alias(self, alias: str) -> Optional[AliasTarget]: ...
 
 
+class AppServiceAliases(Protocol):
+    """Application services' alias namespaces (``matrixd.appservice``)."""
+
+    async def query_alias(self, alias: str) -> bool:
+        """Ask the services covering an unknown local alias; True if one created it."""
+        ...
+
+    def is_alias_reserved(self, alias: str, app_service_id: Optional[str]) -> bool:
+        """True if ``alias`` is in another service's exclusive namespace (or any, for a normal user)."""
+        ...
+
+    def on_aliases_changed(self, room_id: str) -> None:
+        """A room's directory aliases changed (services' interest in the room may have)."""
+        ...
+
+
 class RoomAliasHandler:
     def __init__(
         self,
@@ -64,6 +80,15 @@ class RoomAliasHandler:
         self._access = access
         self._send = send
         self._remote = remote_resolver
+        self._app_services: Optional[AppServiceAliases] = None
+
+    def set_app_services(self, app_services: AppServiceAliases) -> None:
+        """Wired by the application service area: alias queries and exclusive alias namespaces."""
+        self._app_services = app_services
+
+    def set_remote_resolver(self, resolver: RemoteAliasResolver) -> None:
+        """Resolve other servers' aliases through ``resolver`` (wired once federation exists)."""
+        self._remote = resolver
 
     async def _is_admin(self, user_id: str) -> bool:
         info = await self._users.get_user(user_id)
@@ -78,6 +103,10 @@ class RoomAliasHandler:
                 raise NotFoundError(f"Room alias {parsed} not found")
             return target
         mapping = await self._aliases.get_alias(parsed.to_string())
+        if mapping is None and self._app_services is not None \
+                and await self._app_services.query_alias(parsed.to_string()):
+            # A service created the room (and the alias) while answering: look again.
+            mapping = await self._aliases.get_alias(parsed.to_string())
         if mapping is None:
             raise NotFoundError(f"Room alias {parsed} not found")
         room_id = mapping[0]
@@ -92,12 +121,17 @@ class RoomAliasHandler:
             raise MatrixError(400, "Room aliases can only be created on this server's domain", Codes.INVALID_PARAM)
         if not isinstance(room_id, str) or not is_valid_room_id(room_id):
             raise MatrixError(400, "room_id must be a room id", Codes.INVALID_PARAM)
+        if self._app_services is not None and \
+                self._app_services.is_alias_reserved(parsed.to_string(), requester.app_service_id):
+            raise MatrixError(400, "This alias is reserved by an application service", Codes.EXCLUSIVE)
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Room not found")
         if not await self._is_admin(requester.user_id):
             await self._access.check_joined(requester.user_id, room_id)
         if not await self._aliases.create_alias(parsed.to_string(), room_id, requester.user_id):
             raise MatrixError(409, f"Room alias {parsed} already exists", Codes.UNKNOWN)
+        if self._app_services is not None:
+            self._app_services.on_aliases_changed(room_id)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         """Remove a local alias the requester may remove; 404 if it does not exist."""
@@ -114,6 +148,8 @@ class RoomAliasHandler:
             raise AuthError(403, "You may not delete this alias")
         if await self._aliases.delete_alias(name) is None:
             raise NotFoundError(f"Room alias {name} not found")
+        if self._app_services is not None:
+            self._app_services.on_aliases_changed(room_id)
         if can_edit_canonical:
             await self._drop_from_canonical_alias(requester, room_id, name)
 

@@ -97,6 +97,10 @@ class RoomDirectoryHandler:
         self._users = users
         self._remote = remote
 
+    def set_remote_directory(self, remote: RemoteRoomDirectory) -> None:
+        """Fetch other servers' directories through ``remote`` (wired once federation exists)."""
+        self._remote = remote
+
     # -- visibility -------------------------------------------------------------
 
     async def get_visibility(self, room_id: str) -> str:

@@ -31,6 +31,19 @@ class RemoteJoiner(Protocol):
                           content: JsonDict) -> str: ...
 
 
+class RemoteMembership(RemoteJoiner, Protocol):
+    """Everything membership needs of federation (``matrixd.federation.membership.remote``)."""
+
+    async def remote_knock(self, requester: Requester, room_id: str, servers: list[str],
+                           content: JsonDict) -> str: ...
+
+    async def remote_leave(self, requester: Requester, room_id: str, servers: list[str]) -> str: ...
+
+    async def exchange_invite(self, event: Event) -> Event:
+        """The invite counter-signed by the invitee's server."""
+        ...
+
+
 class RoomMemberHandler:
     def __init__(
         self,
@@ -50,6 +63,12 @@ class RoomMemberHandler:
         self._forgotten = forgotten
         self._creation = creation
         self._remote_joiner = remote_joiner
+        self._remote: Optional[RemoteMembership] = None
+
+    def set_remote_membership(self, remote: RemoteMembership) -> None:
+        """Route joins, knocks and leaves of rooms we are not in, and remote invites, over federation."""
+        self._remote = remote
+        self._remote_joiner = remote
 
     def is_mine(self, user_id: str) -> bool:
         return get_domain_from_id(user_id) == self._server_name
@@ -76,11 +95,27 @@ class RoomMemberHandler:
 
         room = await self._rooms.get_room(room_id)
         if room is None:
+            if action == KNOCK and self._remote is not None and remote_servers:
+                knock_content: JsonDict = {"reason": reason} if reason is not None else {}
+                return await self._remote.remote_knock(requester, room_id, remote_servers, knock_content)
+            if action == JOIN and self._remote is not None:
+                # The remote side adds the servers it knows of (an inviter's, the room id's).
+                return await self._remote.remote_join(requester, room_id, list(remote_servers or []),
+                                                      dict(extra_content or {}))
             if action in (JOIN, KNOCK) and self._remote_joiner is not None and remote_servers:
-                return await self._remote_joiner.remote_join(requester, room_id, remote_servers, {})
+                return await self._remote_joiner.remote_join(requester, room_id, remote_servers,
+                                                             dict(extra_content or {}))
+            if action == "leave" and self._remote is not None and target == requester.user_id:
+                return await self._remote.remote_leave(requester, room_id, list(remote_servers or []))
             if action in (JOIN, KNOCK):
                 raise NotFoundError("No known servers to join this room through", Codes.NOT_FOUND)
             raise NotFoundError("Unknown room")
+        if action == JOIN and self._remote is not None and target == requester.user_id:
+            # A room we know but have left: our copy is stale, so join through a server still in it.
+            hosts = await self._remote_hosts_if_we_left(room_id)
+            if hosts:
+                return await self._remote.remote_join(requester, room_id, [*(remote_servers or []), *hosts],
+                                                      dict(extra_content or {}))
 
         membership, content = self._membership_for(action, requester.user_id, target)
         if extra_content:
@@ -108,12 +143,29 @@ class RoomMemberHandler:
                 current = await self._current.get_membership(room_id, target)
                 if current is None or current.membership in (LEAVE, BAN):
                     raise AuthError(403, f"{target} is not in the room")
-            persisted = await self._creation.send_locked(
-                room_id, EventSpec("m.room.member", requester.user_id, content, target)
-            )
+            spec = EventSpec("m.room.member", requester.user_id, content, target)
+            if membership == INVITE and not self.is_mine(target) and self._remote is not None:
+                # The invitee's server signs the invite before it enters the room.
+                room_version = await self._rooms.get_room_version(room_id)
+                draft, state_before, group_before = await self._creation.build(room_id, room_version, spec)
+                invite = await self._remote.exchange_invite(draft)
+                persisted = await self._creation.persister.persist_new_event(invite, state_before, group_before)
+            else:
+                persisted = await self._creation.send_locked(room_id, spec)
         if membership == JOIN:
             await self._forgotten.unforget(target, room_id)
         return persisted.event.event_id
+
+    async def _remote_hosts_if_we_left(self, room_id: str) -> list[str]:
+        """Other servers in the room if none of our users is joined any more (else none)."""
+        hosts: list[str] = []
+        for user_id in sorted(await self._current.get_users_in_room(room_id)):
+            domain = get_domain_from_id(user_id)
+            if domain == self._server_name:
+                return []
+            if domain not in hosts:
+                hosts.append(domain)
+        return hosts
 
     def _membership_for(self, action: str, sender: str, target: str) -> tuple[str, JsonDict]:
         if action == JOIN:
@@ -149,6 +201,14 @@ class RoomMemberHandler:
                 content.setdefault("displayname", profile[0])
             if profile[1] is not None:
                 content.setdefault("avatar_url", profile[1])
+
+    async def authorise_restricted_join(self, room_id: str, user_id: str, content: JsonDict) -> None:
+        """For a restricted room, set ``join_authorised_via_users_server`` in ``content`` (or refuse with 403).
+
+        Used for remote users' joins too (``make_join``): the allow rules are
+        checked against the memberships this server knows.
+        """
+        await self._maybe_authorise_restricted_join(room_id, user_id, content)
 
     async def _maybe_authorise_restricted_join(self, room_id: str, user_id: str, content: JsonDict) -> None:
         """For restricted rooms, name a local member who can invite if the joiner meets an allow rule."""

@@ -10,7 +10,7 @@ keeps pages independent of each other).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from matrixd.events.event import Event, JsonDict
 from matrixd.handlers.filtering import EventFilter
@@ -23,6 +23,12 @@ from matrixd.types import Requester
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
+
+
+class BackfillHook(Protocol):
+    """Fetches history from other servers (``matrixd.federation.backfill.FederationBackfiller``)."""
+
+    async def backfill(self, room_id: str, limit: int) -> bool: ...
 
 
 class PaginationHandler:
@@ -40,6 +46,11 @@ class PaginationHandler:
         self._events = events
         self._state = state
         self._serializer = serializer
+        self._backfill: Optional[BackfillHook] = None
+
+    def set_backfill(self, hook: "BackfillHook") -> None:
+        """Fetch older history from other servers when a backwards page runs out of events."""
+        self._backfill = hook
 
     async def get_messages(
         self,
@@ -79,6 +90,12 @@ class PaginationHandler:
             user_id, room_id, from_position=from_pos, to_position=to_pos, direction=direction, limit=limit,
             event_filter=event_filter, is_peeking=access.is_peeking,
         )
+        if (self._backfill is not None and direction == "b" and len(page.events) < limit
+                and await self._backfill.backfill(room_id, limit)):
+            page = await self._walker.walk(
+                user_id, room_id, from_position=from_pos, to_position=to_pos, direction=direction, limit=limit,
+                event_filter=event_filter, is_peeking=access.is_peeking,
+            )
         body: JsonDict = {
             "start": start,
             "chunk": await self._serializer.serialize_events(page.events, requester),

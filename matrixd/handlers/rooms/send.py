@@ -47,11 +47,13 @@ class EventSendHandler:
         state_key: Optional[str] = None,
         txn_id: Optional[str] = None,
         redacts: Optional[str] = None,
+        origin_server_ts: Optional[int] = None,
     ) -> str:
         """Send a message (``state_key`` None) or state event; returns the event id.
 
         A repeated ``txn_id`` from the same device returns the first event's id
-        and sends nothing.
+        and sends nothing.  ``origin_server_ts`` is an application service's
+        massaged timestamp (the servlet only passes it for services).
         """
         if event_type == "m.room.create":
             raise AuthError(403, "m.room.create cannot be sent into an existing room")
@@ -61,13 +63,16 @@ class EventSendHandler:
                 existing = await self._txn_ids.get_event_id_for_txn(requester.user_id, device_key, txn_id)
                 if existing is not None:
                     return existing
-                event_id = await self._send(requester, room_id, event_type, content, state_key, redacts, txn_id)
+                event_id = await self._send(requester, room_id, event_type, content, state_key, redacts, txn_id,
+                                            origin_server_ts)
                 await self._txn_ids.store_txn(requester.user_id, device_key, txn_id, room_id, event_id)
                 return event_id
-        return await self._send(requester, room_id, event_type, content, state_key, redacts)
+        return await self._send(requester, room_id, event_type, content, state_key, redacts,
+                                origin_server_ts=origin_server_ts)
 
     async def _send(self, requester: Requester, room_id: str, event_type: str, content: Mapping[str, Any],
-                    state_key: Optional[str], redacts: Optional[str], txn_id: Optional[str] = None) -> str:
+                    state_key: Optional[str], redacts: Optional[str], txn_id: Optional[str] = None,
+                    origin_server_ts: Optional[int] = None) -> str:
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if self._ratelimiter is not None and requester.app_service_id is None:
@@ -81,7 +86,7 @@ class EventSendHandler:
             await self._check_can_redact(requester, room_id, redacts)
         persisted = await self._creation.send(
             room_id, EventSpec(event_type, requester.user_id, content, state_key, redacts,
-                               txn_id=txn_id, device_id=requester.device_id)
+                               txn_id=txn_id, device_id=requester.device_id, origin_server_ts=origin_server_ts)
         )
         return persisted.event.event_id
 

@@ -82,15 +82,20 @@ class RoomStateHandler:
 
     async def set_state(
         self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Mapping[str, Any],
-        *, txn_id: Optional[str] = None,
+        *, txn_id: Optional[str] = None, origin_server_ts: Optional[int] = None,
     ) -> str:
-        """Send a state event as the requester; returns its event id."""
+        """Send a state event as the requester; returns its event id.
+
+        ``origin_server_ts``: an application service's massaged timestamp (not applied to memberships,
+        which go through the membership handler).
+        """
         if event_type == MEMBER:
             return await self._set_membership(requester, room_id, state_key, content)
         if event_type == CANONICAL_ALIAS:
             await self.check_canonical_alias(room_id, content)
         return await self._send.send_event(
-            requester, room_id, event_type, content, state_key=state_key, txn_id=txn_id
+            requester, room_id, event_type, content, state_key=state_key, txn_id=txn_id,
+            origin_server_ts=origin_server_ts,
         )
 
     async def _set_membership(

@@ -33,6 +33,7 @@ from matrixd.handlers.sync.types import (
     LeftRoomResult,
     SyncConfig,
     SyncResult,
+    UnreadCountSource,
 )
 from matrixd.handlers.typing import TypingHandler
 from matrixd.storage.account_data import AccountDataStore, UserAccountData
@@ -58,7 +59,6 @@ TOKEN_CATCH_UP_SECONDS = 10.0
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 #: Presence stream rows read per query when catching a client up.
 _PRESENCE_PAGE = 5000
-_EMPTY_UNREAD: JsonDict = {"notification_count": 0, "highlight_count": 0}
 
 
 @attrs.frozen(slots=True)
@@ -97,6 +97,7 @@ class SyncHandler:
         self._presence = presence
         self._push_rules = push_rules
         self.lazy_members = LazyMembersCache()
+        self.unread_counts: Optional[UnreadCountSource] = None
         self._rooms = RoomSyncer(
             events=stores.events,
             state_groups=stores.state_groups,
@@ -167,6 +168,10 @@ class SyncHandler:
             self.lazy_members.reset(config.user_id, config.device_id)
         return await _SyncComputation(self, config, since, now, full_state).run()
 
+    def set_unread_counts(self, source: UnreadCountSource) -> None:
+        """Fill ``unread_notifications`` from ``source`` (the push area); without one they are zero."""
+        self.unread_counts = source
+
     # Accessors for the computation (kept off the public surface).
     @property
     def stores(self) -> SyncStores:
@@ -232,9 +237,12 @@ class _SyncComputation:
         result.redacted_because = await self.h.rooms.redactions_of([*timeline_events, *state_events])
 
         ephemeral = await self._ephemeral(list(joined), newly_joined)
+        unread = await self._unread(sorted(joined))
+        threaded = self.filter.room.timeline.unread_thread_notifications
         room_filter = self.filter.room
         for room_id in sorted(joined):
             data = room_data[room_id]
+            by_thread = unread.get(room_id, {})
             room_result = JoinedRoomResult(
                 room_id=room_id,
                 timeline=data.timeline,
@@ -242,7 +250,8 @@ class _SyncComputation:
                 ephemeral=ephemeral.get(room_id, []),
                 account_data=_room_account_data(account_data, room_id, room_filter.account_data),
                 summary=data.summary,
-                unread_notifications=dict(_EMPTY_UNREAD),
+                unread_notifications=_unread_json(by_thread, threaded),
+                unread_thread_notifications=_thread_unread_json(by_thread) if threaded else None,
             )
             if self.since is None or self.full_state or room_id in newly_joined or room_result.has_updates():
                 result.joined.append(room_result)
@@ -276,6 +285,12 @@ class _SyncComputation:
             changed, left = await e2e.get_device_list_changes(self.user_id, since, self.now)
             result.device_lists_changed = sorted(changed)
             result.device_lists_left = sorted(left)
+
+    async def _unread(self, room_ids: list[str]) -> dict[str, dict[str, tuple[int, int]]]:
+        source = self.h.unread_counts
+        if source is None or not room_ids:
+            return {}
+        return await source.get_unread_counts(self.user_id, room_ids, self.now.events)
 
     # -- memberships ----------------------------------------------------------
 
@@ -505,6 +520,19 @@ class _SyncComputation:
                 break
             from_id = rows[-1].stream_id
         return users
+
+
+def _unread_json(by_thread: dict[str, tuple[int, int]], threaded: bool) -> JsonDict:
+    """A room's counts: every thread's summed, or only the main timeline's when threads are apart."""
+    counts = [c for t, c in by_thread.items() if not threaded or t == "main"]
+    return {"notification_count": sum(c[0] for c in counts), "highlight_count": sum(c[1] for c in counts)}
+
+
+def _thread_unread_json(by_thread: dict[str, tuple[int, int]]) -> JsonDict:
+    return {
+        t: {"notification_count": c[0], "highlight_count": c[1]}
+        for t, c in sorted(by_thread.items()) if t != "main" and (c[0] or c[1])
+    }
 
 
 def _room_account_data(data: UserAccountData, room_id: str, event_filter: EventFilter) -> list[JsonDict]:

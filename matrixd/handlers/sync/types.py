@@ -29,6 +29,16 @@ class EventVisibility(Protocol):
     ) -> list[Event]: ...
 
 
+class UnreadCountSource(Protocol):
+    """Unread notification counts (``matrixd.push.counts.UnreadCounter``), wired in by the push area."""
+
+    async def get_unread_counts(
+        self, user_id: str, room_ids: Sequence[str], upto: int
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """``{room_id: {thread_id: (notification_count, highlight_count)}}`` (``main``: not in a thread)."""
+        ...
+
+
 class AllVisible:
     """Shows every event: for deployments (and tests) without a history visibility filter."""
 
@@ -66,6 +76,8 @@ class JoinedRoomResult:
     account_data: list[JsonDict]
     summary: Optional[JsonDict]
     unread_notifications: JsonDict
+    #: Per-thread counts, only when the filter asks for ``unread_thread_notifications``.
+    unread_thread_notifications: Optional[JsonDict] = None
 
     def has_updates(self) -> bool:
         return bool(self.timeline.events or self.state or self.ephemeral or self.account_data or self.summary)

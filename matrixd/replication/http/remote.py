@@ -49,10 +49,13 @@ class RemoteEventSendHandler(EventSendHandler):
         state_key: Optional[str] = None,
         txn_id: Optional[str] = None,
         redacts: Optional[str] = None,
+        origin_server_ts: Optional[int] = None,
     ) -> str:
         result = await self._writer.write(writes.SEND_EVENT, {
             "requester": writes.requester_to_json(requester), "room_id": room_id, "type": event_type,
             "content": dict(content), "state_key": state_key, "txn_id": txn_id, "redacts": redacts,
+            # An application service's massaged timestamp (?ts=), if any.
+            "origin_server_ts": origin_server_ts,
         })
         event_id = result.get("event_id")
         if not isinstance(event_id, str):

@@ -150,6 +150,7 @@ def register_write_endpoints(endpoints: ReplicationEndpoints, t: MasterWriteTarg
         event_id = await t.send.send_event(
             requester_from_json(args), _str(args, "room_id"), _str(args, "type"), _obj(args, "content"),
             state_key=_opt_str(args, "state_key"), txn_id=_opt_str(args, "txn_id"), redacts=_opt_str(args, "redacts"),
+            origin_server_ts=_opt_int(args, "origin_server_ts"),
         )
         return WriteResult({"event_id": event_id}, t.report("events"))
 

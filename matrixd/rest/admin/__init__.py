@@ -6,12 +6,25 @@ from __future__ import annotations
 import re
 from typing import Pattern
 
-from matrixd.api.errors import AuthError
+from matrixd.api.errors import AuthError, Codes, MatrixError
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import prefixed_patterns
 from matrixd.storage.accounts import UserStore
 from matrixd.types import Requester
+
+
+def parse_offset(request: MatrixRequest, name: str = "from") -> int:
+    """A paging offset: ``from`` (or ``next_token``), a non-negative integer given as a string."""
+    args = request.args or {}
+    raw = (args.get(name.encode()) or args.get(b"next_token") or [b"0"])[0]
+    try:
+        value = int(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise MatrixError(400, f"'{name}' must be a non-negative integer", Codes.INVALID_PARAM) from None
+    if value < 0:
+        raise MatrixError(400, f"'{name}' must be a non-negative integer", Codes.INVALID_PARAM)
+    return value
 
 
 def admin_patterns(path_regex: str, version: str = "v1") -> list[Pattern[str]]:

@@ -8,7 +8,7 @@ from matrixd.handlers.accounts.sessions import SessionHandler
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns
-from matrixd.http.servlet import parse_json_object_from_request
+from matrixd.http.servlet import get_access_token_from_request, has_access_token, parse_json_object_from_request
 from matrixd.types import JsonDict
 
 
@@ -23,7 +23,10 @@ class LoginServlet(RestServlet):
 
     async def on_POST(self, request: MatrixRequest) -> tuple[int, JsonDict]:
         body = parse_json_object_from_request(request)
-        session = await self._handler.login(body, request.get_client_ip())
+        # m.login.application_service authenticates with the service's as_token.
+        as_login = body.get("type") == "m.login.application_service" and has_access_token(request)
+        token = get_access_token_from_request(request) if as_login else None
+        session = await self._handler.login(body, request.get_client_ip(), access_token=token)
         return 200, session.to_json()
 
 

@@ -8,7 +8,12 @@ from matrixd.handlers.accounts.register import RegistrationHandler
 from matrixd.handlers.ratelimit import Ratelimiter
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns
-from matrixd.http.servlet import parse_json_object_from_request, parse_string
+from matrixd.http.servlet import (
+    get_access_token_from_request,
+    has_access_token,
+    parse_json_object_from_request,
+    parse_string,
+)
 from matrixd.storage.registration_tokens import RegistrationTokenStore
 from matrixd.types import JsonDict
 
@@ -26,7 +31,10 @@ class RegisterServlet(RestServlet):
         body = parse_json_object_from_request(request, allow_empty_body=True)
         if kind == "guest":
             return 200, await self._handler.register_guest(body, request.get_client_ip())
-        return 200, await self._handler.register(body, request.get_client_ip())
+        # Application services register their users with their as_token (m.login.application_service).
+        as_login = body.get("type") == "m.login.application_service" and has_access_token(request)
+        token = get_access_token_from_request(request) if as_login else None
+        return 200, await self._handler.register(body, request.get_client_ip(), access_token=token)
 
 
 class RegisterAvailableServlet(RestServlet):

@@ -10,10 +10,17 @@ from matrixd.handlers.rooms.state import RoomStateHandler
 from matrixd.http.auth import Auth
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import RestServlet, client_patterns
-from matrixd.http.servlet import parse_json_object_from_request, parse_string
-from matrixd.types import JsonDict
+from matrixd.http.servlet import parse_integer, parse_json_object_from_request, parse_string
+from matrixd.types import JsonDict, Requester
 
 REDACTION = "m.room.redaction"
+
+
+def _massaged_ts(request: MatrixRequest, requester: Requester) -> Optional[int]:
+    """Application services may set ``origin_server_ts`` with ``?ts=`` (spec: timestamp massaging)."""
+    if requester.app_service_id is None:
+        return None
+    return parse_integer(request, "ts")
 
 
 class RoomSendServlet(RestServlet):
@@ -35,7 +42,8 @@ class RoomSendServlet(RestServlet):
                 raise MatrixError(400, "m.room.redaction content needs 'redacts' (an event id)", Codes.BAD_JSON)
             redacts = target
         event_id = await self._send.send_event(
-            requester, room_id, event_type, content, txn_id=txn_id, redacts=redacts
+            requester, room_id, event_type, content, txn_id=txn_id, redacts=redacts,
+            origin_server_ts=_massaged_ts(request, requester),
         )
         return 200, {"event_id": event_id}
 
@@ -90,7 +98,8 @@ class RoomStateEventServlet(RestServlet):
     ) -> tuple[int, JsonDict]:
         requester = await self._auth.get_user_by_req(request, allow_guest=True)
         content = parse_json_object_from_request(request)
-        event_id = await self._handler.set_state(requester, room_id, event_type, state_key, content)
+        event_id = await self._handler.set_state(requester, room_id, event_type, state_key, content,
+                                                 origin_server_ts=_massaged_ts(request, requester))
         return 200, {"event_id": event_id}
 
 

@@ -81,6 +81,8 @@ class SyncResponseFormatter:
                 "unread_notifications": room.unread_notifications,
                 "summary": room.summary or {},
             }
+            if room.unread_thread_notifications is not None:
+                join[room.room_id]["unread_thread_notifications"] = room.unread_thread_notifications
         leave: JsonDict = {}
         for left in r.left:
             leave[left.room_id] = {

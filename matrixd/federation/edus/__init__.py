@@ -1,0 +1,1 @@
+"""Inbound EDUs: ``EduRegistry`` routes each EDU of a transaction to its handler by type."""

@@ -1,0 +1,1 @@
+"""Inbound federation: transactions (``/send``), PDU receipt checks, EDU routing."""

@@ -1,0 +1,75 @@
+"""Persisting events received from other servers: what the room's current state becomes.
+
+A local event always extends every forward extremity, so the state after it
+is the new current state.  A received event may extend only some of them (or
+an old part of the DAG); the room's state is then the resolution of the
+current state and the state after the event.  Rejected, soft-failed and
+backfilled events never change the current state.  Callers hold the room lock.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from matrixd.events.event import Event, StateMap
+from matrixd.handlers.events.persister import EventPersister, PersistedEvent
+from matrixd.handlers.events.state_calc import StateCalculator
+from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.events import EventStore
+
+
+class ReceivedEventPersister:
+    def __init__(
+        self,
+        *,
+        events: EventStore,
+        current_state: CurrentStateStore,
+        state_calc: StateCalculator,
+        persister: EventPersister,
+    ) -> None:
+        self._events = events
+        self._current = current_state
+        self._state_calc = state_calc
+        self._persister = persister
+
+    @property
+    def persister(self) -> EventPersister:
+        return self._persister
+
+    async def persist(
+        self,
+        event: Event,
+        state_before: StateMap,
+        group_before: Optional[int],
+        *,
+        backfilled: bool = False,
+        current_state: Optional[StateMap] = None,
+    ) -> PersistedEvent:
+        """Persist ``event`` (a timeline event whose state before is ``state_before``).
+
+        ``current_state`` forces the room's new current state (a remote join,
+        where the room's state is exactly the state after the join).
+        """
+        new_current: Optional[StateMap] = None
+        accepted = not event.rejected and not event.internal_metadata.soft_failed
+        if accepted and not backfilled:
+            state_after = dict(state_before)
+            if event.is_state():
+                state_after[event.state_key_tuple()] = event.event_id
+            if current_state is not None:
+                new_current = current_state
+            else:
+                extremities = set(await self._events.get_latest_event_ids_in_room(event.room_id))
+                if extremities <= set(event.prev_event_ids()):
+                    new_current = state_after
+                else:
+                    old = await self._current.get_current_state_ids(event.room_id)
+                    new_current = await self._state_calc.resolve(
+                        event.room_id, event.room_version, [old, state_after], {event.event_id: event}
+                    )
+        return await self._persister.persist_received_event(
+            event, state_before, group_before, new_current_state=new_current, backfilled=backfilled
+        )
+
+    async def persist_outliers(self, events: list[Event], *, out_of_band_membership: bool = False) -> None:
+        await self._persister.persist_outliers(events, out_of_band_membership=out_of_band_membership)

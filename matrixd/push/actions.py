@@ -1,0 +1,324 @@
+"""Running every local recipient's push rules over each persisted event.
+
+The master wraps the event announcer with :meth:`PushActionGenerator.wrap_announcer`:
+an event's push actions are computed and stored right after it is
+persisted and *before* it is announced, so a ``/sync`` that shows the event
+also counts it.  Evaluations run one at a time in persistence order; the
+room's joined users come from the current-state cache and users' compiled
+rulesets are cached until their rules change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable, Optional, Sequence
+
+import attrs
+from twisted.internet import defer
+
+from matrixd.events.event import Event
+from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.evaluator import NO_ACTION, Actions, CompiledRuleset, RulesetCompiler
+from matrixd.state.auth.levels import get_notification_level, user_level
+from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.event_push_actions import BROADCAST, EventPushActionsStore, JoinChange, PushActionRow
+from matrixd.storage.push_rules import PushRulesStore
+from matrixd.types import JsonDict
+
+logger = logging.getLogger(__name__)
+
+MAIN_THREAD = "main"
+
+#: Told, after an event's actions are stored, what everyone got: the pusher pool listens.
+ActionsListener = Callable[[Event, "PushOutcome"], Awaitable[None]]
+
+
+@attrs.frozen(slots=True)
+class PushOutcome:
+    """The actions of one event for each local recipient, kept in grouped form."""
+
+    sender: str
+    #: The room's local joined members (the sender among them, if local).
+    local_members: frozenset[str]
+    rulesets: dict[str, CompiledRuleset]
+    #: The common actions of each ruleset (by id) for users it has nothing particular for.
+    group_base: dict[int, Actions]
+    #: Users evaluated one by one (mentioned, invited, display-name rules...).
+    individual: dict[str, Actions]
+    #: The actions stored once for every joined member without a row of their own (None: no such row).
+    broadcast: Optional[Actions]
+    invitee: Optional[str]
+
+    def is_recipient(self, user_id: str) -> bool:
+        return user_id == self.invitee or (user_id in self.local_members and user_id != self.sender)
+
+    def actions_for(self, user_id: str) -> Actions:
+        """What ``user_id``'s rules said (nothing for non-recipients)."""
+        found = self.individual.get(user_id)
+        if found is not None:
+            return found
+        if not self.is_recipient(user_id):
+            return NO_ACTION
+        rs = self.rulesets.get(user_id)
+        return NO_ACTION if rs is None else self.group_base[id(rs)]
+
+
+class _Group:
+    """The local members of a room sharing one compiled ruleset."""
+
+    def __init__(self, ruleset: CompiledRuleset) -> None:
+        self.ruleset = ruleset
+        self.users: list[str] = []
+        self.by_lower: dict[str, str] = {}
+
+
+@attrs.frozen(slots=True)
+class _RoomPlan:
+    members: tuple[str, ...]
+    generation: int
+    local: frozenset[str]
+    rulesets: dict[str, CompiledRuleset]
+    groups: list[_Group]
+
+
+#: Rooms whose member grouping is kept (cleared when full: rebuilding one is a cheap pass).
+_MAX_PLANS = 10_000
+
+
+def thread_of(event: Event) -> str:
+    """The thread an event counts in: its ``m.thread`` root, else ``main``."""
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.thread":
+        root = relates.get("event_id")
+        if isinstance(root, str):
+            return root
+    return MAIN_THREAD
+
+
+class PushActionGenerator:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        current_state: CurrentStateStore,
+        rules_store: PushRulesStore,
+        actions_store: EventPushActionsStore,
+        enabled: bool = True,
+    ) -> None:
+        self._suffix = ":" + server_name
+        self._current_state = current_state
+        self._rules_store = rules_store
+        self._store = actions_store
+        self.enabled = enabled
+        self._compiler = RulesetCompiler()
+        self._rulesets: dict[str, CompiledRuleset] = {}
+        self._generation = 0  # bumped by every invalidation: a load racing one is not cached
+        self._plans: dict[str, _RoomPlan] = {}
+        self._listeners: list[ActionsListener] = []
+        self._tail: "defer.Deferred[None]" = defer.succeed(None)
+
+    def add_listener(self, listener: ActionsListener) -> None:
+        self._listeners.append(listener)
+
+    def invalidate_user(self, user_id: str) -> None:
+        """The user's rules changed: recompile them on their next event."""
+        self._generation += 1
+        self._rulesets.pop(user_id, None)
+
+    def wrap_announcer(
+        self, announce: Callable[[Sequence[Event]], None]
+    ) -> Callable[[Sequence[Event]], None]:
+        """An announcer that first stores the events' push actions (in order), then calls ``announce``."""
+
+        def _announce(events: Sequence[Event]) -> None:
+            batch = list(events)
+
+            async def _run(_: object) -> None:
+                try:
+                    for event in batch:
+                        await self.handle_event(event)
+                except Exception:
+                    logger.exception("push evaluation failed for %s", [e.event_id for e in batch])
+                finally:
+                    announce(batch)
+
+            self._tail = self._tail.addCallback(lambda r: defer.ensureDeferred(_run(r)))
+
+        return _announce
+
+    async def handle_event(self, event: Event) -> Optional["PushOutcome"]:
+        """Evaluate and store the event's actions for every local recipient (None: nothing to evaluate)."""
+        if event.rejected or event.internal_metadata.outlier:
+            return None
+        stream_ordering = event.internal_metadata.stream_ordering
+        if stream_ordering is None:
+            return None
+        room_id = event.room_id
+        join: Optional[JoinChange] = None
+        if event.type == "m.room.member" and event.state_key and event.state_key.endswith(self._suffix):
+            join = JoinChange(event.state_key, room_id, event.membership == "join", stream_ordering)
+        if not self.enabled:
+            await self._store.add_push_actions([], join)
+            return None
+        members = await self._current_state.get_users_in_room(room_id)
+        plan = await self._room_plan(room_id, members)
+        invitee: Optional[str] = None
+        if (
+            event.type == "m.room.member" and event.membership == "invite" and event.state_key
+            and event.state_key.endswith(self._suffix) and event.state_key not in plan.local
+        ):
+            invitee = event.state_key
+        sender_local = event.sender in plan.local
+        if len(plan.local) - sender_local == 0 and invitee is None:
+            await self._store.add_push_actions([], join)
+            return None
+        facts = await self._facts(event, len(members))
+        outcome = await self._outcome(event, facts, plan, invitee)
+        await self._store.add_push_actions(self._rows(event, stream_ordering, plan, outcome), join)
+        for listener in self._listeners:
+            try:
+                await listener(event, outcome)
+            except Exception:
+                logger.exception("push actions listener failed for %s", event.event_id)
+        return outcome
+
+    async def _room_plan(self, room_id: str, members: list[str]) -> "_RoomPlan":
+        """The room's local members grouped by ruleset, reused while members and rules are unchanged."""
+        key = tuple(members)
+        cached = self._plans.get(room_id)
+        if cached is not None and cached.generation == self._generation and cached.members == key:
+            return cached
+        generation = self._generation
+        local = [u for u in members if u.endswith(self._suffix)]
+        rulesets = await self._rulesets_for(local)
+        groups: dict[int, _Group] = {}
+        for user_id in local:
+            rs = rulesets[user_id]
+            group = groups.get(id(rs))
+            if group is None:
+                group = groups[id(rs)] = _Group(rs)
+            group.users.append(user_id)
+            group.by_lower[user_id.lower()] = user_id
+        plan = _RoomPlan(key, generation, frozenset(local), rulesets, list(groups.values()))
+        if generation == self._generation:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[room_id] = plan
+        return plan
+
+    async def _outcome(
+        self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str]
+    ) -> "PushOutcome":
+        """Every recipient's actions, evaluating rulesets once and users only where they can differ."""
+        names: Optional[dict[str, Optional[str]]] = None
+        invitee_rs: Optional[CompiledRuleset] = None
+        if invitee is not None:
+            invitee_rs = (await self._rulesets_for([invitee]))[invitee]
+        if any(g.ruleset.needs_display_name for g in plan.groups) or (
+            invitee_rs is not None and invitee_rs.needs_display_name
+        ):
+            profiles = await self._current_state.get_joined_member_profiles(event.room_id)
+            names = {u: p.displayname for u, p in profiles.items()}
+
+        def user_facts(u: str) -> UserFacts:
+            return UserFacts(u, names.get(u) if names is not None else None)
+
+        sender = event.sender
+        individual: dict[str, Actions] = {}
+        group_base: dict[int, Actions] = {}
+        base_sizes: dict[int, int] = {}  # by id of the base Actions (they hold dicts: not hashable)
+        bases: dict[int, Actions] = {}
+        for group in plan.groups:
+            rs = group.ruleset
+            base = group_base[id(rs)] = rs.base(facts)
+            candidates = rs.candidates(facts)
+            if candidates is None:
+                chosen = [u for u in group.users if u != sender]
+            else:
+                chosen = [group.by_lower[c] for c in candidates if c in group.by_lower and group.by_lower[c] != sender]
+            for u in chosen:
+                individual[u] = rs.evaluate(facts, user_facts(u))
+            sender_in_group = group.by_lower.get(sender.lower()) == sender
+            size = len(group.users) - len(chosen) - sender_in_group
+            bases[id(base)] = base
+            base_sizes[id(base)] = base_sizes.get(id(base), 0) + size
+        if invitee is not None and invitee_rs is not None:
+            individual[invitee] = invitee_rs.evaluate(facts, user_facts(invitee))
+        broadcast = bases[max(base_sizes, key=lambda k: base_sizes[k])] if base_sizes else NO_ACTION
+        return PushOutcome(
+            sender=sender, local_members=plan.local, rulesets=plan.rulesets, group_base=group_base,
+            individual=individual, broadcast=broadcast if (broadcast.notify or broadcast.highlight) else None,
+            invitee=invitee,
+        )
+
+    def _rows(
+        self, event: Event, stream_ordering: int, plan: "_RoomPlan", outcome: "PushOutcome"
+    ) -> list[PushActionRow]:
+        """The broadcast row (if the common actions notify) and the rows of everyone who differs from it."""
+        room_id, thread, ts = event.room_id, thread_of(event), event.origin_server_ts
+
+        def row(user_id: str, actions: Actions) -> PushActionRow:
+            return PushActionRow(user_id, room_id, thread, stream_ordering, event.event_id, actions.encoded,
+                                 actions.notify, actions.highlight, ts)
+
+        broadcast = outcome.broadcast
+        sender = event.sender
+        rows: list[PushActionRow] = []
+        if broadcast is not None:
+            rows.append(row(BROADCAST, broadcast))
+            if sender.endswith(self._suffix):
+                rows.append(row(sender, NO_ACTION))  # the sender is not a recipient
+            # Whole groups whose common actions differ from the broadcast ones, minus evaluated users.
+            for group in plan.groups:
+                base = outcome.group_base[id(group.ruleset)]
+                if base is broadcast or base == broadcast:
+                    continue
+                rows.extend(
+                    row(u, base) for u in group.users if u != sender and u not in outcome.individual
+                )
+        for user_id, actions in outcome.individual.items():
+            if broadcast is None:
+                if actions.notify or actions.highlight:
+                    rows.append(row(user_id, actions))
+            elif user_id == outcome.invitee or not (actions is broadcast or actions == broadcast):
+                rows.append(row(user_id, actions))
+        return rows
+
+    async def _facts(self, event: Event, member_count: int) -> EventFacts:
+        cs = self._current_state
+        pl = await cs.get_current_state_event(event.room_id, "m.room.power_levels", "")
+        create = await cs.get_current_state_event(event.room_id, "m.room.create", "")
+        rv = event.room_version
+        pl_content = pl.content if pl is not None else None
+        levels = {"room": get_notification_level(rv, "room", pl_content)}
+        notifications = (pl_content or {}).get("notifications")
+        if isinstance(notifications, dict):
+            for key in notifications:
+                if isinstance(key, str):
+                    levels[key] = get_notification_level(rv, key, pl_content)
+        pdu: JsonDict = event.get_pdu_json()
+        return EventFacts(
+            event=pdu,
+            member_count=member_count,
+            sender_power=user_level(rv, event.sender, pl_content, create),
+            notification_levels=levels,
+        )
+
+    async def _rulesets_for(self, user_ids: Sequence[str]) -> dict[str, CompiledRuleset]:
+        out: dict[str, CompiledRuleset] = {}
+        missing = []
+        for u in user_ids:
+            cached = self._rulesets.get(u)
+            if cached is None:
+                missing.append(u)
+            else:
+                out[u] = cached
+        if missing:
+            generation = self._generation
+            stored = await self._rules_store.get_rules_for_users(missing)
+            for u in missing:
+                ruleset = self._compiler.compile(u, stored[u])
+                out[u] = ruleset
+                if generation == self._generation:
+                    self._rulesets[u] = ruleset
+        return out

@@ -1,0 +1,266 @@
+"""Push rule conditions, compiled once and evaluated many times.
+
+Each condition becomes a :class:`Condition` whose ``matches`` takes the
+event's :class:`EventFacts` (computed once per event) and the
+:class:`UserFacts` of the user whose rules are running.  Conditions that do
+not depend on the user are memoised per event, so the default ruleset costs
+one evaluation per event for them however many members the room has.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Callable, Optional
+
+import attrs
+
+from matrixd.util.dotted import split_dotted_path
+from matrixd.types import JsonDict
+
+#: Stands for the rule owner's user id in the templates of the default rules.
+USER_PLACEHOLDER = "[the user's Matrix ID]"
+_MISSING = object()
+_WORD_CHARS = "A-Za-z0-9_"
+_MAX_SAFE_INT = 2**53 - 1
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_glob(pattern: str, word_boundary: bool) -> "re.Pattern[str]":
+    """The regex for a glob (``*``, ``?``; case-insensitive), anchored or bounded by word boundaries."""
+    parts = []
+    for ch in pattern:
+        if ch == "*":
+            parts.append(".*?")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    body = "".join(parts)
+    if word_boundary:
+        return re.compile(f"(?<![{_WORD_CHARS}])(?:{body})(?![{_WORD_CHARS}])", re.IGNORECASE | re.DOTALL)
+    return re.compile(f"(?:{body})\\Z", re.IGNORECASE | re.DOTALL)
+
+
+def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bool:
+    """Whether ``value`` matches the glob (anywhere on word boundaries, or as a whole)."""
+    regex = compile_glob(pattern, word_boundary)
+    return (regex.search(value) if word_boundary else regex.match(value)) is not None
+
+
+def split_dotted_key(key: str) -> tuple[str, ...]:
+    """A dot-separated property path, ``\\.`` and ``\\\\`` being a literal dot and backslash."""
+    return split_dotted_path(key)
+
+
+def _is_simple_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, int) and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Exact equality without casting (``True`` is not ``1``)."""
+    return type(a) is type(b) and a == b
+
+
+@attrs.define
+class EventFacts:
+    """What conditions read about one event, computed once per event."""
+
+    event: JsonDict
+    member_count: int
+    sender_power: float
+    notification_levels: dict[str, int]
+    #: Results of user-independent conditions, by condition id.
+    memo: dict[int, bool] = attrs.field(factory=dict)
+    #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
+    outcomes: dict[tuple[int, tuple[bool, ...]], Any] = attrs.field(factory=dict)
+    _values: dict[str, Any] = attrs.field(factory=dict)
+
+    def value(self, key: str) -> Any:
+        """The property at the dotted path, or ``_MISSING``."""
+        found = self._values.get(key, _MISSING)
+        if found is _MISSING and key not in self._values:
+            current: Any = self.event
+            for part in split_dotted_key(key):
+                if not isinstance(current, dict) or part not in current:
+                    current = _MISSING
+                    break
+                current = current[part]
+            self._values[key] = current
+            found = current
+        return found
+
+
+@attrs.frozen(slots=True)
+class UserFacts:
+    user_id: str
+    display_name: Optional[str] = None
+
+
+class Condition:
+    """One compiled condition; ``user_dependent`` ones are never memoised across users."""
+
+    user_dependent = False
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        raise NotImplementedError
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        """For a user-dependent condition: lower-cased user ids it can match for this event (None: anyone)."""
+        return None
+
+
+class EventMatch(Condition):
+    def __init__(self, key: str, pattern: str) -> None:
+        self.key = key
+        self.pattern = pattern
+        self.user_dependent = pattern == USER_PLACEHOLDER
+        self._word_boundary = key == "content.body"
+        if not self.user_dependent:
+            compile_glob(pattern, self._word_boundary)
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        value = facts.value(self.key)
+        if not isinstance(value, str):
+            return False
+        pattern = user.user_id if self.user_dependent else self.pattern
+        return glob_matches(pattern, value, word_boundary=self._word_boundary)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        if self._word_boundary:
+            return None
+        value = facts.value(self.key)
+        return frozenset([value.lower()]) if isinstance(value, str) else frozenset()
+
+
+class PropertyIs(Condition):
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        self.value = value
+        self.user_dependent = value == USER_PLACEHOLDER
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        found = facts.value(self.key)
+        if found is _MISSING or not _is_simple_value(found):
+            return False
+        return _same_value(found, user.user_id if self.user_dependent else self.value)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        found = facts.value(self.key)
+        return frozenset([found.lower()]) if isinstance(found, str) else frozenset()
+
+
+class PropertyContains(Condition):
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        self.value = value
+        self.user_dependent = value == USER_PLACEHOLDER
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        found = facts.value(self.key)
+        if not isinstance(found, list):
+            return False
+        wanted = user.user_id if self.user_dependent else self.value
+        return any(_is_simple_value(v) and _same_value(v, wanted) for v in found)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        found = facts.value(self.key)
+        if not isinstance(found, list):
+            return frozenset()
+        return frozenset(v.lower() for v in found if isinstance(v, str))
+
+
+class ContainsDisplayName(Condition):
+    user_dependent = True
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        body = facts.value("content.body")
+        if not isinstance(body, str) or not user.display_name:
+            return False
+        regex = re.compile(
+            f"(?<![{_WORD_CHARS}]){re.escape(user.display_name)}(?![{_WORD_CHARS}])", re.IGNORECASE
+        )
+        return regex.search(body) is not None
+
+
+_COMPARATORS: dict[str, Callable[[int, int], bool]] = {
+    "==": lambda a, b: a == b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+}
+_MEMBER_COUNT_RE = re.compile(r"\A(==|<=|>=|<|>)?([0-9]+)\Z")
+
+
+class RoomMemberCount(Condition):
+    def __init__(self, spec: str) -> None:
+        m = _MEMBER_COUNT_RE.match(spec)
+        if m is None:
+            raise ValueError(f"bad room_member_count 'is': {spec!r}")
+        self._compare = _COMPARATORS[m.group(1) or "=="]
+        self._n = int(m.group(2))
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        return self._compare(facts.member_count, self._n)
+
+
+class SenderNotificationPermission(Condition):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        return facts.sender_power >= facts.notification_levels.get(self.key, 50)
+
+
+class NeverMatches(Condition):
+    """A condition kind this server does not know: the spec says the rule then never matches."""
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        return False
+
+
+def compile_condition(raw: Any) -> Condition:
+    """The compiled form of one condition; malformed ones never match (rules from older clients)."""
+    if not isinstance(raw, dict):
+        return NeverMatches()
+    kind = raw.get("kind")
+    key = raw.get("key")
+    try:
+        if kind == "event_match" and isinstance(key, str) and isinstance(raw.get("pattern"), str):
+            return EventMatch(key, raw["pattern"])
+        if kind == "event_property_is" and isinstance(key, str) and "value" in raw:
+            return PropertyIs(key, raw["value"])
+        if kind == "event_property_contains" and isinstance(key, str) and "value" in raw:
+            return PropertyContains(key, raw["value"])
+        if kind == "contains_display_name":
+            return ContainsDisplayName()
+        if kind == "room_member_count" and isinstance(raw.get("is"), str):
+            return RoomMemberCount(raw["is"])
+        if kind == "sender_notification_permission" and isinstance(key, str):
+            return SenderNotificationPermission(key)
+    except ValueError:
+        pass
+    return NeverMatches()
+
+
+def validate_condition(raw: Any) -> Optional[str]:
+    """Why a client-supplied condition is unacceptable, or None."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
+        return "each condition must be an object with a string 'kind'"
+    kind = raw["kind"]
+    if kind in ("event_match", "event_property_is", "event_property_contains", "sender_notification_permission"):
+        if not isinstance(raw.get("key"), str):
+            return f"{kind} condition needs a string 'key'"
+    if kind == "event_match" and not isinstance(raw.get("pattern"), str):
+        return "event_match condition needs a string 'pattern'"
+    if kind in ("event_property_is", "event_property_contains"):
+        if "value" not in raw or not _is_simple_value(raw["value"]):
+            return f"{kind} condition needs a 'value' that is a string, integer, boolean or null"
+    if kind == "room_member_count" and (
+        not isinstance(raw.get("is"), str) or _MEMBER_COUNT_RE.match(raw["is"]) is None
+    ):
+        return "room_member_count condition needs 'is' like '2', '==2', '<10', '>=3'"
+    return None

@@ -1,0 +1,188 @@
+"""Compiled rulesets and their evaluation: the first enabled matching rule's actions win.
+
+The server-default rules are compiled once for every user (their user id is
+a placeholder read at evaluation time), so users who changed nothing share
+one :class:`CompiledRuleset` and the per-event memo of user-independent
+conditions.  A user's own rules are compiled when their ruleset is loaded and
+the compiled form is cached until the rules change.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Optional, Sequence
+
+import attrs
+
+from matrixd.handlers.push_rules import RULE_KINDS, merge_push_rules
+from matrixd.push.conditions import (
+    USER_PLACEHOLDER,
+    Condition,
+    ContainsDisplayName,
+    EventFacts,
+    EventMatch,
+    UserFacts,
+    compile_condition,
+)
+from matrixd.storage.push_rules import UserPushRules
+from matrixd.types import JsonDict
+
+
+@attrs.frozen(slots=True)
+class Actions:
+    """What a matching rule asks for, in the form the push actions table stores."""
+
+    notify: bool
+    highlight: bool
+    actions: tuple[Any, ...]
+    #: The actions as stored (JSON), encoded once per compiled rule.
+    encoded: str = attrs.field(default="[]", eq=False)
+
+
+NO_ACTION = Actions(False, False, ())
+
+
+def parse_actions(actions: Sequence[Any]) -> Actions:
+    """``notify``/``coalesce`` notify; ``set_tweak: highlight`` (value default true) highlights."""
+    notify = False
+    highlight = False
+    for action in actions:
+        if action in ("notify", "coalesce"):
+            notify = True
+        elif isinstance(action, dict) and action.get("set_tweak") == "highlight":
+            highlight = action.get("value", True) is True
+    return Actions(notify, highlight, tuple(actions), json.dumps(list(actions), separators=(",", ":")))
+
+
+@attrs.frozen(slots=True)
+class CompiledRule:
+    rule_id: str
+    conditions: tuple[Condition, ...]
+    actions: Actions
+    needs_display_name: bool
+
+
+def compile_rule(kind: str, rule: JsonDict) -> CompiledRule:
+    """One rule of any kind as a list of conditions (content, room and sender rules included)."""
+    rule_id = rule["rule_id"]
+    if kind == "content":
+        pattern = rule.get("pattern")
+        conds: list[Condition] = [
+            EventMatch("content.body", pattern) if isinstance(pattern, str) else compile_condition(None)
+        ]
+    elif kind == "room":
+        conds = [compile_condition({"kind": "event_match", "key": "room_id", "pattern": rule_id})]
+    elif kind == "sender":
+        conds = [compile_condition({"kind": "event_match", "key": "sender", "pattern": rule_id})]
+    else:
+        conds = [compile_condition(c) for c in rule.get("conditions") or []]
+    return CompiledRule(
+        rule_id=rule_id,
+        conditions=tuple(conds),
+        actions=parse_actions(rule.get("actions") or []),
+        needs_display_name=any(isinstance(c, ContainsDisplayName) for c in conds),
+    )
+
+
+class CompiledRuleset:
+    """A user's enabled rules in evaluation order.
+
+    The outcome for a user depends on the event (memoised per event) and on
+    the few user-dependent conditions (mentions of the user, invites of the
+    user, display names), so :meth:`evaluate` first checks only those, then
+    reuses the outcome of an earlier user of the same ruleset with the same
+    answers: in a big room the rules are walked about once per event.
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = tuple(rules)
+        self.needs_display_name = any(r.needs_display_name for r in self.rules)
+        user_conds: dict[int, Condition] = {}
+        for rule in self.rules:
+            for cond in rule.conditions:
+                if cond.user_dependent:
+                    user_conds.setdefault(id(cond), cond)
+        self._user_conds = tuple(user_conds.values())
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        """Lower-cased ids of the users whose outcome may differ from :meth:`base` (None: anyone's may)."""
+        out: set[str] = set()
+        for cond in self._user_conds:
+            found = cond.candidates(facts)
+            if found is None:
+                return None
+            out |= found
+        return frozenset(out)
+
+    def base(self, facts: EventFacts) -> Actions:
+        """The outcome for a user none of whose user-dependent conditions match."""
+        key = (id(self), (False,) * len(self._user_conds))
+        found: Optional[Actions] = facts.outcomes.get(key)
+        if found is None:
+            found = facts.outcomes[key] = self._walk(facts, {id(c): False for c in self._user_conds})
+        return found
+
+    def evaluate(self, facts: EventFacts, user: UserFacts) -> Actions:
+        answers = tuple(c.matches(facts, user) for c in self._user_conds)
+        key = (id(self), answers)
+        outcomes = facts.outcomes
+        found: Optional[Actions] = outcomes.get(key)
+        if found is None:
+            found = outcomes[key] = self._walk(facts, dict(zip(map(id, self._user_conds), answers)))
+        return found
+
+    def _walk(self, facts: EventFacts, user_answers: dict[int, bool]) -> Actions:
+        memo = facts.memo
+        for rule in self.rules:
+            for cond in rule.conditions:
+                key = id(cond)
+                if cond.user_dependent:
+                    ok = user_answers[key]
+                else:
+                    cached = memo.get(key)
+                    if cached is None:
+                        cached = memo[key] = cond.matches(facts, _NOBODY)
+                    ok = cached
+                if not ok:
+                    break
+            else:
+                return rule.actions
+        return NO_ACTION
+
+
+_NOBODY = UserFacts("")
+
+
+class RulesetCompiler:
+    """Turns stored rules into compiled rulesets, sharing the default rules' compiled conditions."""
+
+    def __init__(self) -> None:
+        template = merge_push_rules(USER_PLACEHOLDER, UserPushRules())
+        self._default_rules: dict[tuple[str, str], CompiledRule] = {
+            (kind, r["rule_id"]): compile_rule(kind, r) for kind in RULE_KINDS for r in template[kind]
+        }
+        self.default_ruleset = self._build(template)
+
+    def compile(self, user_id: str, stored: UserPushRules) -> CompiledRuleset:
+        """The user's ruleset (the shared default one if they changed nothing)."""
+        if not stored.rules and not stored.enabled:
+            return self.default_ruleset
+        merged = merge_push_rules(USER_PLACEHOLDER, stored)
+        return self._build(merged)
+
+    def _build(self, merged: dict[str, list[JsonDict]]) -> CompiledRuleset:
+        out: list[CompiledRule] = []
+        for kind in RULE_KINDS:
+            for rule in merged[kind]:
+                if not rule.get("enabled", True):
+                    continue
+                shared = self._default_rules.get((kind, rule["rule_id"])) if rule.get("default") else None
+                if shared is not None:
+                    actions = parse_actions(rule.get("actions") or [])
+                    if actions != shared.actions:
+                        shared = attrs.evolve(shared, actions=actions)
+                    out.append(shared)
+                else:
+                    out.append(compile_rule(kind, copy.deepcopy(rule)))
+        return CompiledRuleset(out)

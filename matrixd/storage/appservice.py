@@ -1,0 +1,104 @@
+"""Application service transaction bookkeeping: stream position and pending transaction per service."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import attrs
+
+from matrixd.storage.database import Cursor, Database
+from matrixd.types import JsonDict
+from matrixd.util.clock import Clock
+
+
+@attrs.frozen(slots=True)
+class ServicePosition:
+    """Events up to ``stream_position`` are dealt with; ``last_txn_id`` was the last acknowledged txn."""
+
+    stream_position: int
+    last_txn_id: int
+
+
+@attrs.frozen(slots=True)
+class PendingTransaction:
+    """The transaction in flight: resent unchanged until acknowledged."""
+
+    txn_id: int
+    to_position: int
+    event_ids: tuple[str, ...]
+    ephemeral: tuple[JsonDict, ...]
+
+
+class AppServiceStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get_position(self, as_id: str, initial_position: int) -> ServicePosition:
+        """The service's position; a service seen for the first time starts at ``initial_position`` (now)."""
+
+        def _txn(txn: Cursor) -> ServicePosition:
+            txn.execute("SELECT stream_position, last_txn_id FROM appservice_stream_positions WHERE as_id = ?",
+                        (as_id,))
+            row = txn.fetchone()
+            if row is not None:
+                return ServicePosition(int(row[0]), int(row[1]))
+            txn.execute("INSERT INTO appservice_stream_positions (as_id, stream_position, last_txn_id)"
+                        " VALUES (?, ?, 0)", (as_id, initial_position))
+            return ServicePosition(initial_position, 0)
+
+        return await self._db.run_interaction("appservice_get_position", _txn)
+
+    async def set_position(self, as_id: str, stream_position: int) -> None:
+        """Skip uninteresting events (no transaction was needed for them)."""
+        await self._db.execute(
+            "appservice_set_position",
+            "UPDATE appservice_stream_positions SET stream_position = ? WHERE as_id = ? AND stream_position < ?",
+            stream_position, as_id, stream_position,
+        )
+
+    async def get_pending(self, as_id: str) -> Optional[PendingTransaction]:
+        rows = await self._db.execute(
+            "appservice_get_pending",
+            "SELECT txn_id, to_position, event_ids, ephemeral FROM appservice_pending_txns WHERE as_id = ?",
+            as_id,
+        )
+        if not rows:
+            return None
+        txn_id, to_position, event_ids, ephemeral = rows[0]
+        return PendingTransaction(int(txn_id), int(to_position), tuple(json.loads(event_ids)),
+                                  tuple(json.loads(ephemeral)))
+
+    async def create_pending(self, as_id: str, to_position: int, event_ids: list[str],
+                             ephemeral: list[JsonDict]) -> PendingTransaction:
+        """Record the next transaction (txn id = last acknowledged + 1) before it is first sent."""
+
+        def _txn(txn: Cursor) -> PendingTransaction:
+            txn.execute("SELECT last_txn_id FROM appservice_stream_positions WHERE as_id = ?", (as_id,))
+            row = txn.fetchone()
+            txn_id = (int(row[0]) if row else 0) + 1
+            txn.execute(
+                "INSERT INTO appservice_pending_txns (as_id, txn_id, to_position, event_ids, ephemeral)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (as_id, txn_id, to_position, json.dumps(event_ids), json.dumps(ephemeral)),
+            )
+            return PendingTransaction(txn_id, to_position, tuple(event_ids), tuple(ephemeral))
+
+        return await self._db.run_interaction("appservice_create_pending", _txn)
+
+    async def complete_pending(self, as_id: str, pending: PendingTransaction) -> None:
+        """The service acknowledged ``pending``: advance its position and forget the transaction."""
+
+        def _txn(txn: Cursor) -> None:
+            txn.execute("DELETE FROM appservice_pending_txns WHERE as_id = ? AND txn_id = ?",
+                        (as_id, pending.txn_id))
+            txn.execute(
+                "UPDATE appservice_stream_positions SET last_txn_id = ?,"
+                " stream_position = CASE WHEN stream_position < ? THEN ? ELSE stream_position END"
+                " WHERE as_id = ?",
+                (pending.txn_id, pending.to_position, pending.to_position, as_id),
+            )
+
+        await self._db.run_interaction("appservice_complete_pending", _txn)
+

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Send throughput in a big room with push rule evaluation on and off.
+
+Builds the in-process test homeserver (real stores on the engine chosen by
+MATRIXD_TEST_DB, transactions inline), joins N local users to one room, then
+times batches of messages through ``RoomSendHandler.send_event`` with the
+push action generator enabled and disabled, alternating to even out drift.
+Every member but the sender gets ``.m.rule.message`` (notify), so with
+evaluation on each message stores N-1 push action rows.
+
+    python scripts/bench_push.py [--members 500] [--messages 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from twisted.trial.unittest import TestCase  # noqa: E402
+
+from matrixd.testing.homeserver import make_homeserver  # noqa: E402
+from matrixd.types import Requester  # noqa: E402
+
+
+class _Host(TestCase):
+    def runTest(self) -> None:
+        """Never run: only hosts the homeserver's cleanups."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    host = _Host()
+    hs = make_homeserver(host)
+    core = hs.components.core
+    generator = hs.components.push.generator
+    alice, _ = hs.create_user("alice")
+
+    def req(user_id: str) -> Requester:
+        return Requester(user_id=user_id, device_id="TESTDEVICE", access_token_id=None)
+
+    room_id = hs.run(core.room_creation.create_room(req(alice), {"preset": "public_chat"}))
+    t0 = time.perf_counter()
+    for i in range(args.members - 1):
+        user_id, _ = hs.create_user(f"u{i}")
+        hs.run(core.membership.update_membership(req(user_id), user_id, room_id, "join"))
+    print(f"joined {args.members} members in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    def batch(enabled: bool) -> float:
+        generator.enabled = enabled
+        start = time.perf_counter()
+        for i in range(args.messages):
+            hs.run(core.send.send_event(req(alice), room_id, "m.room.message", {"msgtype": "m.text", "body": f"m{i}"}))
+        return args.messages / (time.perf_counter() - start)
+
+    batch(True)  # warm caches (rulesets, member lists)
+    results: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.rounds):
+        for enabled in (False, True):
+            results[enabled].append(batch(enabled))
+    off = sorted(results[False])[len(results[False]) // 2]
+    on = sorted(results[True])[len(results[True]) // 2]
+    engine = os.environ.get("MATRIXD_TEST_DB", "sqlite")
+    print(f"engine={engine} members={args.members} messages/batch={args.messages}")
+    print(f"push evaluation off: {off:.1f} msg/s (median of {args.rounds})")
+    print(f"push evaluation on:  {on:.1f} msg/s (median of {args.rounds})")
+    print(f"slowdown: {(1 - on / off) * 100:.1f}%")
+    host.doCleanups()
+
+
+if __name__ == "__main__":
+    main()

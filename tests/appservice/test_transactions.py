@@ -1,0 +1,246 @@
+"""Transactions pushed to services: interest, order, retries, persistence across restarts, ephemeral opt-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from matrixd.appservice.sender import AppServiceTransactions
+from tests.appservice.fake import HS_TOKEN, as_request, make_homeserver_with_service, registration
+
+CREATE = "/_matrix/client/v3/createRoom"
+
+
+class TransactionsTestCase(TestCase):
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(self)
+        self.alice, self.token = self.hs.create_user("alice")
+
+    def _room_with_bot(self) -> str:
+        room = self.hs.request("POST", CREATE, {}, access_token=self.token).json_body["room_id"]
+        self.hs.request("POST", f"/_matrix/client/v3/rooms/{room}/invite", {"user_id": "@bridgebot:test"},
+                        access_token=self.token)
+        ch = as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{room}/join", {})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return str(room)
+
+    def _send(self, room: str, body: str, txn: str) -> str:
+        ch = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
+                             {"msgtype": "m.text", "body": body}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return str(ch.json_body["event_id"])
+
+    def test_events_pushed_in_order(self) -> None:
+        """Events of a room with a namespace member reach the service in order, client format, hs_token auth."""
+        room = self._room_with_bot()
+        ids = [self._send(room, f"m{i}", f"t{i}") for i in range(3)]
+        txns = self.fake.transactions()
+        self.assertTrue(txns)
+        for i, txn in enumerate(txns):
+            self.assertEqual(txn.path, f"/_matrix/app/v1/transactions/{i + 1}")
+            self.assertEqual(txn.token, HS_TOKEN)
+        events = self.fake.transaction_events()
+        self.assertEqual([e["event_id"] for e in events][-3:], ids)
+        self.assertEqual(events[-1]["content"], {"msgtype": "m.text", "body": "m2"})
+        self.assertEqual(events[-1]["room_id"], room)
+        self.assertIn("origin_server_ts", events[-1])
+        # The invite of the bot (state_key in the namespace) is delivered too.
+        self.assertIn(("m.room.member", "invite"),
+                      [(e["type"], e["content"].get("membership")) for e in events])
+
+    def test_uninteresting_events_not_pushed(self) -> None:
+        """Rooms with nothing in the service's namespaces produce no transaction."""
+        room = self.hs.request("POST", CREATE, {}, access_token=self.token).json_body["room_id"]
+        self._send(room, "private", "p1")
+        self.assertEqual(self.fake.transactions(), [])
+        sender = self.hs.components.appservice.transactions.senders["bridge"]
+        self.assertEqual(sender.position, self.hs.components.core.stores.stream_ids.get_current_token())
+
+    def test_membership_change_updates_interest(self) -> None:
+        """Once a namespace user joins, the room's later events are pushed (cache invalidated)."""
+        room = self.hs.request("POST", CREATE, {}, access_token=self.token).json_body["room_id"]
+        before = self._send(room, "before", "b1")
+        self.hs.request("POST", f"/_matrix/client/v3/rooms/{room}/invite", {"user_id": "@bridgebot:test"},
+                        access_token=self.token)
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{room}/join", {})
+        after = self._send(room, "after", "a1")
+        ids = [e["event_id"] for e in self.fake.transaction_events()]
+        self.assertIn(after, ids)
+        self.assertNotIn(before, ids)
+        # And after the bot leaves, the room is of no interest anymore.
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{room}/leave", {})
+        gone = self._send(room, "gone", "g1")
+        self.assertNotIn(gone, [e["event_id"] for e in self.fake.transaction_events()])
+
+    def test_retry_with_backoff_until_acknowledged(self) -> None:
+        """A refused transaction is resent with the same id after 1s, 2s...; later events wait behind it."""
+        room = self._room_with_bot()
+        self.fake.requests.clear()
+        self.fake.fail_transactions = 2
+        first = self._send(room, "one", "r1")
+        self.assertEqual(len(self.fake.transactions()), 1)
+        second = self._send(room, "two", "r2")  # queued behind the failing transaction
+        self.assertEqual(len(self.fake.transactions()), 1)
+        self.hs.advance(1)
+        self.assertEqual(len(self.fake.transactions()), 2)
+        self.hs.advance(1.5)
+        self.assertEqual(len(self.fake.transactions()), 2)  # backoff doubled to 2s
+        self.hs.advance(0.5)
+        txns = self.fake.transactions()
+        self.assertEqual(len({t.path for t in txns[:3]}), 1, "retries reuse the txn id")
+        self.assertEqual(txns[3].path.rsplit("/", 1)[1], str(int(txns[0].path.rsplit("/", 1)[1]) + 1))
+        ids = [e["event_id"] for e in self.fake.transaction_events()]
+        self.assertLess(ids.index(first), ids.index(second))
+        self.assertEqual(ids.count(second), 1)
+
+    def test_pending_transaction_survives_restart(self) -> None:
+        """A transaction not acknowledged before a restart is resent with the same id and events."""
+        room = self._room_with_bot()
+        self.fake.requests.clear()
+        self.fake.fail_transactions = 1000
+        sent = self._send(room, "persisted", "x1")
+        old = self.hs.components.appservice.transactions
+        old.stop()
+        failed = self.fake.transactions()[0]
+        self.fake.fail_transactions = 0
+        area = self.hs.components.appservice
+        fresh = AppServiceTransactions(
+            area.services, clock=self.hs.components.clock, api=area.api, store=area.store,
+            events=self.hs.components.core.stores.events, interest=area.interest,
+            current_token=self.hs.components.core.stores.stream_ids.get_current_token,
+        )
+        fresh.start()
+        resent = self.fake.transactions()[-1]
+        self.assertEqual(resent.path, failed.path)
+        self.assertEqual([e["event_id"] for e in resent.body["events"]], [sent])
+        pending = self.hs.run(area.store.get_pending("bridge"))
+        self.assertIsNone(pending)
+
+
+class NamespaceInterestTestCase(TestCase):
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(
+            self,
+            registration(id="watcher", as_token="wa", hs_token="wh", sender_localpart="watcher", url="http://w",
+                         namespaces={"aliases": [{"regex": "#watched:test", "exclusive": False}],
+                                     "rooms": [{"regex": "!pinned.*", "exclusive": False}]}),
+        )
+        self.alice, self.token = self.hs.create_user("alice")
+
+    def _send(self, room: str, txn: str) -> str:
+        ch = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
+                             {"msgtype": "m.text", "body": txn}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return str(ch.json_body["event_id"])
+
+    def _pushed(self) -> list[str]:
+        return [e["event_id"] for e in self.fake.transaction_events()]
+
+    def test_directory_alias_makes_room_interesting(self) -> None:
+        """Adding a directory alias in the namespace makes the room's next events interesting at once."""
+        room = self.hs.request("POST", CREATE, {}, access_token=self.token).json_body["room_id"]
+        before = self._send(room, "w1")  # caches "not interested"
+        ch = self.hs.request("PUT", "/_matrix/client/v3/directory/room/%23watched:test", {"room_id": room},
+                             access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        after = self._send(room, "w2")
+        self.assertNotIn(before, self._pushed())
+        self.assertIn(after, self._pushed())
+        self.assertTrue(all(t.token == "wh" for t in self.fake.transactions()))
+
+    def test_canonical_alias_makes_room_interesting(self) -> None:
+        """A canonical alias (state event) in the namespace makes the room interesting."""
+        room = self.hs.request("POST", CREATE, {"room_alias_name": "watched"},
+                               access_token=self.token).json_body["room_id"]
+        self.assertIn(self._send(room, "c1"), self._pushed())
+
+    def test_room_id_namespace(self) -> None:
+        """The rooms namespace matches room ids."""
+        service = self.hs.components.appservice.services[0]
+        self.assertTrue(self.hs.run(self.hs.components.appservice.interest.is_interested_in_room(
+            service, "!pinned123:test")))
+        self.assertFalse(self.hs.run(self.hs.components.appservice.interest.is_interested_in_room(
+            service, "!other:test")))
+
+
+class EphemeralTestCase(TestCase):
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(
+            self,
+            registration(receive_ephemeral=True),
+            registration(id="plain", as_token="pa", hs_token="ph", sender_localpart="plainbot",
+                         namespaces={"users": [{"regex": "@_plain_.*:test", "exclusive": False}]}),
+        )
+        _, self.token = self.hs.create_user("alice")
+
+    def _notify(self, edu: dict[str, Any], **kwargs: Any) -> None:
+        transactions = self.hs.components.appservice.transactions
+        self.successResultOf(defer.ensureDeferred(transactions.notify_ephemeral(edu, **kwargs)))
+
+    def test_ephemeral_only_for_opted_in_services(self) -> None:
+        """Typing in a room the bridge is in reaches it under 'ephemeral'; the non-opted-in service gets none."""
+        room = self.hs.request("POST", CREATE, {"invite": ["@bridgebot:test", "@plainbot:test"]},
+                               access_token=self.token).json_body["room_id"]
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{room}/join", {})
+        self.fake.requests.clear()
+        typing = {"type": "m.typing", "room_id": room, "content": {"user_ids": ["@alice:test"]}}
+        self._notify(typing, room_id=room)
+        txns = self.fake.transactions()
+        self.assertEqual(len(txns), 1)
+        self.assertEqual(txns[0].token, HS_TOKEN)
+        self.assertEqual(txns[0].body["ephemeral"], [typing])
+        self.assertEqual(txns[0].body["events"], [])
+
+    def test_presence_by_user_namespace(self) -> None:
+        """Presence of a namespace user reaches the opted-in service without any room."""
+        presence = {"type": "m.presence", "sender": "@_bridge_x:test", "content": {"presence": "online"}}
+        self._notify(presence, user_ids=["@_bridge_x:test"])
+        self._notify({"type": "m.presence", "sender": "@nobody:test", "content": {}}, user_ids=["@nobody:test"])
+        bodies = [t.body["ephemeral"] for t in self.fake.transactions()]
+        self.assertEqual(bodies, [[presence]])
+
+
+class EphemeralStreamsTestCase(TestCase):
+    """The sync area's typing, receipt and presence streams reach opted-in services."""
+
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(self, registration(receive_ephemeral=True))
+        self.alice, self.token = self.hs.create_user("alice")
+        self.room = self.hs.request("POST", CREATE, {"invite": ["@bridgebot:test"]},
+                                    access_token=self.token).json_body["room_id"]
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{self.room}/join", {})
+
+    def _ephemeral(self) -> list[dict[str, Any]]:
+        return [e for t in self.fake.transactions() for e in t.body.get("ephemeral", [])]
+
+    def test_typing_and_receipts(self) -> None:
+        """A user typing and a public read receipt become m.typing / m.receipt EDUs; private receipts do not."""
+        ch = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/typing/{self.alice}",
+                             {"typing": True, "timeout": 30000}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        event_id = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/e1",
+                                   {"msgtype": "m.text", "body": "hi"}, access_token=self.token).json_body["event_id"]
+        for receipt_type in ("m.read.private", "m.read"):
+            ch = self.hs.request("POST", f"/_matrix/client/v3/rooms/{self.room}/receipt/{receipt_type}/{event_id}",
+                                 {}, access_token=self.token)
+            self.assertEqual(ch.code, 200, ch.json_body)
+        edus = self._ephemeral()
+        typing = [e for e in edus if e["type"] == "m.typing"]
+        self.assertEqual(typing[0], {"type": "m.typing", "room_id": self.room, "content": {"user_ids": [self.alice]}})
+        receipts = [e for e in edus if e["type"] == "m.receipt"]
+        self.assertEqual(len(receipts), 1, receipts)
+        self.assertEqual(list(receipts[0]["content"][event_id]), ["m.read"])
+        self.assertIn(self.alice, receipts[0]["content"][event_id]["m.read"])
+
+    def test_presence_of_namespace_user(self) -> None:
+        """A namespace user's presence change reaches the service as m.presence."""
+        as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                   {"type": "m.login.application_service", "username": "_bridge_p", "inhibit_login": True})
+        ch = as_request(self.hs, "PUT", "/_matrix/client/v3/presence/@_bridge_p:test/status",
+                        {"presence": "online", "status_msg": "bridged"}, user_id="@_bridge_p:test")
+        self.assertEqual(ch.code, 200, ch.json_body)
+        presence = [e for e in self._ephemeral() if e["type"] == "m.presence"]
+        self.assertEqual(presence[-1]["sender"], "@_bridge_p:test")
+        self.assertEqual(presence[-1]["content"]["status_msg"], "bridged")

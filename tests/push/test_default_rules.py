@@ -1,0 +1,108 @@
+"""The server-default ruleset against a table of sample events (modules/push.md "Predefined rules")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial import unittest
+
+from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.evaluator import RulesetCompiler, parse_actions
+from matrixd.storage.push_rules import StoredPushRule, UserPushRules
+
+ME = "@me:test"
+SOUND = {"set_tweak": "sound", "value": "default"}
+HIGHLIGHT = {"set_tweak": "highlight"}
+
+
+def msg(body: str = "hi", msgtype: str = "m.text", **extra: Any) -> dict[str, Any]:
+    return {"type": "m.room.message", "sender": "@other:test", "room_id": "!r:test",
+            "content": {"msgtype": msgtype, "body": body, **extra}}
+
+
+def ev(event_type: str, content: dict[str, Any], state_key: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": event_type, "sender": "@other:test", "room_id": "!r:test", "content": content}
+    if state_key is not None:
+        out["state_key"] = state_key
+    return out
+
+
+# (name, event, member count, sender power, expected actions)
+TABLE: list[tuple[str, dict[str, Any], int, float, list[Any]]] = [
+    ("message in a group", msg(), 5, 0, ["notify"]),
+    ("message one-to-one", msg(), 2, 0, ["notify", SOUND]),
+    ("notice", msg(msgtype="m.notice"), 2, 0, []),
+    ("user mention", msg(**{"m.mentions": {"user_ids": [ME]}}), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("someone else's mention", msg(**{"m.mentions": {"user_ids": ["@x:test"]}}), 5, 0, ["notify"]),
+    ("body naming me is no mention", msg(body="@me:test hello"), 5, 0, ["notify"]),
+    ("room mention by moderator", msg(**{"m.mentions": {"room": True}}), 5, 50, ["notify", HIGHLIGHT]),
+    ("room mention by nobody", msg(**{"m.mentions": {"room": True}}), 5, 0, ["notify"]),
+    ("encrypted in a group", ev("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}), 5, 0, ["notify"]),
+    ("encrypted one-to-one", ev("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}), 2, 0,
+     ["notify", SOUND]),
+    ("tombstone", ev("m.room.tombstone", {"body": "moved", "replacement_room": "!n:test"}, ""), 5, 100,
+     ["notify", HIGHLIGHT]),
+    ("tombstone with a state key", ev("m.room.tombstone", {"body": "x"}, "x"), 5, 100, []),
+    ("reaction", ev("m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e",
+                                                    "key": "+"}}), 2, 0, []),
+    ("call invite", ev("m.call.invite", {"call_id": "c", "version": 1}), 5, 0,
+     ["notify", {"set_tweak": "sound", "value": "ring"}]),
+    ("invite for me", ev("m.room.member", {"membership": "invite"}, ME), 5, 0, ["notify", SOUND]),
+    ("invite for someone else", ev("m.room.member", {"membership": "invite"}, "@x:test"), 5, 0, []),
+    ("join", ev("m.room.member", {"membership": "join"}, "@x:test"), 5, 0, []),
+    ("server ACL", ev("m.room.server_acl", {"allow": ["*"]}, ""), 5, 100, []),
+    ("edit", msg(**{"m.relates_to": {"rel_type": "m.replace", "event_id": "$e"}}), 2, 0, []),
+    ("topic", ev("m.room.topic", {"topic": "t"}, ""), 5, 50, []),
+]
+
+
+class DefaultRulesTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.compiler = RulesetCompiler()
+
+    def evaluate(self, event: dict[str, Any], members: int, power: float,
+                 stored: UserPushRules | None = None) -> list[Any]:
+        ruleset = self.compiler.compile(ME, stored or UserPushRules())
+        facts = EventFacts(event=event, member_count=members, sender_power=power,
+                           notification_levels={"room": 50})
+        return list(ruleset.evaluate(facts, UserFacts(ME)).actions)
+
+    def test_table(self) -> None:
+        """Each sample event gets the actions of the first default rule that matches it."""
+        for name, event, members, power, expected in TABLE:
+            self.assertEqual(self.evaluate(event, members, power), expected, name)
+
+    def test_master_rule_enabled_silences_everything(self) -> None:
+        """Enabling .m.rule.master (no actions) stops every notification."""
+        stored = UserPushRules(enabled={("override", ".m.rule.master"): True})
+        for name, event, members, power, _ in TABLE:
+            self.assertEqual(self.evaluate(event, members, power, stored), [], name)
+
+    def test_changed_default_actions_and_own_rules(self) -> None:
+        """A default rule's stored actions apply; a user's room rule beats the underrides."""
+        stored = UserPushRules(rules=[
+            StoredPushRule("underride", ".m.rule.message", 0, None, None, ["dont_notify"]),
+            StoredPushRule("room", "!loud:test", 1, None, None, ["notify", SOUND]),
+            StoredPushRule("content", "cake", 1, None, "cake*", ["notify", HIGHLIGHT]),
+        ])
+        self.assertEqual(self.evaluate(msg(), 5, 0, stored), ["dont_notify"])
+        loud = {**msg(), "room_id": "!loud:test"}
+        self.assertEqual(self.evaluate(loud, 5, 0, stored), ["notify", SOUND])
+        self.assertEqual(self.evaluate(msg(body="I love cakes"), 5, 0, stored), ["notify", HIGHLIGHT])
+        self.assertEqual(self.evaluate(msg(body="pancakes"), 5, 0, stored), ["dont_notify"])
+
+    def test_parse_actions(self) -> None:
+        """notify and coalesce notify; highlight needs a true (or absent) value; dont_notify does nothing."""
+        self.assertTrue(parse_actions(["coalesce"]).notify)
+        self.assertFalse(parse_actions(["dont_notify"]).notify)
+        self.assertTrue(parse_actions([HIGHLIGHT]).highlight)
+        self.assertFalse(parse_actions([{"set_tweak": "highlight", "value": False}]).highlight)
+
+    def test_shared_conditions_memoised_per_event(self) -> None:
+        """Users with default rules share compiled conditions; results stay per-user for mentions."""
+        ruleset = self.compiler.compile(ME, UserPushRules())
+        self.assertIs(ruleset, self.compiler.compile("@x:test", UserPushRules()))
+        facts = EventFacts(event=msg(**{"m.mentions": {"user_ids": [ME]}}), member_count=5, sender_power=0,
+                           notification_levels={"room": 50})
+        self.assertTrue(ruleset.evaluate(facts, UserFacts(ME)).highlight)
+        self.assertFalse(ruleset.evaluate(facts, UserFacts("@x:test")).highlight)
