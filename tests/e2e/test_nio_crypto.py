@@ -35,6 +35,7 @@ import secrets
 from typing import Any, Callable, Optional
 
 import aiohttp
+import attrs
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -46,6 +47,7 @@ from nio import (
     LoginResponse,
     MegolmEvent,
     RoomCreateResponse,
+    RoomInviteResponse,
     RoomKeyRequestResponse,
     RoomLeaveResponse,
     RoomMessageText,
@@ -61,10 +63,11 @@ from twisted.internet import reactor, threads
 from twisted.trial import unittest
 from unpaddedbase64 import decode_base64
 
+from matrixd.testing.federation_pair import federation_pair_for_test
 from matrixd.testing.process import ServerProcess, start_matrixd_for_test
 from tests.e2e.test_nio import StepFailed, expect, register, step
 
-SYNC_DEADLINE = 20.0
+SYNC_DEADLINE = 30.0
 MEGOLM = "m.megolm.v1.aes-sha2"
 
 
@@ -144,19 +147,21 @@ def has_event(room_id: str, event_id: str) -> Callable[[SyncResponse], bool]:
 
 
 class Http:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
-        self._session = session
-        self._base = base_url + "/_matrix/client/v3"
+    """Client-server requests as one of the test's devices (its server, its access token)."""
 
-    async def call(self, method: str, path: str, token: str, body: Optional[dict[str, Any]] = None,
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def call(self, method: str, path: str, device: Device, body: Optional[dict[str, Any]] = None,
                    params: Optional[dict[str, str]] = None) -> tuple[int, Any]:
-        async with self._session.request(method, self._base + path, json=body, params=params,
-                                         headers={"Authorization": f"Bearer {token}"}) as response:
+        url = device.client.homeserver + "/_matrix/client/v3" + path
+        async with self._session.request(method, url, json=body, params=params,
+                                         headers={"Authorization": f"Bearer {device.client.access_token}"}) as response:
             return response.status, await response.json(content_type=None)
 
-    async def ok(self, method: str, path: str, token: str, body: Optional[dict[str, Any]] = None,
+    async def ok(self, method: str, path: str, device: Device, body: Optional[dict[str, Any]] = None,
                  params: Optional[dict[str, str]] = None) -> Any:
-        status, payload = await self.call(method, path, token, body, params)
+        status, payload = await self.call(method, path, device, body, params)
         if status != 200:
             raise StepFailed(f"{method} {path}: {status} {payload}")
         return payload
@@ -209,20 +214,43 @@ def verify_signature(obj: dict[str, Any], user_id: str, public_key: str, key_nam
 # -- the scenario ------------------------------------------------------------------------
 
 
-async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_name: str, store_root: str) -> None:
-    suffix = secrets.token_hex(3)
-    alice_name, bob_name = f"alice{suffix}", f"bob{suffix}"
-    alice_id, bob_id = f"@{alice_name}:{server_name}", f"@{bob_name}:{server_name}"
-    alice_password = "alice-secret-1"
-    alice = Device(crypto_client(base_url, alice_name, os.path.join(store_root, "alice1")), "alice1")
-    bob = Device(crypto_client(base_url, bob_name, os.path.join(store_root, "bob")), "bob")
-    alice2 = Device(crypto_client(base_url, alice_id, os.path.join(store_root, "alice2")), "alice2")
+@attrs.frozen
+class Account:
+    """A user the scenario plays: on which server, and whether nio registers it (open
+    registration) or it exists already and nio logs in (a new device either way)."""
+
+    base_url: str
+    user_id: str
+    password: str
+    registered: bool = False
+
+    @property
+    def localpart(self) -> str:
+        return self.user_id[1:].split(":", 1)[0]
+
+    async def sign_in(self, client: AsyncClient) -> None:
+        if self.registered:
+            expect(await client.login(self.password, device_name="nio crypto device"), LoginResponse,
+                   f"login {self.user_id}")
+        else:
+            reg = await register(client, self.localpart, self.password)
+            if reg.user_id != self.user_id:
+                raise StepFailed(f"registered {reg.user_id}, expected {self.user_id}")
+
+
+async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, bob_account: Account,
+                                 store_root: str) -> None:
+    alice_id, bob_id = alice_account.user_id, bob_account.user_id
+    alice_password = alice_account.password
+    alice = Device(crypto_client(alice_account.base_url, alice_id, os.path.join(store_root, "alice1")), "alice1")
+    bob = Device(crypto_client(bob_account.base_url, bob_id, os.path.join(store_root, "bob")), "bob")
+    alice2 = Device(crypto_client(alice_account.base_url, alice_id, os.path.join(store_root, "alice2")), "alice2")
     session = aiohttp.ClientSession()
-    http = Http(session, base_url)
+    http = Http(session)
     try:
-        async with step("register two users with crypto devices"):
-            await register(alice.client, alice_name, alice_password)
-            await register(bob.client, bob_name, "bob-secret-1")
+        async with step("two users sign in with crypto devices"):
+            await alice_account.sign_in(alice.client)
+            await bob_account.sign_in(bob.client)
             for device in (alice, bob):
                 await device.cycle(timeout=0)
                 tc.assertTrue(device.client.olm.account.shared, f"{device.label} uploaded no device keys")
@@ -235,10 +263,12 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
 
         async with step("encrypted room"):
             created = expect(await alice.client.room_create(
-                name="secret room", invite=[bob_id],
+                name="secret room",
                 initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}],
             ), RoomCreateResponse, "createRoom")
             room_id = created.room_id
+            # A separate /invite (not createRoom's "invite" list): see the report on remote invitees.
+            expect(await alice.client.room_invite(room_id, bob_id), RoomInviteResponse, "invite")
             await bob.until(lambda r: room_id in r.rooms.invite, "bob's invite")
             expect(await bob.client.join(room_id), JoinResponse, "join")
             await bob.until(lambda r: room_id in r.rooms.join, "the joined room (for bob)")
@@ -354,21 +384,20 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
                               if isinstance(e, UnknownToDeviceEvent)))
 
         async with step("to-device messages are redelivered until acknowledged by the next since"):
-            token = str(alice2.client.access_token)
-            since = (await http.ok("GET", "/sync", token, params={"timeout": "0"}))["next_batch"]
+            since = (await http.ok("GET", "/sync", alice2, params={"timeout": "0"}))["next_batch"]
             nonce = secrets.token_hex(8)
-            await http.ok("PUT", f"/sendToDevice/org.matrixd.test.ping/ack-{nonce}", str(bob.client.access_token),
+            await http.ok("PUT", f"/sendToDevice/org.matrixd.test.ping/ack-{nonce}", bob,
                           {"messages": {alice_id: {"*": {"nonce": nonce}}}})
 
             def nonces(body: dict[str, Any]) -> list[str]:
                 return [e["content"].get("nonce") for e in body.get("to_device", {}).get("events", [])
                         if e["type"] == "org.matrixd.test.ping"]
 
-            first_try = await http.ok("GET", "/sync", token, params={"since": since, "timeout": "5000"})
+            first_try = await http.ok("GET", "/sync", alice2, params={"since": since, "timeout": "5000"})
             tc.assertEqual(nonces(first_try), [nonce])
-            again = await http.ok("GET", "/sync", token, params={"since": since, "timeout": "0"})
+            again = await http.ok("GET", "/sync", alice2, params={"since": since, "timeout": "0"})
             tc.assertEqual(nonces(again), [nonce], "not acknowledged yet, so it must come again")
-            after = await http.ok("GET", "/sync", token, params={"since": again["next_batch"], "timeout": "0"})
+            after = await http.ok("GET", "/sync", alice2, params={"since": again["next_batch"], "timeout": "0"})
             tc.assertEqual(nonces(after), [])
             # The '*' wildcard reached alice's first device too, once.
             await alice.until(lambda _: nonce in [e.source["content"].get("nonce") for e in alice.to_device
@@ -379,25 +408,25 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
 
         async with step("cross-signing keys: first upload needs no UIA"):
             alice_xs, bob_xs = CrossSigning(alice_id), CrossSigning(bob_id)
-            await http.ok("POST", "/keys/device_signing/upload", str(alice.client.access_token),
+            await http.ok("POST", "/keys/device_signing/upload", alice,
                           alice_xs.upload_body())
-            await http.ok("POST", "/keys/device_signing/upload", str(bob.client.access_token), bob_xs.upload_body())
+            await http.ok("POST", "/keys/device_signing/upload", bob, bob_xs.upload_body())
 
         async with step("cross-signing keys: replacing one needs UIA"):
             old_usk = alice_xs.user_signing
             alice_xs.user_signing = CrossSigning._key()
             body = {"user_signing_key": alice_xs.key_object(alice_xs.user_signing, "user_signing", alice_xs.master)}
             status, challenge = await http.call("POST", "/keys/device_signing/upload",
-                                                str(alice.client.access_token), body)
+                                                alice, body)
             tc.assertEqual(status, 401, challenge)
             tc.assertIn(["m.login.password"], [flow["stages"] for flow in challenge["flows"]])
             body["auth"] = {"type": "m.login.password", "session": challenge["session"], "password": alice_password,
                             "identifier": {"type": "m.id.user", "user": alice_id}}
-            await http.ok("POST", "/keys/device_signing/upload", str(alice.client.access_token), body)
+            await http.ok("POST", "/keys/device_signing/upload", alice, body)
             tc.assertNotEqual(alice_xs.public(old_usk), alice_xs.public(alice_xs.user_signing))
 
         async with step("signatures: devices by self-signing keys, master by a device, bob by alice"):
-            own = await http.ok("POST", "/keys/query", str(alice.client.access_token),
+            own = await http.ok("POST", "/keys/query", alice,
                                 {"device_keys": {alice_id: [], bob_id: []}})
             alice_device = unsigned_copy(own["device_keys"][alice_id][alice.client.device_id])
             bob_master = unsigned_copy(own["master_keys"][bob_id])
@@ -405,7 +434,7 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
             alice_master = alice_xs.key_object(alice_xs.master, "master", None)
             master_signed_by_device = dict(alice_master, signatures={alice_id: {
                 f"ed25519:{alice.client.device_id}": alice.client.olm.sign_json(alice_master)}})
-            result = await http.ok("POST", "/keys/signatures/upload", str(alice.client.access_token), {
+            result = await http.ok("POST", "/keys/signatures/upload", alice, {
                 alice_id: {
                     alice.client.device_id: sign_json(alice_device, alice_id, alice_xs.self_signing),
                     alice_xs.public(alice_xs.master): master_signed_by_device,
@@ -413,10 +442,10 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
                 bob_id: {bob_xs.public(bob_xs.master): sign_json(bob_master, alice_id, alice_xs.user_signing)},
             })
             tc.assertEqual(result.get("failures", {}), {})
-            bob_own = await http.ok("POST", "/keys/query", str(bob.client.access_token),
+            bob_own = await http.ok("POST", "/keys/query", bob,
                                     {"device_keys": {bob_id: []}})
             bob_device = unsigned_copy(bob_own["device_keys"][bob_id][bob.client.device_id])
-            result = await http.ok("POST", "/keys/signatures/upload", str(bob.client.access_token), {
+            result = await http.ok("POST", "/keys/signatures/upload", bob, {
                 bob_id: {bob.client.device_id: sign_json(bob_device, bob_id, bob_xs.self_signing)},
             })
             tc.assertEqual(result.get("failures", {}), {})
@@ -425,13 +454,13 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
             forged = sign_json(unsigned_copy(alice_device), alice_id, CrossSigning._key())
             forged["signatures"][alice_id] = {f"ed25519:{alice_xs.public(alice_xs.self_signing)}":
                                               next(iter(forged["signatures"][alice_id].values()))}
-            result = await http.ok("POST", "/keys/signatures/upload", str(alice.client.access_token),
+            result = await http.ok("POST", "/keys/signatures/upload", alice,
                                    {alice_id: {alice.client.device_id: forged}})
             tc.assertIn(alice.client.device_id, result["failures"].get(alice_id, {}))
 
         async with step("bob sees alice's cross-signing keys and signatures"):
             await bob.until(lambda r: alice_id in r.device_list.changed, "alice's key change (for bob)")
-            seen_by_bob = await http.ok("POST", "/keys/query", str(bob.client.access_token),
+            seen_by_bob = await http.ok("POST", "/keys/query", bob,
                                         {"device_keys": {alice_id: [], bob_id: []}})
             master = seen_by_bob["master_keys"][alice_id]
             tc.assertEqual(unsigned_copy(master), alice_master)
@@ -456,7 +485,7 @@ async def encrypted_conversation(tc: unittest.TestCase, base_url: str, server_na
             verify_signature(bobs_device, bob_id, bob_xs.public(bob_xs.self_signing))
 
         async with step("alice sees her own user-signing key and her signature on bob"):
-            seen_by_alice = await http.ok("POST", "/keys/query", str(alice.client.access_token),
+            seen_by_alice = await http.ok("POST", "/keys/query", alice,
                                           {"device_keys": {alice_id: [], bob_id: []}})
             usk = seen_by_alice["user_signing_keys"][alice_id]
             tc.assertEqual(list(usk["keys"].values()), [alice_xs.public(alice_xs.user_signing)])
@@ -489,11 +518,50 @@ class NioCryptoTestCase(unittest.TestCase):
         """Megolm both ways, a late device, key forwarding, OTK counts, to-device, cross-signing."""
         proc: ServerProcess = await start_matrixd_for_test(self, reactor)
         store_root = os.path.abspath(self.mktemp())
+        suffix = secrets.token_hex(3)
+        alice = Account(proc.base_url, f"@alice{suffix}:{proc.server_name}", "alice-secret-1")
+        bob = Account(proc.base_url, f"@bob{suffix}:{proc.server_name}", "bob-secret-1")
         try:
-            await threads.deferToThread(
-                asyncio.run, encrypted_conversation(self, proc.base_url, proc.server_name, store_root))
+            await threads.deferToThread(asyncio.run, encrypted_conversation(self, alice, bob, store_root))
         except StepFailed as e:
             self.fail(f"{e}\n--- end of the server log ---\n{proc.log_tail(4000)}")
         self.assertTrue(proc.is_running(), proc.log_tail())
         self.assertEqual(proc.stop(), 0, proc.log_tail())
         self.assertNotIn("Traceback", proc.log_tail(10**7))
+
+
+class NioCryptoFederationTestCase(unittest.TestCase):
+    """The same scenario with alice and bob on two federating servers (``federation_pair``):
+    room keys, remote /keys/query and /keys/claim, device list and signing key updates and
+    to-device messages all cross between the servers."""
+
+    timeout = 300
+
+    async def _scenario(self, kinds: tuple[str, str]) -> None:
+        pair = await federation_pair_for_test(self, reactor, kinds=kinds)
+        suffix = secrets.token_hex(3)
+        users = []
+        for server, name in ((pair.first, "alice"), (pair.second, "bob")):
+            password = f"{name}-secret-1"
+            registered = await server.register(f"{name}{suffix}", password=password)
+            users.append(Account(server.client_url, registered.user_id, password, registered=True))
+        store_root = os.path.abspath(self.mktemp())
+        try:
+            await threads.deferToThread(asyncio.run, encrypted_conversation(self, users[0], users[1], store_root))
+        except StepFailed as e:
+            logs = "\n".join(f"--- end of {s.kind} {s.server_name}'s log ---\n{s.log_tail(3000)}"
+                             for s in pair.servers)
+            self.fail(f"{e}\n{logs}")
+        for server in pair.servers:
+            self.assertTrue(server.process.is_running(), server.log_tail())
+            if server.kind == "matrixd":
+                self.assertNotIn("Traceback", server.log_tail(10**7))
+
+    async def test_matrixd_to_matrixd(self) -> None:
+        await self._scenario(("matrixd", "matrixd"))
+
+    async def test_alice_on_matrixd_bob_on_synapse(self) -> None:
+        await self._scenario(("matrixd", "synapse"))
+
+    async def test_alice_on_synapse_bob_on_matrixd(self) -> None:
+        await self._scenario(("synapse", "matrixd"))
