@@ -32,7 +32,7 @@ import asyncio
 import copy
 import os
 import secrets
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import aiohttp
 import attrs
@@ -143,6 +143,18 @@ def has_event(room_id: str, event_id: str) -> Callable[[SyncResponse], bool]:
     return lambda r: event_with_id(r, room_id, event_id) is not None
 
 
+async def poll(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """``check()`` every 0.2 s until it returns something other than None."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SYNC_DEADLINE
+    while loop.time() < deadline:
+        result = await check()
+        if result is not None:
+            return result
+        await asyncio.sleep(0.2)
+    raise StepFailed(f"{what}: not within {SYNC_DEADLINE}s")
+
+
 # -- raw HTTP (what nio cannot do) ------------------------------------------------------
 
 
@@ -223,6 +235,7 @@ class Account:
     user_id: str
     password: str
     registered: bool = False
+    server_kind: str = "matrixd"
 
     @property
     def localpart(self) -> str:
@@ -287,8 +300,10 @@ async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, 
             tc.assertTrue(event.decrypted, "nio marks what it decrypted")
             # Sharing the room key made alice claim one of bob's one-time keys first, so
             # the sync that brought the room key counts one less.
-            with_key = next(r for r in bob.syncs[syncs_before:] if r.to_device_events)
-            tc.assertEqual(with_key.device_key_count.signed_curve25519, bob_uploaded - 1)
+            if bob_account.server_kind == "matrixd":
+                # (Synapse once reported the pre-claim count in that sync; not what this test is about.)
+                with_key = next(r for r in bob.syncs[syncs_before:] if r.to_device_events)
+                tc.assertEqual(with_key.device_key_count.signed_curve25519, bob_uploaded - 1)
 
         async with step("bob's encrypted reply decrypts for alice"):
             reply = await bob.send_text(room_id, "hi alice, secretly")
@@ -425,10 +440,23 @@ async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, 
             await http.ok("POST", "/keys/device_signing/upload", alice, body)
             tc.assertNotEqual(alice_xs.public(old_usk), alice_xs.public(alice_xs.user_signing))
 
-        async with step("signatures: devices by self-signing keys, master by a device, bob by alice"):
-            own = await http.ok("POST", "/keys/query", alice,
-                                {"device_keys": {alice_id: [], bob_id: []}})
+        async with step("a signature that does not verify is reported per key"):
+            # (Before the real one: a server may skip a device its self-signing key already signed.)
+            async def bobs_master_key_visible() -> Any:
+                answer = await http.ok("POST", "/keys/query", alice, {"device_keys": {alice_id: [], bob_id: []}})
+                return answer if bob_id in answer["master_keys"] else None
+
+            # Bob's server tells alice's that his keys changed; until then hers may answer from its cache.
+            own = await poll(bobs_master_key_visible, "bob's master key in alice's /keys/query")
             alice_device = unsigned_copy(own["device_keys"][alice_id][alice.client.device_id])
+            forged = sign_json(copy.deepcopy(alice_device), alice_id, CrossSigning._key())
+            forged["signatures"][alice_id] = {f"ed25519:{alice_xs.public(alice_xs.self_signing)}":
+                                              next(iter(forged["signatures"][alice_id].values()))}
+            result = await http.ok("POST", "/keys/signatures/upload", alice,
+                                   {alice_id: {alice.client.device_id: forged}})
+            tc.assertIn(alice.client.device_id, result["failures"].get(alice_id, {}))
+
+        async with step("signatures: devices by self-signing keys, master by a device, bob by alice"):
             bob_master = unsigned_copy(own["master_keys"][bob_id])
             tc.assertEqual(bob_master, bob_xs.key_object(bob_xs.master, "master", None))
             alice_master = alice_xs.key_object(alice_xs.master, "master", None)
@@ -450,23 +478,18 @@ async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, 
             })
             tc.assertEqual(result.get("failures", {}), {})
 
-        async with step("a signature that does not verify is reported per key"):
-            forged = sign_json(unsigned_copy(alice_device), alice_id, CrossSigning._key())
-            forged["signatures"][alice_id] = {f"ed25519:{alice_xs.public(alice_xs.self_signing)}":
-                                              next(iter(forged["signatures"][alice_id].values()))}
-            result = await http.ok("POST", "/keys/signatures/upload", alice,
-                                   {alice_id: {alice.client.device_id: forged}})
-            tc.assertIn(alice.client.device_id, result["failures"].get(alice_id, {}))
-
         async with step("bob sees alice's cross-signing keys and signatures"):
             await bob.until(lambda r: alice_id in r.device_list.changed, "alice's key change (for bob)")
             seen_by_bob = await http.ok("POST", "/keys/query", bob,
                                         {"device_keys": {alice_id: [], bob_id: []}})
             master = seen_by_bob["master_keys"][alice_id]
             tc.assertEqual(unsigned_copy(master), alice_master)
-            # The master key carries the signature of alice's device, which verifies.
-            verify_signature(master, alice_id, alice.client.olm.account.identity_keys["ed25519"],
-                             alice.client.device_id)
+            if alice_account.server_kind == "matrixd" or bob_account.base_url == alice_account.base_url:
+                # The master key carries the signature of alice's device, which verifies. (Synapse's
+                # m.signing_key_update leaves the optional device signatures of a master key out, and
+                # bob's server answers from the cache those updates keep; so only asked of matrixd.)
+                verify_signature(master, alice_id, alice.client.olm.account.identity_keys["ed25519"],
+                                 alice.client.device_id)
             ssk = seen_by_bob["self_signing_keys"][alice_id]
             tc.assertEqual(list(ssk["keys"].values()), [alice_xs.public(alice_xs.self_signing)])
             verify_signature(ssk, alice_id, alice_xs.public(alice_xs.master))
@@ -504,7 +527,11 @@ async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, 
         async with step("a user who leaves the only shared room is in device_lists.left"):
             expect(await bob.client.room_leave(room_id), RoomLeaveResponse, "leave")
             await alice.until(lambda r: bob_id in r.device_list.left, "bob in alice's device_lists.left")
-            await bob.until(lambda r: alice_id in r.device_list.left, "alice in bob's device_lists.left")
+            if bob_account.server_kind == "matrixd":
+                # The leaver's own view. Synapse does not list the users of a room its last
+                # user left over federation (it no longer tracks that room's members), so
+                # this is only asked of matrixd.
+                await bob.until(lambda r: alice_id in r.device_list.left, "alice in bob's device_lists.left")
     finally:
         await session.close()
         for device in (alice, bob, alice2):
@@ -544,7 +571,8 @@ class NioCryptoFederationTestCase(unittest.TestCase):
         for server, name in ((pair.first, "alice"), (pair.second, "bob")):
             password = f"{name}-secret-1"
             registered = await server.register(f"{name}{suffix}", password=password)
-            users.append(Account(server.client_url, registered.user_id, password, registered=True))
+            users.append(Account(server.client_url, registered.user_id, password, registered=True,
+                                 server_kind=server.kind))
         store_root = os.path.abspath(self.mktemp())
         try:
             await threads.deferToThread(asyncio.run, encrypted_conversation(self, users[0], users[1], store_root))
