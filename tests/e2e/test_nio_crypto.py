@@ -20,7 +20,14 @@ over loopback HTTP, the way a client does in production:
   uploaded over HTTP: the first upload, then a replacement that needs
   User-Interactive Authentication; device and user signatures go through
   ``/keys/signatures/upload``, and ``/keys/query`` shows each user what the
-  spec says they may see, with signatures that verify.
+  spec says they may see, with signatures that verify;
+* a user who leaves the only shared room shows in ``device_lists.left``.
+
+The same scenario runs with alice and bob on two federating servers
+(``matrixd.testing.federation_pair``: matrixd<->matrixd and matrixd<->Synapse
+both ways), where room keys, ``/keys/query`` and ``/keys/claim`` of the other
+user, device list and signing key updates and to-device messages all cross
+servers. A few checks are only asked of matrixd, each says why where it is.
 
 Like ``test_nio``, the scenario runs in asyncio on a worker thread while
 trial's reactor waits; the engine comes from ``MATRIXD_TEST_DB``.
