@@ -235,6 +235,101 @@ class InteropScenario(unittest.TestCase):
         self.assertEqual(members[("m.room.member", carol.user_id)]["content"]["membership"], "leave")
         await self.assert_state_equal(alice, dave, room)
 
+    async def test_knock_and_restricted_join(self) -> None:
+        """A knock on a host room, accepted by an invite; a restricted room joined through membership
+        of another room (the host authorises the join)."""
+        alice, bob = await self._users()
+        via = [self.host.server_name]
+
+        knock_room = await alice.create_room(preset="private_chat", initial_state=[
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}},
+        ])
+        await bob.request("POST", f"/_matrix/client/v3/knock/{knock_room}", {"reason": "let me in"},
+                          query={"server_name": via})
+        await self._wait_member(alice, knock_room, bob.user_id, "knock")
+        knock = _state_key_map(await alice.state(knock_room))[("m.room.member", bob.user_id)]
+        self.assertEqual(knock["content"].get("reason"), "let me in")
+        await alice.invite(knock_room, bob.user_id)
+        await bob.sync_until(lambda sync: sync.get("rooms", {}).get("invite", {}).get(knock_room))
+        await bob.join(knock_room, via=via)
+        await self._wait_member(alice, knock_room, bob.user_id, "join")
+        await self.assert_state_equal(alice, bob, knock_room)
+
+        space, _alias = await self._public_room(alice)
+        restricted = await alice.create_room(preset="private_chat", initial_state=[
+            {"type": "m.room.join_rules", "state_key": "",
+             "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}},
+        ])
+        code, body = await bob.request_raw("POST", f"/_matrix/client/v3/join/{restricted}", {},
+                                           query={"server_name": via})
+        self.assertEqual(code, 403, body)
+        await bob.join(space, via=via)
+        await self._wait_member(alice, space, bob.user_id, "join")
+        self.assertEqual(await bob.join(restricted, via=via), restricted)
+        await self._wait_member(alice, restricted, bob.user_id, "join")
+        join = _state_key_map(await bob.state(restricted))[("m.room.member", bob.user_id)]
+        self.assertEqual(join["content"].get("join_authorised_via_users_server"), alice.user_id)
+        await self.assert_state_equal(alice, bob, restricted)
+
+    async def test_concurrent_sends_and_redactions_converge(self) -> None:
+        """Both servers send messages and state at the same time (forks); both end with the same
+        timeline and state. Redactions cross both ways."""
+        alice, bob = await self._users()
+        room, alias = await self._public_room(alice)
+        await bob.join(alias)
+        await self._wait_member(alice, room, bob.user_id, "join")
+        levels = _state_key_map(await alice.state(room))[("m.room.power_levels", "")]["content"]
+        levels["users"][bob.user_id] = 50
+        await alice.send_state(room, "m.room.power_levels", levels)
+
+        async def bob_may_name() -> bool:
+            state = _state_key_map(await bob.state(room))
+            return state[("m.room.power_levels", "")]["content"]["users"].get(bob.user_id) == 50
+        await bob.wait_for(bob_may_name)
+
+        async def burst(client: MatrixClient, who: str) -> list[str]:
+            ids = []
+            for i in range(6):
+                if i == 3:
+                    ids.append(await client.send_state(room, "m.room.name", {"name": f"named by {who}"}))
+                else:
+                    ids.append(await client.send_text(room, f"{who} {i}"))
+            return ids
+
+        from twisted.internet import defer
+        results = await defer.gatherResults([
+            defer.ensureDeferred(burst(alice, "alice")), defer.ensureDeferred(burst(bob, "bob")),
+        ])
+        sent = set(results[0]) | set(results[1])
+        # One more event from each side merges the forks.
+        sent.add(await alice.send_text(room, "alice merges"))
+        sent.add(await bob.send_text(room, "bob merges"))
+
+        async def timeline(client: MatrixClient) -> set[str]:
+            chunk = (await client.messages(room, limit=40))["chunk"]
+            return {e["event_id"] for e in chunk}
+
+        for client in (alice, bob):
+            async def has_all(client: MatrixClient = client) -> bool:
+                return sent <= await timeline(client)
+            await client.wait_for(has_all)
+        await self.assert_state_equal(alice, bob, room)
+
+        # Redactions: the host's admin redacts the guest's message, the guest redacts its own.
+        victim = await bob.send_text(room, "to be redacted by alice")
+        own = await bob.send_text(room, "to be redacted by bob")
+        await alice.sync()
+        await alice.wait_for(lambda: alice.request("GET", f"/_matrix/client/v3/rooms/{room}/event/{own}"))
+        await alice.request("PUT", f"/_matrix/client/v3/rooms/{room}/redact/{victim}/{alice.next_txn()}",
+                            {"reason": "spam"})
+        await bob.request("PUT", f"/_matrix/client/v3/rooms/{room}/redact/{own}/{bob.next_txn()}", {})
+        for client in (alice, bob):
+            for event_id in (victim, own):
+                async def redacted(client: MatrixClient = client, event_id: str = event_id) -> bool:
+                    event = await client.request("GET", f"/_matrix/client/v3/rooms/{room}/event/{event_id}")
+                    return event["content"] == {} and "redacted_because" in event.get("unsigned", {})
+                await client.wait_for(redacted)
+
     async def test_late_joiner_backfills_history(self) -> None:
         """History from before the guest server joined is fetched by paginating /messages backwards."""
         alice, bob = await self._users()
