@@ -132,10 +132,33 @@ class InteropScenario(unittest.TestCase):
                 e["type"] == "m.receipt" and user_id in e["content"].get(event_id, {}).get("m.read", {})
                 for e in ephemeral_events(sync, room)
             )
+        # A private read receipt stays on its server: the public one sent after it arrives alone.
+        private_seen: list[JsonDict] = []
+
+        def public_receipt_only(user_id: str, event_id: str) -> Callable[[JsonDict], Any]:
+            def check(sync: JsonDict) -> Any:
+                for e in ephemeral_events(sync, room):
+                    if e["type"] == "m.receipt":
+                        private_seen.extend(
+                            r for r in e["content"].values() if user_id in r.get("m.read.private", {})
+                        )
+                return receipt(user_id, event_id)(sync)
+            return check
+        await bob.send_receipt(room, from_bob, "m.read.private")
         await bob.send_receipt(room, from_alice)
-        await alice.sync_until(receipt(bob.user_id, from_alice))
+        await alice.sync_until(public_receipt_only(bob.user_id, from_alice))
+        await alice.send_receipt(room, from_alice, "m.read.private")
         await alice.send_receipt(room, from_bob)
-        await bob.sync_until(receipt(alice.user_id, from_bob))
+        await bob.sync_until(public_receipt_only(alice.user_id, from_bob))
+        self.assertEqual(private_seen, [])
+
+        # A profile change reaches the other server as a new membership event.
+        await bob.request("PUT", f"/_matrix/client/v3/profile/{bob.user_id}/displayname", {"displayname": "Bobby"})
+
+        async def renamed() -> bool:
+            member = _state_key_map(await alice.state(room)).get(("m.room.member", bob.user_id))
+            return member is not None and member["content"].get("displayname") == "Bobby"
+        await alice.wait_for(renamed)
 
         # /messages on both sides has both messages, in the same order.
         for client in (alice, bob):
@@ -336,7 +359,8 @@ class InteropScenario(unittest.TestCase):
         room, alias = await self._public_room(alice, initial_state=[
             {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}},
         ])
-        sent = [await alice.send_text(room, f"before the join {i}") for i in range(25)]
+        # More than one backfill request's worth (servers ask for 100 at a time).
+        sent = [await alice.send_text(room, f"before the join {i}") for i in range(120)]
         await bob.join(alias)
         await self._wait_member(alice, room, bob.user_id, "join")
         after = await alice.send_text(room, "after the join")
@@ -346,7 +370,7 @@ class InteropScenario(unittest.TestCase):
         types: list[str] = []
         token: Optional[str] = None
         for _ in range(30):
-            page = await bob.messages(room, from_token=token, limit=10)
+            page = await bob.messages(room, from_token=token, limit=50)
             for event in page["chunk"]:
                 types.append(event["type"])
                 if event["type"] == "m.room.message":
