@@ -196,7 +196,11 @@ class MembershipServer:
         stored_pdu["unsigned"] = {"invite_room_state": stripped}
         invite = Event(stored_pdu, rv, event_id=event.event_id)
         invite.internal_metadata.outlier = True
-        we_are_in_room = await self._rooms.get_room(room_id) is not None
+        # In the room, the invite also reaches us in a transaction and enters the room's state; a room
+        # we know but have left (or never joined) gets it out of band, like an unknown room.
+        we_are_in_room = any(
+            domain_of(user_id) == self._server_name for user_id in await self._current.get_users_in_room(room_id)
+        )
         await self._received.persist_outliers([invite], out_of_band_membership=not we_are_in_room)
         return {"event": signed}
 

@@ -124,6 +124,7 @@ class EventPersister:
         *,
         new_current_state: Optional[StateMap],
         backfilled: bool = False,
+        redaction_authorised: bool = False,
     ) -> PersistedEvent:
         """Persist a timeline event received from another server (room lock held).
 
@@ -147,7 +148,8 @@ class EventPersister:
         if new_current_state is not None and not backfilled:
             old_current = await self._current.get_current_state_ids(room_id)
             deltas[room_id] = StateDelta.between(old_current, new_current_state)
-        ctx = EventContext(state_group=group_after, state_group_before=group_before)
+        ctx = EventContext(state_group=group_after, state_group_before=group_before,
+                           redaction_authorised=redaction_authorised)
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled)
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("federation").inc()

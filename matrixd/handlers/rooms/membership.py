@@ -116,6 +116,12 @@ class RoomMemberHandler:
             if hosts:
                 return await self._remote.remote_join(requester, room_id, [*(remote_servers or []), *hosts],
                                                       dict(extra_content or {}))
+        if action == "leave" and self._remote is not None and target == requester.user_id:
+            # Rejecting an invite to (or withdrawing a knock on) a room we have left: our copy of the
+            # room is stale, the leave must go through a server in it.
+            hosts = await self._remote_hosts_if_we_left(room_id)
+            if hosts:
+                return await self._remote.remote_leave(requester, room_id, [*(remote_servers or []), *hosts])
 
         membership, content = self._membership_for(action, requester.user_id, target)
         if extra_content:
