@@ -56,7 +56,6 @@ from nio import (
     LoginResponse,
     MegolmEvent,
     RoomCreateResponse,
-    RoomInviteResponse,
     RoomKeyRequestResponse,
     RoomLeaveResponse,
     RoomMessageText,
@@ -285,12 +284,10 @@ async def encrypted_conversation(tc: unittest.TestCase, alice_account: Account, 
 
         async with step("encrypted room"):
             created = expect(await alice.client.room_create(
-                name="secret room",
+                name="secret room", invite=[bob_id],
                 initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}],
             ), RoomCreateResponse, "createRoom")
             room_id = created.room_id
-            # A separate /invite (not createRoom's "invite" list): see the report on remote invitees.
-            expect(await alice.client.room_invite(room_id, bob_id), RoomInviteResponse, "invite")
             await bob.until(lambda r: room_id in r.rooms.invite, "bob's invite")
             expect(await bob.client.join(room_id), JoinResponse, "join")
             await bob.until(lambda r: room_id in r.rooms.join, "the joined room (for bob)")
