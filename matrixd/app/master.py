@@ -488,6 +488,7 @@ async def build_master_components(
             users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,
             room_creation=core.room_creation, send=core.send),
     )
+    core.membership.set_room_blocks(admin_store)  # blocked rooms refuse joins, knocks, invites
     await admin_runner.resume_unfinished()
     # -- end server administration --
 
