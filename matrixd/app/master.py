@@ -62,6 +62,7 @@ from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
 from matrixd.rest.admin.rooms import room_admin_servlets
 from matrixd.rest.admin.users import user_admin_servlets
 from matrixd.storage.admin import AdminStore
+from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -464,13 +465,15 @@ async def build_master_components(
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)
     admin_runner = BackgroundJobRunner(clock, admin_store)
+    ratelimit_overrides = RatelimitOverrides(clock, admin_store)  # admin /override_ratelimit -> rc_message
+    core.send.set_ratelimit_overrides(ratelimit_overrides)
     admin = AdminArea(
         store=admin_store, runner=admin_runner,
         users=UserAdminHandler(
             clock=clock, server_name=config.server.server_name, store=admin_store, users=accounts.users,
             tokens=accounts.tokens, profiles=stores.profiles, current_state=stores.current_state,
             account=account_area.account, sessions=account_area.sessions, hasher=account_area.hasher,
-            devices=account_area.devices, profile=account_area.profile),
+            devices=account_area.devices, profile=account_area.profile, ratelimit_overrides=ratelimit_overrides),
         rooms=RoomAdminHandler(
             server_name=config.server.server_name, store=admin_store, rooms=stores.rooms, events=stores.events,
             current_state=stores.current_state, membership=core.membership, send=core.send,

@@ -50,6 +50,9 @@ class RoomCreationHandler:
             room_version = get_room_version(requested) if requested is not None else self._default_room_version
         creator = requester.user_id
         plan = plan_room_creation(room_version, creator, body, self._server_name)
+        if requester.shadow_banned and plan.invitees:
+            # A shadow-banned user's room with invites is never created; the answer looks normal.
+            return random_room_id(self._server_name)
 
         alias: Optional[str] = None
         for planned in plan.events:

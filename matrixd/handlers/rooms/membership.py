@@ -8,6 +8,7 @@ layer's job (``RemoteJoiner``); without it such joins are refused clearly.
 
 from __future__ import annotations
 
+import secrets
 from typing import Optional, Protocol
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
@@ -116,6 +117,9 @@ class RoomMemberHandler:
                 raise MatrixError(400, "reason is too long", Codes.INVALID_PARAM)
         if action in (JOIN, KNOCK, INVITE):
             await self.check_room_not_blocked(room_id)
+        if action == INVITE and requester.shadow_banned:
+            # Shadow-banned users' invites look sent but reach nobody.
+            return "$" + secrets.token_urlsafe(32)
 
         room = await self._rooms.get_room(room_id)
         if room is None:
