@@ -53,7 +53,7 @@ from matrixd.federation.sender.area import (
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
-from matrixd.handlers.admin.misc import AdminMiscHandler, NoDestinations
+from matrixd.handlers.admin.misc import AdminMiscHandler
 from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
@@ -484,8 +484,8 @@ async def build_master_components(
             membership=core.membership, room_creation=core.room_creation, send=core.send),
         media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
                                 storage=media.storage),
-        # No destinations table yet: the adapter reports no destinations.
-        misc=AdminMiscHandler(store=admin_store, events=stores.events, destinations=NoDestinations()),
+        misc=AdminMiscHandler(store=admin_store, events=stores.events,
+                              on_backoff_reset=federation_out.sender.on_backoff_reset),
         notices=ServerNoticesHandler(
             server_name=config.server.server_name, config=config.server_notices, store=admin_store,
             users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,

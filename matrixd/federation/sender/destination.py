@@ -159,6 +159,13 @@ class DestinationQueue:
             self._wake_timer = self._clock.call_later(wait_ms / 1000, self.wake)
         return False
 
+    def reset_backoff(self) -> None:
+        """The stored backoff was cleared (admin API): re-read it and send now."""
+        self._retry_loaded = False
+        if self._wake_timer is not None and self._wake_timer.active():
+            self._wake_timer.cancel()
+        self.wake()
+
     def is_down(self) -> bool:
         return self._retry is not None and self._retry.retry_interval > 0
 

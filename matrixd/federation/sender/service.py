@@ -336,6 +336,12 @@ class FederationSenderService:
         """The destination's queue, if it has one (metrics, tests, admin)."""
         return self._queues.get(destination)
 
+    def on_backoff_reset(self, destination: str) -> None:
+        """An admin cleared ``destination``'s stored backoff: forget ours and try again now."""
+        queue = self._queues.get(destination)
+        if queue is not None:
+            queue.reset_backoff()
+
     def _next_txn_id(self) -> str:
         self._txn_counter += 1
         return f"{self._txn_prefix}-{self._txn_counter}"
