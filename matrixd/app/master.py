@@ -54,6 +54,7 @@ from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
 from matrixd.handlers.admin.misc import AdminMiscHandler
+from matrixd.handlers.admin.stats import CurrentStateSize
 from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
@@ -492,6 +493,7 @@ async def build_master_components(
             room_creation=core.room_creation, send=core.send),
     )
     core.membership.set_room_blocks(admin_store)  # blocked rooms refuse joins, knocks, invites
+    CurrentStateSize(clock, admin_store).start()  # matrixd_current_state_{rooms,events} gauges
     await admin_runner.resume_unfinished()
     # -- end server administration --
 

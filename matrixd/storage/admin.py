@@ -520,3 +520,9 @@ class AdminStore:
             return [(r[0], int(r[1])) for r in txn.fetchall()], total
 
         return await self._db.run_interaction("admin_destination_rooms", _txn)
+
+    async def count_current_state(self) -> tuple[int, int]:
+        """``(rooms with current state, current state events)`` over the whole server."""
+        rows = await self._db.execute("count_current_state",
+                                      "SELECT COUNT(DISTINCT room_id), COUNT(*) FROM current_state_events")
+        return (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)

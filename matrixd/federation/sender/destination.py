@@ -118,6 +118,12 @@ class DestinationQueue:
     def pending(self) -> int:
         return len(self._pdus) + len(self._edus)
 
+    def pending_pdus(self) -> int:
+        return len(self._pdus)
+
+    def pending_edus(self) -> int:
+        return len(self._edus)
+
     def _update_gauge(self) -> None:
         QUEUE_DEPTH.labels(self.destination).set(self.pending())
 
