@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from twisted.trial import unittest
 
 from matrixd.http.server import JsonResource
 from matrixd.media.area import MediaArea, build_media_area
+from matrixd.media.storage import FileLocation
 from matrixd.rest.media import build_media_servlets
 from matrixd.testing.http import FakeChannel, make_request, make_site
 from tests.admin.base import ADMIN
@@ -55,6 +57,19 @@ class LocalQuarantineServingTests(unittest.TestCase):
                              access_token=self.user_tok)
         self.assertEqual((ch.code, ch.json_body["errcode"]), (403, "M_FORBIDDEN"))
         self.assertEqual(self.codes(), [200, 200, 200, 200])
+
+    def test_delete_removes_content_and_thumbnails(self) -> None:
+        """Deleting media removes its content file and every generated thumbnail; all endpoints then 404."""
+        self.assertEqual(self.codes(), [200, 200, 200, 200])  # thumbnails now exist on disk
+        storage = self.hs.components.media.storage
+        location = FileLocation(self.media_id)
+        thumbs = storage.thumbnail_dir_for(location)
+        self.assertTrue(os.path.isdir(thumbs) and os.listdir(thumbs))
+        ch = self.hs.request("DELETE", f"{ADMIN}/v1/media/test/{self.media_id}", access_token=self.admin_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.assertFalse(os.path.exists(storage.path_for(location)))
+        self.assertFalse(os.path.exists(thumbs))
+        self.assertEqual(self.codes(), [404, 404, 404, 404])
 
     def test_protected_media_still_served(self) -> None:
         """Protected media is skipped by quarantine and stays served."""
