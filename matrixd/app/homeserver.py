@@ -31,6 +31,7 @@ import attrs
 import signedjson.key
 from twisted.internet import defer
 
+from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
@@ -208,6 +209,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
         if config.server.pid_file and os.path.exists(config.server.pid_file):
             os.unlink(config.server.pid_file)
 
+    install_process_metrics(reactor)  # reactor tick and GC pause metrics (Synapse's names)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(startup()))
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: defer.ensureDeferred(shutdown())

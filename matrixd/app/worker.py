@@ -35,6 +35,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.ssl import optionsForClientTLS
 
+from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
 from matrixd.app.homeserver import READY_FILE_ENV, load_signing_key
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
@@ -200,6 +201,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
         if pid_file and os.path.exists(pid_file):
             os.unlink(pid_file)
 
+    install_process_metrics(reactor)  # reactor tick and GC pause metrics (Synapse's names)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(startup()))
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))
     reactor.run()

@@ -28,6 +28,7 @@ import logging
 import random
 from typing import Awaitable, Callable, Collection, Optional, Sequence
 
+from prometheus_client import Gauge
 from twisted.internet import defer
 
 from matrixd.events.event import Event
@@ -44,6 +45,10 @@ from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
+
+PENDING_PDUS = Gauge("synapse_federation_transaction_queue_pending_pdus", "PDUs waiting to be sent, all destinations")
+PENDING_EDUS = Gauge("synapse_federation_transaction_queue_pending_edus",
+                     "Ephemeral EDUs waiting to be sent, all destinations")
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +96,9 @@ class FederationSenderService:
         self._policy = policy
         self._rng = rng or random.Random()
         self._queues: dict[str, DestinationQueue] = {}
+        # Synapse's names for the totals over every destination (one sender per process).
+        PENDING_PDUS.set_function(lambda: sum(q.pending_pdus() for q in list(self._queues.values())))
+        PENDING_EDUS.set_function(lambda: sum(q.pending_edus() for q in list(self._queues.values())))
         self._txn_prefix = str(clock.time_msec())
         self._txn_counter = 0
         self._started = False
@@ -335,6 +343,12 @@ class FederationSenderService:
     def get_queue(self, destination: str) -> Optional[DestinationQueue]:
         """The destination's queue, if it has one (metrics, tests, admin)."""
         return self._queues.get(destination)
+
+    def on_backoff_reset(self, destination: str) -> None:
+        """An admin cleared ``destination``'s stored backoff: forget ours and try again now."""
+        queue = self._queues.get(destination)
+        if queue is not None:
+            queue.reset_backoff()
 
     def _next_txn_id(self) -> str:
         self._txn_counter += 1

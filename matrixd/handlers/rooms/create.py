@@ -77,6 +77,9 @@ class RoomCreationHandler:
             remote_invites = [e for e in plan.events if e.event_type == "m.room.member" and e.state_key != creator
                               and e.state_key is not None and get_domain_from_id(e.state_key) != self._server_name]
             plan = attrs.evolve(plan, events=tuple(e for e in plan.events if e not in remote_invites))
+        if requester.shadow_banned and plan.invitees:
+            # A shadow-banned user's room with invites is never created; the answer looks normal.
+            return random_room_id(self._server_name)
 
         alias: Optional[str] = None
         for planned in plan.events:
