@@ -98,7 +98,8 @@ class Deployment:
         self.run_dir = os.path.join(self.dir, "run")
         os.makedirs(self.run_dir)
         names = ["main", "main_repl", "main_internal", "main_metrics", "sync1", "sync1_metrics", "fedreader1",
-                 "fedreader1_metrics", "media1", "media1_metrics", "fedsender1_metrics", "nginx"]
+                 "fedreader1_metrics", "media1", "media1_metrics", "fedsender1_metrics", "nginx", "remote1",
+                 "remote2"]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.nginx: Optional[subprocess.Popen[bytes]] = None
         self.dbname = f"matrixd_w_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -184,6 +185,10 @@ class Deployment:
             "worker_replication_port": self.ports["main_repl"],
             "instance_map": {"main": {"host": "127.0.0.1", "port": self.ports["main_internal"]}},
             "federation_sender_instances": ["fedsender1"],
+            # Remote servers in tests are HTTPS servers on loopback with self-signed certificates.
+            "federation_verify_certificates": False,
+            "ip_range_whitelist": ["127.0.0.0/8"],
+            "trusted_key_servers": [],
         }
         self.config_path = os.path.join(self.dir, "homeserver.yaml")
         with open(self.config_path, "w", encoding="utf-8") as f:
