@@ -224,6 +224,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=N")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the deployments' directories (logs)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also run the monolith from another checkout (e.g. /work/main) first, for comparison")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else attrs.evolve(FULL, fanout_clients=200, users=202, send_sequential=1000,
                                                  send_concurrent=1000)
@@ -239,11 +241,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = tempfile.mkdtemp(prefix="bench_workers_")
     results: dict[str, list[Metric]] = {}
     try:
-        for name, sync_workers in (("monolith", 0), (f"{args.sync_workers} sync workers", args.sync_workers)):
+        layouts: list[tuple[str, int, Optional[str]]] = [
+            ("monolith", 0, None), (f"{args.sync_workers} sync workers", args.sync_workers, None)]
+        if args.baseline:
+            layouts.insert(0, ("monolith (baseline)", 0, args.baseline))
+        for name, sync_workers, source in layouts:
             harness = _Harness(root)
             try:
                 d = Deployment(harness, sync_workers=sync_workers, other_workers=False,  # type: ignore[arg-type]
-                               extra_config={"registration_shared_secret": SECRET})
+                               extra_config={"registration_shared_secret": SECRET}, source=source)
                 d.start()
                 print(f"{name}: running", file=sys.stderr)
                 results[name] = asyncio.run(run_layout(d, p, samples))

@@ -92,11 +92,13 @@ class Deployment:
     """See the module docstring.  Worker names: ``sync1``, ``fedreader1``, ``media1``, ``fedsender1``."""
 
     def __init__(self, testcase: TestCase, *, sync_workers: int = 1, other_workers: bool = True,
-                 extra_config: Optional[dict[str, Any]] = None) -> None:
+                 extra_config: Optional[dict[str, Any]] = None, source: Optional[str] = None) -> None:
         """``sync_workers`` sync workers (``sync1``...); ``other_workers``: the reader, media worker and sender
         (without them and with no sync worker it is a monolith behind nginx). ``testcase`` needs only
-        ``mktemp()`` and ``addCleanup()`` (the benchmark passes a stand-in)."""
+        ``mktemp()`` and ``addCleanup()`` (the benchmark passes a stand-in). ``source``: another checkout
+        whose scripts/matrixdctl (and so whose matrixd) runs the processes (the benchmark's baseline)."""
         self.testcase = testcase
+        self.matrixdctl_path = os.path.join(source, "scripts", "matrixdctl") if source else MATRIXDCTL
         self.sync_names = [f"sync{i + 1}" for i in range(sync_workers)]
         self.other_workers = other_workers
         self.extra_config = dict(extra_config or {})
@@ -220,7 +222,7 @@ class Deployment:
     # -- processes --------------------------------------------------------------
 
     def matrixdctl(self, *args: str, timeout: float = 90.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, MATRIXDCTL, "-c", self.config_path, "--run-dir", self.run_dir, "--timeout", "45",
+        cmd = [sys.executable, self.matrixdctl_path, "-c", self.config_path, "--run-dir", self.run_dir, "--timeout", "45",
                *args]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.dir)
         if check and result.returncode != 0:

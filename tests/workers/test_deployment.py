@@ -182,6 +182,14 @@ class DeploymentTests(unittest.TestCase):
             self.assertIn("process_cpu_seconds_total", d.metrics(name))
         self.assertIn("matrixd_replication_connected_workers 4.0", d.metrics("main"))
         self.assertIn('matrixd_replication_stream_position{stream="events"}', d.metrics("fedsender1"))
+        # The replication metrics of the issue: lag per stream and commands received on workers, commands
+        # sent and connected workers on the master, catch-up counters everywhere.
+        sync_metrics, main_metrics = d.metrics("sync1"), d.metrics("main")
+        for stream in ("events", "receipts", "typing", "caches"):
+            self.assertIn(f'matrixd_replication_stream_lag{{stream="{stream}"}} 0.0', sync_metrics)
+        self.assertIn('matrixd_replication_commands_received_total{verb="RDATA"}', sync_metrics)
+        self.assertIn('matrixd_replication_commands_sent_total{verb="RDATA"}', main_metrics)
+        self.assertIn("# TYPE matrixd_replication_catchups_total counter", sync_metrics)
 
     def test_federation_in_through_reader_out_through_sender(self) -> None:
         """Two remote servers (HTTPS on loopback) join a room through the master; a transaction one of them
@@ -238,6 +246,16 @@ class DeploymentTests(unittest.TestCase):
             self.assertEqual({o for o, _b in remote.transactions}, {SERVER_NAME})
         self.assertTrue(r1.wait_for(lambda: any(e["edu_type"] == "m.direct_to_device" for e in r1.edus())),
                         r1.transactions)
+        # Typing and receipts (written on the master, replicated to the sender) go out as EDUs too.
+        typing = d.request("PUT", f"/_matrix/client/v3/rooms/{room_id}/typing/{urllib.parse.quote(alice)}",
+                           {"typing": True, "timeout": 30000}, token)
+        self.assertEqual(typing.code, 200, typing.body)
+        receipt = d.request("POST", f"/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{sent.json['event_id']}",
+                            {}, token)
+        self.assertEqual(receipt.code, 200, receipt.body)
+        for edu_type in ("m.typing", "m.receipt"):
+            self.assertTrue(r2.wait_for(lambda t=edu_type: any(e["edu_type"] == t for e in r2.edus())),
+                            (edu_type, r2.transactions))
         sender_metrics, main_metrics = d.metrics("fedsender1"), d.metrics("main")
         self.assertIn(f'matrixd_federation_sender_transactions_total{{destination="{r1.server_name}"}}',
                       sender_metrics)
