@@ -201,18 +201,21 @@ async def replication_stream_latency(d: Deployment, sender: User, master_base: s
     ]
 
 
-async def run_layout(d: Deployment, p: Params, samples: int) -> list[Metric]:
+async def run_layout(d: Deployment, p: Params, samples: int, scenarios: set[str]) -> list[Metric]:
     metrics: list[Metric] = []
     async with new_session() as session:
         hs = Homeserver(session, d.base(), SECRET)
         state = ServerState(hs)
         metrics += await register(state, p)
-        metrics += await send(state, p)
-        metrics += await fanout(state, p)
-        reader_base = d.base(d.sync_names[0]) if d.sync_names else d.base("main")
-        metrics += await replication_latency(hs, state.users[0], state.users[1], reader_base, d.base("main"),
-                                             samples)
-        metrics += await replication_stream_latency(d, state.users[0], d.base("main"), samples)
+        if "send" in scenarios:
+            metrics += await send(state, p)
+        if "fanout" in scenarios:
+            metrics += await fanout(state, p)
+        if "replication" in scenarios:
+            reader_base = d.base(d.sync_names[0]) if d.sync_names else d.base("main")
+            metrics += await replication_latency(hs, state.users[0], state.users[1], reader_base, d.base("main"),
+                                                 samples)
+            metrics += await replication_stream_latency(d, state.users[0], d.base("main"), samples)
     return metrics
 
 
@@ -226,6 +229,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the deployments' directories (logs)")
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="also run the monolith from another checkout (e.g. /work/main) first, for comparison")
+    parser.add_argument("--layouts", default="monolith,workers",
+                        help="comma list of baseline (needs --baseline), monolith, workers; repeats allowed"
+                             " (e.g. baseline,monolith,baseline,monolith for an interleaved A/B)")
+    parser.add_argument("--scenarios", default="send,fanout,replication", help="comma list of send,fanout,replication")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else attrs.evolve(FULL, fanout_clients=200, users=202, send_sequential=1000,
                                                  send_concurrent=1000)
@@ -241,10 +248,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = tempfile.mkdtemp(prefix="bench_workers_")
     results: dict[str, list[Metric]] = {}
     try:
-        layouts: list[tuple[str, int, Optional[str]]] = [
-            ("monolith", 0, None), (f"{args.sync_workers} sync workers", args.sync_workers, None)]
-        if args.baseline:
-            layouts.insert(0, ("monolith (baseline)", 0, args.baseline))
+        kinds = {"baseline": ("monolith (baseline)", 0, args.baseline), "monolith": ("monolith", 0, None),
+                 "workers": (f"{args.sync_workers} sync workers", args.sync_workers, None)}
+        wanted = args.layouts.split(",")
+        if args.baseline and "baseline" not in wanted:
+            wanted.insert(0, "baseline")
+        layouts: list[tuple[str, int, Optional[str]]] = []
+        for i, kind in enumerate(wanted):
+            name, sync_workers, source = kinds[kind]
+            if kind == "baseline" and not source:
+                parser.error("the baseline layout needs --baseline CHECKOUT")
+            layouts.append((name if wanted.count(kind) == 1 else f"{name} #{wanted[:i + 1].count(kind)}",
+                            sync_workers, source))
         for name, sync_workers, source in layouts:
             harness = _Harness(root)
             try:
@@ -252,7 +267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                extra_config={"registration_shared_secret": SECRET}, source=source)
                 d.start()
                 print(f"{name}: running", file=sys.stderr)
-                results[name] = asyncio.run(run_layout(d, p, samples))
+                results[name] = asyncio.run(run_layout(d, p, samples, set(args.scenarios.split(","))))
             finally:
                 harness.close()
     finally:
