@@ -118,7 +118,7 @@ async def stop_master(app: MasterApp) -> None:
     """Stop accepting connections, then close the database."""
     if app.components is not None:
         app.components.federation_out.stop()
-        app.components.replication.publisher.stop()
+        app.components.replication.stop()
         if app.components.replication.server is not None:
             app.components.replication.server.close_all()
     for listener in app.listeners:

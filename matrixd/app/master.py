@@ -111,6 +111,7 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import federation_sender_for_master, register_federation_transaction_endpoint
 from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
 from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
@@ -447,7 +448,8 @@ async def build_master_components(
         clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
         notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
         visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
-        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device,
+        send_federation=config.federation.send_federation and config.workers.master_sends_federation,
         e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
         sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
                           presence=sync.presence, presence_store=sync.stores.presence),
@@ -460,7 +462,10 @@ async def build_master_components(
     # -- end federation out --------------------------------------------------------------------
 
     # -- federation event flow: inbound /send, membership over federation, backfill --
-    federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
+    # (with a federation_sender worker, what this flow hands the sender goes through the outbox stream)
+    outbound = await federation_sender_for_master(config, clock, db, replication, federation_out.sender)
+    federation_flow = build_federation_flow_area(core, federation, outbound, federation_out.edus)
+    register_federation_transaction_endpoint(internal, federation_flow.transactions, stores.stream_ids)
     rooms.messages.set_backfill(federation_flow.backfiller)
     # -- end federation event flow --
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --

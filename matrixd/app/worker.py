@@ -122,6 +122,8 @@ async def start_worker(app: WorkerApp) -> list[BoundListener]:
     client.start()
     logger.info("waiting for the replication stream to position %s", ", ".join(client.streams))
     await client.ready
+    if app.components.sender is not None:
+        await app.components.sender.start()
     app.servlet_groups = build_worker_servlet_groups(app.config, app.components)
     app.listeners = start_listeners(app.reactor, app.config, app.servlet_groups)
     return app.listeners
@@ -135,6 +137,8 @@ async def stop_worker(app: WorkerApp) -> None:
             await stopped
     app.listeners = []
     if app.components is not None:
+        if app.components.sender is not None:
+            app.components.sender.stop()
         app.components.replication.client.stop()
         if app.components.federation is not None:
             await app.components.federation.agent.close()

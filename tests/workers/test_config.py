@@ -99,6 +99,11 @@ class ExampleWorkerTests(unittest.TestCase):
         with self.assertRaises(ConfigError):
             worker_kind(parse_config_dict({**SHARED, "worker_app": "sync", "worker_name": "s1", "instance_map": {}}))
         self.assertTrue(parse_config_dict({"server_name": "example.org"}).workers.master_sends_federation)
+        unlisted = {k: v for k, v in SHARED.items() if k != "federation_sender_instances"}
+        with self.assertRaises(ConfigError):
+            parse_config_dict({**unlisted, "worker_app": "federation_sender", "worker_name": "fedsender1"})
+        with self.assertRaises(ConfigError):
+            parse_config_dict({**SHARED, "federation_sender_instances": ["fs1", "fs2"]})
 
     def test_worker_refuses_sqlite_and_master_configs(self) -> None:
         """A worker needs PostgreSQL and a worker_app."""
