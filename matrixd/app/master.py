@@ -508,6 +508,8 @@ async def build_master_components(
                                                    appservice.namespaces.lookup_token)
         account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
         rooms.aliases.set_app_services(appservice.queries)
+        core.send.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
+        rooms.membership_requests.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
         core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
         appservice.transactions.start()
         if any(s.receive_ephemeral for s in appservice.services):

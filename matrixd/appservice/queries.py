@@ -151,7 +151,13 @@ class AppServiceNamespaces:
     def __init__(self, services: Sequence[AppServiceRegistration], server_name: str) -> None:
         self._services = tuple(services)
         self._by_token = {s.as_token: s for s in services}
+        self._by_id = {s.id: s for s in services}
         self._server_name = server_name
+
+    def is_rate_limit_exempt(self, service_id: str) -> bool:
+        """The service's registration says ``rate_limited: false`` (the default is true)."""
+        service = self._by_id.get(service_id)
+        return service is not None and not service.rate_limited
 
     def is_user_exclusive(self, user_id: str) -> bool:
         """Claimed exclusively by a service (or is a service's sender): normal users may not register it."""
