@@ -509,6 +509,8 @@ async def build_master_components(
         account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
         rooms.aliases.set_app_services(appservice.queries)
         core.send.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
+        core.membership.set_unknown_user_resolver(appservice.queries.provision_user)
+        account_area.profile.set_unknown_user_resolver(appservice.queries.provision_user)
         rooms.membership_requests.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
         core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
         appservice.transactions.start()

@@ -74,5 +74,7 @@ async def build_app_service_area(
         services=services, store=store, api=api, transport=transport,
         token_auth=AppServiceTokenAuth(services, server_name=server_name, users=users, devices=devices),
         namespaces=AppServiceNamespaces(services, server_name),
-        queries=AppServiceQueries(services, api, interest), interest=interest, transactions=transactions,
+        queries=AppServiceQueries(services, api, interest, server_name=server_name, users=users,
+                                  profiles=profiles),
+        interest=interest, transactions=transactions,
     )

@@ -8,7 +8,7 @@ layer's job (``RemoteJoiner``); without it such joins are refused clearly.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Awaitable, Callable, Optional, Protocol
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.events.event import Event
@@ -64,6 +64,11 @@ class RoomMemberHandler:
         self._creation = creation
         self._remote_joiner = remote_joiner
         self._remote: Optional[RemoteMembership] = None
+        self._unknown_users: Optional[Callable[[str], Awaitable[bool]]] = None
+
+    def set_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Before inviting an unknown local user, let ``resolver`` (application services) provision it."""
+        self._unknown_users = resolver
 
     def set_remote_membership(self, remote: RemoteMembership) -> None:
         """Route joins, knocks and leaves of rooms we are not in, and remote invites, over federation."""
@@ -127,6 +132,8 @@ class RoomMemberHandler:
             await self._maybe_authorise_restricted_join(room_id, requester.user_id, content)
         elif membership == INVITE and self.is_mine(target):
             profile = await self._profiles.get_profile(target)
+            if profile is None and self._unknown_users is not None and await self._unknown_users(target):
+                profile = await self._profiles.get_profile(target)
             if profile is not None and profile[0] is not None:
                 content.setdefault("displayname", profile[0])
 
