@@ -529,6 +529,7 @@ async def build_master_components(
     core.persister.set_announcer(push.generator.wrap_announcer(
         lambda _events: replication.publisher.notify("events", "current_state_deltas")
     ))
+    core.persister.set_pre_persist_hook(push.generator.prepare)
     push.editor.set_publisher(lambda: replication.publisher.notify("push_rules"))
     account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
     account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)
