@@ -236,3 +236,28 @@ class ConsistencyTests(SyncTestCase):
         joined = channel.json_body["rooms"]["join"][room]
         self.assertEqual([e["event_id"] for e in joined["timeline"]["events"]], [event_id])
         self.assertEqual(joined["unread_notifications"], {"notification_count": 1, "highlight_count": 0})
+
+    def test_message_actions_written_in_the_event_transaction(self) -> None:
+        """A message's push actions commit with the event (no transaction of their own); member events'
+        actions are stored after the event, before its announcement."""
+        from prometheus_client import REGISTRY
+
+        def separate_txns() -> float:
+            value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
+            return value or 0.0
+
+        alice, _ = self.user("alice")
+        bob, btok = self.user("bob")
+        room = self.create_room(alice, preset="public_chat")
+        self.join(bob, room)
+        before = separate_txns()
+        self.send(alice, room, "one")
+        self.send(alice, room, "two")
+        self.assertEqual(separate_txns(), before)
+        body = self.sync(btok)
+        self.assertEqual(body["rooms"]["join"][room]["unread_notifications"],
+                         {"notification_count": 2, "highlight_count": 0})
+        carol, ctok = self.user("carol")
+        self.membership(alice, carol, room, "invite")
+        self.assertEqual(separate_txns(), before + 1)
+        self.assertEqual(self.sync(ctok)["rooms"]["invite"].keys(), {room})
