@@ -514,10 +514,11 @@ async def build_master_components(
         rooms.membership_requests.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
         core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
         appservice.transactions.start()
-        if any(s.receive_ephemeral for s in appservice.services):
+        if any(s.receive_ephemeral or s.receive_to_device for s in appservice.services):
             appservice.ephemeral = EphemeralFollower(
                 clock=clock, notifier=core.notifier, transactions=appservice.transactions, typing=sync.typing,
                 receipts=sync.stores.receipts, presence=sync.stores.presence,
+                to_device=e2e.stores.to_device if any(s.receive_to_device for s in appservice.services) else None,
             )
             appservice.ephemeral.start()
     # -- end application services --
