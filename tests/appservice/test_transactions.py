@@ -333,3 +333,24 @@ class ToDeviceTestCase(TestCase):
         self.successResultOf(defer.ensureDeferred(store.complete_pending("rt", created)))
         plain = self.successResultOf(defer.ensureDeferred(store.create_pending("rt", 6, ["$e"], [edu])))
         self.assertEqual(self.successResultOf(defer.ensureDeferred(store.get_pending("rt"))), plain)
+
+
+class NoUrlServiceTestCase(TestCase):
+    """A ``url: null`` service only uses the client API: it acts, but nothing is pushed or queried."""
+
+    def test_acts_but_receives_nothing(self) -> None:
+        """It registers, masquerades and sends; no transaction or user query is ever attempted."""
+        self.hs, self.fake = make_homeserver_with_service(self, registration(url=None))
+        self.assertEqual(self.hs.components.appservice.transactions.senders, {})
+        ch = as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                        {"type": "m.login.application_service", "username": "_bridge_n", "inhibit_login": True})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        room = as_request(self.hs, "POST", CREATE, {}, user_id="@_bridge_n:test").json_body["room_id"]
+        ch = as_request(self.hs, "PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/n1",
+                        {"msgtype": "m.text", "body": "hi"}, user_id="@_bridge_n:test")
+        self.assertEqual(ch.code, 200, ch.json_body)
+        _, token = self.hs.create_user("alice")
+        ch = self.hs.request("GET", "/_matrix/client/v3/profile/@_bridge_unknown:test", access_token=token)
+        self.assertEqual(ch.code, 404)
+        self.hs.advance(10)
+        self.assertEqual(self.fake.requests, [])
