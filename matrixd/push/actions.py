@@ -23,7 +23,7 @@ import attrs
 from twisted.internet import defer
 
 from matrixd.events.event import Event
-from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.conditions import EventFacts, PowerLevelsNeeded, UserFacts
 from matrixd.push.evaluator import NO_ACTION, Actions, CompiledRuleset, RulesetCompiler
 from matrixd.state.auth.levels import get_notification_level, user_level
 from matrixd.storage.current_state import CurrentStateStore
@@ -282,6 +282,16 @@ class PushActionGenerator:
             profiles = await self._current_state.get_joined_member_profiles(event.room_id)
             names = {u: p.displayname for u, p in profiles.items()}
 
+        try:
+            return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
+        except PowerLevelsNeeded:
+            await self._load_power_levels(event, facts)
+            return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
+
+    def _evaluate(
+        self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str],
+        invitee_rs: Optional[CompiledRuleset], names: Optional[dict[str, Optional[str]]],
+    ) -> "PushOutcome":
         def user_facts(u: str) -> UserFacts:
             return UserFacts(u, names.get(u) if names is not None else None)
 
@@ -347,6 +357,11 @@ class PushActionGenerator:
         return rows
 
     async def _facts(self, event: Event, member_count: int) -> EventFacts:
+        """The event's facts; the power levels are loaded only if a rule asks (see PowerLevelsNeeded)."""
+        pdu: JsonDict = event.get_pdu_json()
+        return EventFacts(event=pdu, member_count=member_count, sender_power=None, notification_levels=None)
+
+    async def _load_power_levels(self, event: Event, facts: EventFacts) -> None:
         cs = self._current_state
         pl = await cs.get_current_state_event(event.room_id, "m.room.power_levels", "")
         create = await cs.get_current_state_event(event.room_id, "m.room.create", "")
@@ -358,13 +373,8 @@ class PushActionGenerator:
             for key in notifications:
                 if isinstance(key, str):
                     levels[key] = get_notification_level(rv, key, pl_content)
-        pdu: JsonDict = event.get_pdu_json()
-        return EventFacts(
-            event=pdu,
-            member_count=member_count,
-            sender_power=user_level(rv, event.sender, pl_content, create),
-            notification_levels=levels,
-        )
+        facts.sender_power = user_level(rv, event.sender, pl_content, create)
+        facts.notification_levels = levels
 
     async def _rulesets_for(self, user_ids: Sequence[str]) -> dict[str, CompiledRuleset]:
         out: dict[str, CompiledRuleset] = {}

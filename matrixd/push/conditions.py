@@ -64,14 +64,24 @@ def _same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+class PowerLevelsNeeded(Exception):
+    """A ``sender_notification_permission`` condition ran before the room's power levels were loaded.
+
+    Few events get that far (the default rules ask only for ``@room``
+    mentions), so the generator evaluates without them, and on this
+    exception loads them into :class:`EventFacts` and evaluates again.
+    """
+
+
 @attrs.define
 class EventFacts:
     """What conditions read about one event, computed once per event."""
 
     event: JsonDict
     member_count: int
-    sender_power: float
-    notification_levels: dict[str, int]
+    #: The sender's power level and the room's notification levels (None: not loaded yet).
+    sender_power: Optional[float]
+    notification_levels: Optional[dict[str, int]]
     #: Results of user-independent conditions, by condition id.
     memo: dict[int, bool] = attrs.field(factory=dict)
     #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
@@ -221,6 +231,8 @@ class SenderNotificationPermission(Condition):
         self.key = key
 
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        if facts.sender_power is None or facts.notification_levels is None:
+            raise PowerLevelsNeeded()
         return facts.sender_power >= facts.notification_levels.get(self.key, 50)
 
 
