@@ -83,6 +83,13 @@ def main() -> None:
     # PostgreSQL it leaves out the database server's share, so the wall-clock figure is the one).
     print(f"slowdown in this process's CPU time: {(1 - on_cpu / off_cpu) * 100:.1f}%"
           f" ({off_cpu:.1f} vs {on_cpu:.1f} msg per CPU second)")
+    # Each round runs an "off" batch then an "on" one: the median of the rounds' own ratios
+    # cancels most of the drift of a machine shared with other work.
+    pairs = list(zip(results[False], results[True]))
+    wall_ratios = sorted(1 - on_r[0] / off_r[0] for off_r, on_r in pairs)
+    cpu_ratios = sorted(1 - on_r[1] / off_r[1] for off_r, on_r in pairs)
+    print(f"median of per-round slowdowns: wall-clock {wall_ratios[len(pairs) // 2] * 100:.1f}%,"
+          f" CPU time {cpu_ratios[len(pairs) // 2] * 100:.1f}%")
     # The best batch of each mode is the one least disturbed by other processes.
     best_off, best_on = max(r[0] for r in results[False]), max(r[0] for r in results[True])
     print(f"best batches: off {best_off:.1f} msg/s, on {best_on:.1f} msg/s,"

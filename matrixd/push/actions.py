@@ -163,8 +163,20 @@ class PushActionGenerator:
         Returns the writer of the rows (given the event's stream ordering in its
         transaction), or None for events left to :meth:`handle_event`.
         """
-        if not self.enabled or event.rejected or event.internal_metadata.outlier or event.is_state():
+        if (
+            not self.enabled or event.rejected or event.internal_metadata.outlier
+            or event.internal_metadata.soft_failed or event.is_state()
+        ):
             return None
+        try:
+            return await self._prepare(event)
+        except Exception:
+            # Never fail the event's persisting: it is evaluated again after it is written.
+            logger.exception("push evaluation before persisting %s failed", event.event_id)
+            self._prepared.pop(event.event_id, None)
+            return None
+
+    async def _prepare(self, event: Event) -> Optional[Callable[[Cursor, Mapping[str, int]], None]]:
         room_id = event.room_id
         members = await self._current_state.get_users_in_room_tuple(room_id)
         plan = await self._room_plan(room_id, members)
@@ -199,7 +211,7 @@ class PushActionGenerator:
             if prepared is not None:
                 await self._tell_listeners(event, prepared)
             return prepared
-        if event.rejected or event.internal_metadata.outlier:
+        if event.rejected or event.internal_metadata.outlier or event.internal_metadata.soft_failed:
             return None
         stream_ordering = event.internal_metadata.stream_ordering
         if stream_ordering is None:
