@@ -9,6 +9,10 @@ Every member but the sender gets ``.m.rule.message`` (notify), so with
 evaluation on each message stores N-1 push action rows.
 
     python scripts/bench_push.py [--members 500] [--messages 200] [--rounds 3]
+
+On a machine shared with other work prefer many short rounds
+(``--messages 50 --rounds 21``) and read the median of the per-round
+slowdowns (each round runs "off" then "on" back to back).
 """
 
 from __future__ import annotations
