@@ -69,7 +69,8 @@ async def build_app_service_area(
     interest = InterestChecker(clock=clock, server_name=server_name, current_state=current_state,
                                aliases=aliases)
     transactions = AppServiceTransactions(services, clock=clock, api=api, store=store, events=events,
-                                          interest=interest, current_token=stream_ids.get_current_token)
+                                          interest=interest, current_token=stream_ids.get_current_token,
+                                          server_name=server_name)
     return AppServiceArea(
         services=services, store=store, api=api, transport=transport,
         token_auth=AppServiceTokenAuth(services, server_name=server_name, users=users, devices=devices),

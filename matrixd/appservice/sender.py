@@ -49,8 +49,9 @@ class ServiceTransactionSender:
 
     def __init__(self, service: AppServiceRegistration, *, clock: Clock, api: AppServiceApi,
                  store: AppServiceStore, events: EventStore, interest: InterestChecker,
-                 current_token: Callable[[], int]) -> None:
+                 current_token: Callable[[], int], server_name: str) -> None:
         self.service = service
+        self._suffix = ":" + server_name
         self._clock = clock
         self._api = api
         self._store = store
@@ -116,10 +117,14 @@ class ServiceTransactionSender:
         if len(rows) == BATCH_SIZE:
             upper = rows[-1].stream_ordering
             self._dirty = True
-        wanted = [r.event_id for r in rows if not r.outlier]
+        # Outliers are not in any timeline here, except invites of local users to rooms this server is not
+        # in (received over federation): a bridge must see those to accept them.
+        wanted = [r.event_id for r in rows if not r.outlier or (
+            r.type == "m.room.member" and r.state_key is not None and r.state_key.endswith(self._suffix))]
         events = await self._events.get_events_as_list(wanted) if wanted else []
         interesting = [e.event_id for e in events
-                       if not e.rejected and await self._interest.is_interested_in_event(self.service, e)]
+                       if not e.rejected and (not e.internal_metadata.outlier or e.membership == "invite")
+                       and await self._interest.is_interested_in_event(self.service, e)]
         ephemeral, self._ephemeral = (self._ephemeral[:MAX_EPHEMERAL_PER_TXN],
                                       self._ephemeral[MAX_EPHEMERAL_PER_TXN:])
         to_device, self._to_device = (self._to_device[:MAX_TO_DEVICE_PER_TXN],
@@ -156,11 +161,11 @@ class AppServiceTransactions:
 
     def __init__(self, services: Sequence[AppServiceRegistration], *, clock: Clock, api: AppServiceApi,
                  store: AppServiceStore, events: EventStore, interest: InterestChecker,
-                 current_token: Callable[[], int]) -> None:
+                 current_token: Callable[[], int], server_name: str) -> None:
         self._interest = interest
         self.senders = {
             s.id: ServiceTransactionSender(s, clock=clock, api=api, store=store, events=events, interest=interest,
-                                           current_token=current_token)
+                                           current_token=current_token, server_name=server_name)
             for s in services if s.url is not None
         }
 

@@ -253,3 +253,37 @@ class UnknownUserQueryTestCase(TestCase):
         self.fake.unreachable = AppServiceUnreachable("refused")
         ch = self.hs.request("GET", "/_matrix/client/v3/profile/@_bridge_f:test", access_token=self.token)
         self.assertEqual(ch.code, 404, ch.json_body)
+
+
+class RemoteInviteQueryTestCase(TestCase):
+    """An invite from another server for an unknown namespace user asks the service first."""
+
+    def test_remote_invite_of_namespace_user(self) -> None:
+        """The invitee is queried and provisioned, and the invite reaches the service in a transaction."""
+        import urllib.parse
+
+        from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
+        from tests.appservice.fake import FakeAppService, write_registration
+        from tests.federation.utils import REMOTE, make_federating_homeserver
+        from tests.federation_flow.fake_room import FakeRoom, FakeRoomHost
+
+        path = write_registration(self, registration())
+        hs, _network, remote = make_federating_homeserver(self, {"app_service_config_files": [path]})
+        fake = FakeAppService()
+        hs.components.appservice.api.use_transport(fake)
+        carol = f"@carol:{REMOTE}"
+        room = FakeRoom(remote, KNOWN_ROOM_VERSIONS["10"], carol, join_rule="invite")
+        room.serve(FakeRoomHost(remote))
+        invite = room.add("m.room.member", carol, {"membership": "invite"}, "@_bridge_far:test")
+        q = urllib.parse.quote
+        channel = remote.request(hs, "PUT", f"/_matrix/federation/v2/invite/{q(room.room_id, safe='')}/"
+                                 f"{q(invite.event_id, safe='')}",
+                                 {"event": invite.get_pdu_json(), "room_version": "10", "invite_room_state": []})
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertIn("/_matrix/app/v1/users/@_bridge_far:test", [r.path for r in fake.requests])
+        user = hs.run(hs.components.accounts.users.get_user("@_bridge_far:test"))
+        assert user is not None
+        self.assertEqual(user.appservice_id, "bridge")
+        hs.advance(1)
+        delivered = [e["event_id"] for e in fake.transaction_events()]
+        self.assertIn(invite.event_id, delivered)

@@ -109,7 +109,7 @@ class TransactionsTestCase(TestCase):
         fresh = AppServiceTransactions(
             area.services, clock=self.hs.components.clock, api=area.api, store=area.store,
             events=self.hs.components.core.stores.events, interest=area.interest,
-            current_token=self.hs.components.core.stores.stream_ids.get_current_token,
+            current_token=self.hs.components.core.stores.stream_ids.get_current_token, server_name="test",
         )
         fresh.start()
         resent = self.fake.transactions()[-1]

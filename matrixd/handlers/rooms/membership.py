@@ -70,6 +70,12 @@ class RoomMemberHandler:
         """Before inviting an unknown local user, let ``resolver`` (application services) provision it."""
         self._unknown_users = resolver
 
+    async def provision_if_unknown(self, user_id: str) -> None:
+        """An invite for local ``user_id`` arrived (here or over federation): if the user is unknown,
+        the resolver (application services whose namespace covers it) may provision it."""
+        if self._unknown_users is not None and await self._profiles.get_profile(user_id) is None:
+            await self._unknown_users(user_id)
+
     def set_remote_membership(self, remote: RemoteMembership) -> None:
         """Route joins, knocks and leaves of rooms we are not in, and remote invites, over federation."""
         self._remote = remote
@@ -132,7 +138,8 @@ class RoomMemberHandler:
             await self._maybe_authorise_restricted_join(room_id, requester.user_id, content)
         elif membership == INVITE and self.is_mine(target):
             profile = await self._profiles.get_profile(target)
-            if profile is None and self._unknown_users is not None and await self._unknown_users(target):
+            if profile is None and self._unknown_users is not None:
+                await self._unknown_users(target)
                 profile = await self._profiles.get_profile(target)
             if profile is not None and profile[0] is not None:
                 content.setdefault("displayname", profile[0])
