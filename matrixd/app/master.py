@@ -519,12 +519,17 @@ async def build_master_components(
                                                    appservice.namespaces.lookup_token)
         account_area.login.set_app_services(config.server.server_name, appservice.namespaces.lookup_token)
         rooms.aliases.set_app_services(appservice.queries)
+        core.send.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
+        core.membership.set_unknown_user_resolver(appservice.queries.provision_user)
+        account_area.profile.set_unknown_user_resolver(appservice.queries.provision_user)
+        rooms.membership_requests.set_app_service_exemption(appservice.namespaces.is_rate_limit_exempt)
         core.persister.add_persisted_callback(appservice.transactions.on_event_persisted)
         appservice.transactions.start()
-        if any(s.receive_ephemeral for s in appservice.services):
+        if any(s.receive_ephemeral or s.receive_to_device for s in appservice.services):
             appservice.ephemeral = EphemeralFollower(
                 clock=clock, notifier=core.notifier, transactions=appservice.transactions, typing=sync.typing,
                 receipts=sync.stores.receipts, presence=sync.stores.presence,
+                to_device=e2e.stores.to_device if any(s.receive_to_device for s in appservice.services) else None,
             )
             appservice.ephemeral.start()
     # -- end application services --
@@ -536,6 +541,7 @@ async def build_master_components(
     core.persister.set_announcer(push.generator.wrap_announcer(
         lambda _events: replication.publisher.notify("events", "current_state_deltas")
     ))
+    core.persister.set_pre_persist_hook(push.generator.prepare)
     push.editor.set_publisher(lambda: replication.publisher.notify("push_rules"))
     account_area.devices.add_deletion_callback(push.pushers.on_devices_deleted)
     account_area.account.add_deactivation_callback(push.pushers.on_user_deactivated)

@@ -69,10 +69,13 @@ async def build_app_service_area(
     interest = InterestChecker(clock=clock, server_name=server_name, current_state=current_state,
                                aliases=aliases)
     transactions = AppServiceTransactions(services, clock=clock, api=api, store=store, events=events,
-                                          interest=interest, current_token=stream_ids.get_current_token)
+                                          interest=interest, current_token=stream_ids.get_current_token,
+                                          server_name=server_name)
     return AppServiceArea(
         services=services, store=store, api=api, transport=transport,
         token_auth=AppServiceTokenAuth(services, server_name=server_name, users=users, devices=devices),
         namespaces=AppServiceNamespaces(services, server_name),
-        queries=AppServiceQueries(services, api, interest), interest=interest, transactions=transactions,
+        queries=AppServiceQueries(services, api, interest, server_name=server_name, users=users,
+                                  profiles=profiles),
+        interest=interest, transactions=transactions,
     )

@@ -2,7 +2,11 @@
 
 * users and aliases: before answering "unknown", ask the services whose
   namespace covers the id (``GET /users/{userId}``, ``GET /rooms/{roomAlias}``);
-  a service that answers 2xx has created it, so the caller looks again;
+  a service that answers 2xx has created it, so the caller looks again.  For
+  users, :meth:`AppServiceQueries.provision_user` is what profile lookups and
+  invites of unknown local users call; it registers the user for the service
+  should the service answer 200 without having registered it (the spec says
+  it MUST register it itself);
 * third-party networks (``/_matrix/client/v3/thirdparty/*``): proxied to the
   services declaring the protocol, answers concatenated;
 * ``POST /_matrix/client/v1/appservice/{appserviceId}/ping``.
@@ -18,6 +22,8 @@ from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.appservice.api import AppServiceApi, AppServiceUnreachable
 from matrixd.appservice.interest import InterestChecker
 from matrixd.appservice.registration import AppServiceRegistration
+from matrixd.storage.accounts import UserStore
+from matrixd.storage.profiles import ProfileStore
 from matrixd.types import JsonDict, Requester
 
 logger = logging.getLogger(__name__)
@@ -25,11 +31,15 @@ logger = logging.getLogger(__name__)
 
 class AppServiceQueries:
     def __init__(self, services: Sequence[AppServiceRegistration], api: AppServiceApi,
-                 interest: InterestChecker) -> None:
+                 interest: InterestChecker, *, server_name: str, users: UserStore,
+                 profiles: ProfileStore) -> None:
         self._services = tuple(services)
         self._by_id = {s.id: s for s in services}
         self._api = api
         self._interest = interest
+        self._suffix = ":" + server_name
+        self._users = users
+        self._profiles = profiles
 
     def on_aliases_changed(self, room_id: str) -> None:
         """Directory aliases are not events: drop the cached interest in the room by hand."""
@@ -42,6 +52,29 @@ class AppServiceQueries:
         for service in self._services:
             if service.is_interested_in_user(user_id) and await self._api.query_user(service, user_id):
                 return True
+        return False
+
+    async def provision_user(self, user_id: str) -> bool:
+        """Whether an unknown local ``user_id`` exists now that the services covering it were asked.
+
+        Only services whose user namespace (exclusive or not) covers the id
+        are asked, first to last; the first 2xx answer means the user exists:
+        if the service did not register it, it is registered here on the
+        service's behalf (no password, display name = localpart).
+        """
+        if not user_id.endswith(self._suffix) or not user_id.startswith("@"):
+            return False
+        for service in self._services:
+            if service.url is None or not service.is_interested_in_user(user_id):
+                continue
+            if not await self._api.query_user(service, user_id):
+                continue
+            if await self._users.get_user(user_id) is None:
+                if await self._users.create_user(user_id, None, appservice_id=service.id):
+                    await self._profiles.create_profile(user_id, user_id[1:-len(self._suffix)])
+                    logger.info("registered %s for application service %s after its user query", user_id,
+                                service.id)
+            return True
         return False
 
     async def query_alias(self, alias: str) -> bool:
@@ -151,7 +184,13 @@ class AppServiceNamespaces:
     def __init__(self, services: Sequence[AppServiceRegistration], server_name: str) -> None:
         self._services = tuple(services)
         self._by_token = {s.as_token: s for s in services}
+        self._by_id = {s.id: s for s in services}
         self._server_name = server_name
+
+    def is_rate_limit_exempt(self, service_id: str) -> bool:
+        """The service's registration says ``rate_limited: false`` (the default is true)."""
+        service = self._by_id.get(service_id)
+        return service is not None and not service.rate_limited
 
     def is_user_exclusive(self, user_id: str) -> bool:
         """Claimed exclusively by a service (or is a service's sender): normal users may not register it."""

@@ -11,7 +11,9 @@ is in flight per service.
 
 Ephemeral events (typing, receipts, presence) are in-memory streams: they are
 queued in memory for services that set ``receive_ephemeral`` and ride on the
-next transaction (from then on they are persisted with it).  The sync area's
+next transaction (from then on they are persisted with it).  To-device
+messages for a service's users go the same way to services that opted in
+(MSC4203), under the transaction's ``org.matrix.msc2409.to_device`` key.  The sync area's
 typing/receipt/presence writers call :meth:`AppServiceTransactions.notify_ephemeral`.
 """
 
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 MAX_EPHEMERAL_PER_TXN = 100
+MAX_TO_DEVICE_PER_TXN = 100
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
 
@@ -46,8 +49,9 @@ class ServiceTransactionSender:
 
     def __init__(self, service: AppServiceRegistration, *, clock: Clock, api: AppServiceApi,
                  store: AppServiceStore, events: EventStore, interest: InterestChecker,
-                 current_token: Callable[[], int]) -> None:
+                 current_token: Callable[[], int], server_name: str) -> None:
         self.service = service
+        self._suffix = ":" + server_name
         self._clock = clock
         self._api = api
         self._store = store
@@ -56,6 +60,7 @@ class ServiceTransactionSender:
         self._current_token = current_token
         self._position: Optional[int] = None
         self._ephemeral: list[JsonDict] = []
+        self._to_device: list[JsonDict] = []
         self._dirty = False
         self._running: Optional[defer.Deferred[None]] = None
         self._stopped = False
@@ -69,6 +74,10 @@ class ServiceTransactionSender:
 
     def queue_ephemeral(self, edu: JsonDict) -> None:
         self._ephemeral.append(edu)
+        self.wake()
+
+    def queue_to_device(self, message: JsonDict) -> None:
+        self._to_device.append(message)
         self.wake()
 
     def _done(self, result: object) -> None:
@@ -108,21 +117,27 @@ class ServiceTransactionSender:
         if len(rows) == BATCH_SIZE:
             upper = rows[-1].stream_ordering
             self._dirty = True
-        wanted = [r.event_id for r in rows if not r.outlier]
+        # Outliers are not in any timeline here, except invites of local users to rooms this server is not
+        # in (received over federation): a bridge must see those to accept them.
+        wanted = [r.event_id for r in rows if not r.outlier or (
+            r.type == "m.room.member" and r.state_key is not None and r.state_key.endswith(self._suffix))]
         events = await self._events.get_events_as_list(wanted) if wanted else []
         interesting = [e.event_id for e in events
-                       if not e.rejected and await self._interest.is_interested_in_event(self.service, e)]
+                       if not e.rejected and (not e.internal_metadata.outlier or e.membership == "invite")
+                       and await self._interest.is_interested_in_event(self.service, e)]
         ephemeral, self._ephemeral = (self._ephemeral[:MAX_EPHEMERAL_PER_TXN],
                                       self._ephemeral[MAX_EPHEMERAL_PER_TXN:])
-        if self._ephemeral:
+        to_device, self._to_device = (self._to_device[:MAX_TO_DEVICE_PER_TXN],
+                                      self._to_device[MAX_TO_DEVICE_PER_TXN:])
+        if self._ephemeral or self._to_device:
             self._dirty = True
-        if not interesting and not ephemeral:
+        if not interesting and not ephemeral and not to_device:
             if upper > self._position:
                 await self._store.set_position(self.service.id, upper)
                 self._position = upper
             return None
         return await self._store.create_pending(self.service.id, max(upper, self._position), interesting,
-                                                ephemeral)
+                                                ephemeral, to_device)
 
     async def _deliver(self, pending: PendingTransaction) -> None:
         backoff = INITIAL_BACKOFF
@@ -130,7 +145,8 @@ class ServiceTransactionSender:
             events = await self._events.get_events_as_list(list(pending.event_ids))
             now = self._clock.time_msec()
             body = [serialize_event(e, now) for e in events]
-            if await self._api.push_transaction(self.service, pending.txn_id, body, pending.ephemeral):
+            if await self._api.push_transaction(self.service, pending.txn_id, body, pending.ephemeral,
+                                                pending.to_device):
                 await self._store.complete_pending(self.service.id, pending)
                 self._position = max(self._position or 0, pending.to_position)
                 return
@@ -145,11 +161,11 @@ class AppServiceTransactions:
 
     def __init__(self, services: Sequence[AppServiceRegistration], *, clock: Clock, api: AppServiceApi,
                  store: AppServiceStore, events: EventStore, interest: InterestChecker,
-                 current_token: Callable[[], int]) -> None:
+                 current_token: Callable[[], int], server_name: str) -> None:
         self._interest = interest
         self.senders = {
             s.id: ServiceTransactionSender(s, clock=clock, api=api, store=store, events=events, interest=interest,
-                                           current_token=current_token)
+                                           current_token=current_token, server_name=server_name)
             for s in services if s.url is not None
         }
 
@@ -185,3 +201,14 @@ class AppServiceTransactions:
                 interested = await self._interest.is_interested_in_room(service, room_id)
             if interested:
                 sender.queue_ephemeral(edu)
+
+    def notify_to_device(self, message: JsonDict) -> None:
+        """Queue a to-device message for the services that opted in (MSC4203) whose user namespace covers
+        its recipient (``to_user_id``)."""
+        recipient = message.get("to_user_id")
+        if not isinstance(recipient, str):
+            return
+        for sender in self.senders.values():
+            service = sender.service
+            if service.receive_to_device and service.is_interested_in_user(recipient):
+                sender.queue_to_device(message)

@@ -1,26 +1,33 @@
 """Running every local recipient's push rules over each persisted event.
 
-The master wraps the event announcer with :meth:`PushActionGenerator.wrap_announcer`:
-an event's push actions are computed and stored right after it is
-persisted and *before* it is announced, so a ``/sync`` that shows the event
-also counts it.  Evaluations run one at a time in persistence order; the
-room's joined users come from the current-state cache and users' compiled
-rulesets are cached until their rules change.
+Timeline events that are not state are evaluated just before they are
+written (:meth:`PushActionGenerator.prepare`, the persister's pre-persist
+hook, called with the room lock held, so the room's members are those the
+event reaches) and their push actions are written in the event's own
+transaction.  Other events (state, membership: their recipients depend on
+the state they set) are evaluated after they are persisted: the master wraps
+the event announcer with :meth:`PushActionGenerator.wrap_announcer`, which
+computes and stores their actions *before* announcing them.  Either way a
+``/sync`` that shows an event also counts it.  The announcement chain runs in
+persistence order and tells the listeners (pushers) each event's outcome;
+the room's joined users come from the current-state cache and users'
+compiled rulesets are cached until their rules change.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import Awaitable, Callable, Mapping, Optional, Sequence
 
 import attrs
 from twisted.internet import defer
 
 from matrixd.events.event import Event
-from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.conditions import EventFacts, PowerLevelsNeeded, UserFacts
 from matrixd.push.evaluator import NO_ACTION, Actions, CompiledRuleset, RulesetCompiler
 from matrixd.state.auth.levels import get_notification_level, user_level
 from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.database import Cursor
 from matrixd.storage.event_push_actions import BROADCAST, EventPushActionsStore, JoinChange, PushActionRow
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.types import JsonDict
@@ -83,6 +90,8 @@ class _RoomPlan:
 
 #: Rooms whose member grouping is kept (cleared when full: rebuilding one is a cheap pass).
 _MAX_PLANS = 10_000
+#: Outcomes of prepared events waiting for their announcement (more only if persists keep failing).
+_MAX_PREPARED = 1_000
 
 
 def thread_of(event: Event) -> str:
@@ -116,6 +125,8 @@ class PushActionGenerator:
         self._plans: dict[str, _RoomPlan] = {}
         self._listeners: list[ActionsListener] = []
         self._tail: "defer.Deferred[None]" = defer.succeed(None)
+        #: Events evaluated by :meth:`prepare` (None: nobody to evaluate for), until announced.
+        self._prepared: dict[str, Optional[PushOutcome]] = {}
 
     def add_listener(self, listener: ActionsListener) -> None:
         self._listeners.append(listener)
@@ -146,9 +157,61 @@ class PushActionGenerator:
 
         return _announce
 
+    async def prepare(self, event: Event) -> Optional[Callable[[Cursor, Mapping[str, int]], None]]:
+        """Pre-persist hook: evaluate a non-state timeline event; its rows are written with it.
+
+        Returns the writer of the rows (given the event's stream ordering in its
+        transaction), or None for events left to :meth:`handle_event`.
+        """
+        if (
+            not self.enabled or event.rejected or event.internal_metadata.outlier
+            or event.internal_metadata.soft_failed or event.is_state()
+        ):
+            return None
+        try:
+            return await self._prepare(event)
+        except Exception:
+            # Never fail the event's persisting: it is evaluated again after it is written.
+            logger.exception("push evaluation before persisting %s failed", event.event_id)
+            self._prepared.pop(event.event_id, None)
+            return None
+
+    async def _prepare(self, event: Event) -> Optional[Callable[[Cursor, Mapping[str, int]], None]]:
+        room_id = event.room_id
+        members = await self._current_state.get_users_in_room_tuple(room_id)
+        plan = await self._room_plan(room_id, members)
+        if len(plan.local) - (event.sender in plan.local) == 0:
+            self._remember(event.event_id, None)
+            return None
+        facts = await self._facts(event, len(members))
+        outcome = await self._outcome(event, facts, plan, None)
+        self._remember(event.event_id, outcome)
+        event_id = event.event_id
+
+        def _write(txn: Cursor, orderings: Mapping[str, int]) -> None:
+            stream_ordering = orderings.get(event_id)
+            if stream_ordering is not None:
+                self._store.add_push_actions_txn(txn, self._rows(event, stream_ordering, plan, outcome))
+
+        return _write
+
+    def _remember(self, event_id: str, outcome: Optional["PushOutcome"]) -> None:
+        while len(self._prepared) >= _MAX_PREPARED:  # events whose persisting failed after prepare
+            self._prepared.pop(next(iter(self._prepared)))
+        self._prepared[event_id] = outcome
+
     async def handle_event(self, event: Event) -> Optional["PushOutcome"]:
-        """Evaluate and store the event's actions for every local recipient (None: nothing to evaluate)."""
-        if event.rejected or event.internal_metadata.outlier:
+        """Evaluate and store the event's actions for every local recipient (None: nothing to evaluate).
+
+        An event :meth:`prepare` evaluated has its rows stored already: only the
+        listeners hear of it.
+        """
+        if event.event_id in self._prepared:
+            prepared = self._prepared.pop(event.event_id)
+            if prepared is not None:
+                await self._tell_listeners(event, prepared)
+            return prepared
+        if event.rejected or event.internal_metadata.outlier or event.internal_metadata.soft_failed:
             return None
         stream_ordering = event.internal_metadata.stream_ordering
         if stream_ordering is None:
@@ -160,7 +223,7 @@ class PushActionGenerator:
         if not self.enabled:
             await self._store.add_push_actions([], join)
             return None
-        members = await self._current_state.get_users_in_room(room_id)
+        members = await self._current_state.get_users_in_room_tuple(room_id)
         plan = await self._room_plan(room_id, members)
         invitee: Optional[str] = None
         if (
@@ -175,19 +238,30 @@ class PushActionGenerator:
         facts = await self._facts(event, len(members))
         outcome = await self._outcome(event, facts, plan, invitee)
         await self._store.add_push_actions(self._rows(event, stream_ordering, plan, outcome), join)
+        await self._tell_listeners(event, outcome)
+        return outcome
+
+    async def _tell_listeners(self, event: Event, outcome: "PushOutcome") -> None:
         for listener in self._listeners:
             try:
                 await listener(event, outcome)
             except Exception:
                 logger.exception("push actions listener failed for %s", event.event_id)
-        return outcome
 
-    async def _room_plan(self, room_id: str, members: list[str]) -> "_RoomPlan":
-        """The room's local members grouped by ruleset, reused while members and rules are unchanged."""
-        key = tuple(members)
+    async def _room_plan(self, room_id: str, members: tuple[str, ...]) -> "_RoomPlan":
+        """The room's local members grouped by ruleset, reused while members and rules are unchanged.
+
+        The members cache hands out the same tuple until the membership changes,
+        so the check is usually one identity comparison.
+        """
+        key = members
         cached = self._plans.get(room_id)
-        if cached is not None and cached.generation == self._generation and cached.members == key:
-            return cached
+        if cached is not None and cached.generation == self._generation:
+            if cached.members is key:
+                return cached
+            if cached.members == key:  # the same members in a new tuple: keep that one from now on
+                cached = self._plans[room_id] = attrs.evolve(cached, members=key)
+                return cached
         generation = self._generation
         local = [u for u in members if u.endswith(self._suffix)]
         rulesets = await self._rulesets_for(local)
@@ -220,6 +294,16 @@ class PushActionGenerator:
             profiles = await self._current_state.get_joined_member_profiles(event.room_id)
             names = {u: p.displayname for u, p in profiles.items()}
 
+        try:
+            return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
+        except PowerLevelsNeeded:
+            await self._load_power_levels(event, facts)
+            return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
+
+    def _evaluate(
+        self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str],
+        invitee_rs: Optional[CompiledRuleset], names: Optional[dict[str, Optional[str]]],
+    ) -> "PushOutcome":
         def user_facts(u: str) -> UserFacts:
             return UserFacts(u, names.get(u) if names is not None else None)
 
@@ -285,6 +369,11 @@ class PushActionGenerator:
         return rows
 
     async def _facts(self, event: Event, member_count: int) -> EventFacts:
+        """The event's facts; the power levels are loaded only if a rule asks (see PowerLevelsNeeded)."""
+        pdu: JsonDict = event.get_pdu_json()
+        return EventFacts(event=pdu, member_count=member_count, sender_power=None, notification_levels=None)
+
+    async def _load_power_levels(self, event: Event, facts: EventFacts) -> None:
         cs = self._current_state
         pl = await cs.get_current_state_event(event.room_id, "m.room.power_levels", "")
         create = await cs.get_current_state_event(event.room_id, "m.room.create", "")
@@ -296,13 +385,8 @@ class PushActionGenerator:
             for key in notifications:
                 if isinstance(key, str):
                     levels[key] = get_notification_level(rv, key, pl_content)
-        pdu: JsonDict = event.get_pdu_json()
-        return EventFacts(
-            event=pdu,
-            member_count=member_count,
-            sender_power=user_level(rv, event.sender, pl_content, create),
-            notification_levels=levels,
-        )
+        facts.sender_power = user_level(rv, event.sender, pl_content, create)
+        facts.notification_levels = levels
 
     async def _rulesets_for(self, user_ids: Sequence[str]) -> dict[str, CompiledRuleset]:
         out: dict[str, CompiledRuleset] = {}

@@ -64,26 +64,36 @@ def _same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+class PowerLevelsNeeded(Exception):
+    """A ``sender_notification_permission`` condition ran before the room's power levels were loaded.
+
+    Few events get that far (the default rules ask only for ``@room``
+    mentions), so the generator evaluates without them, and on this
+    exception loads them into :class:`EventFacts` and evaluates again.
+    """
+
+
 @attrs.define
 class EventFacts:
     """What conditions read about one event, computed once per event."""
 
     event: JsonDict
     member_count: int
-    sender_power: float
-    notification_levels: dict[str, int]
+    #: The sender's power level and the room's notification levels (None: not loaded yet).
+    sender_power: Optional[float]
+    notification_levels: Optional[dict[str, int]]
     #: Results of user-independent conditions, by condition id.
     memo: dict[int, bool] = attrs.field(factory=dict)
     #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
     outcomes: dict[tuple[int, tuple[bool, ...]], Any] = attrs.field(factory=dict)
     _values: dict[str, Any] = attrs.field(factory=dict)
 
-    def value(self, key: str) -> Any:
-        """The property at the dotted path, or ``_MISSING``."""
+    def value(self, key: str, path: Optional[tuple[str, ...]] = None) -> Any:
+        """The property at the dotted path (``path``: the key already split), or ``_MISSING``."""
         found = self._values.get(key, _MISSING)
         if found is _MISSING and key not in self._values:
             current: Any = self.event
-            for part in split_dotted_key(key):
+            for part in path if path is not None else split_dotted_key(key):
                 if not isinstance(current, dict) or part not in current:
                     current = _MISSING
                     break
@@ -115,58 +125,67 @@ class Condition:
 class EventMatch(Condition):
     def __init__(self, key: str, pattern: str) -> None:
         self.key = key
+        self.path = split_dotted_key(key)
         self.pattern = pattern
         self.user_dependent = pattern == USER_PLACEHOLDER
         self._word_boundary = key == "content.body"
+        #: A whole-value pattern without wildcards over ASCII: a case-insensitive comparison does.
+        self.literal: Optional[str] = None
         if not self.user_dependent:
             compile_glob(pattern, self._word_boundary)
+            if not self._word_boundary and "*" not in pattern and "?" not in pattern and pattern.isascii():
+                self.literal = pattern.lower()
 
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
-        value = facts.value(self.key)
+        value = facts.value(self.key, self.path)
         if not isinstance(value, str):
             return False
+        if self.literal is not None and value.isascii():
+            return value.lower() == self.literal
         pattern = user.user_id if self.user_dependent else self.pattern
         return glob_matches(pattern, value, word_boundary=self._word_boundary)
 
     def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
         if self._word_boundary:
             return None
-        value = facts.value(self.key)
+        value = facts.value(self.key, self.path)
         return frozenset([value.lower()]) if isinstance(value, str) else frozenset()
 
 
 class PropertyIs(Condition):
     def __init__(self, key: str, value: Any) -> None:
         self.key = key
+        self.path = split_dotted_key(key)
         self.value = value
         self.user_dependent = value == USER_PLACEHOLDER
 
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
-        found = facts.value(self.key)
+        found = facts.value(self.key, self.path)
         if found is _MISSING or not _is_simple_value(found):
             return False
         return _same_value(found, user.user_id if self.user_dependent else self.value)
 
     def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
-        found = facts.value(self.key)
+        found = facts.value(self.key, self.path)
         return frozenset([found.lower()]) if isinstance(found, str) else frozenset()
 
 
 class PropertyContains(Condition):
     def __init__(self, key: str, value: Any) -> None:
         self.key = key
+        self.path = split_dotted_key(key)
         self.value = value
         self.user_dependent = value == USER_PLACEHOLDER
 
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
-        found = facts.value(self.key)
+        found = facts.value(self.key, self.path)
         if not isinstance(found, list):
             return False
         wanted = user.user_id if self.user_dependent else self.value
         return any(_is_simple_value(v) and _same_value(v, wanted) for v in found)
 
     def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
-        found = facts.value(self.key)
+        found = facts.value(self.key, self.path)
         if not isinstance(found, list):
             return frozenset()
         return frozenset(v.lower() for v in found if isinstance(v, str))
@@ -212,6 +231,8 @@ class SenderNotificationPermission(Condition):
         self.key = key
 
     def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        if facts.sender_power is None or facts.notification_levels is None:
+            raise PowerLevelsNeeded()
         return facts.sender_power >= facts.notification_levels.get(self.key, 50)
 
 

@@ -104,6 +104,25 @@ class CompiledRuleset:
                 if cond.user_dependent:
                     user_conds.setdefault(id(cond), cond)
         self._user_conds = tuple(user_conds.values())
+        # Rules with an ``event_match`` on ``type`` against a literal only apply to that type:
+        # most events are walked through a third of the default rules.
+        self._rule_types = tuple(_literal_type(r) for r in self.rules)
+        self._by_type: dict[str, tuple[CompiledRule, ...]] = {}
+
+    def _rules_for(self, facts: EventFacts) -> tuple[CompiledRule, ...]:
+        """The rules that may match the event, given its type (all of them if it has no ASCII string type)."""
+        event_type = facts.event.get("type")
+        if not isinstance(event_type, str) or not event_type.isascii():
+            return self.rules
+        lowered = event_type.lower()
+        found = self._by_type.get(lowered)
+        if found is None:
+            if len(self._by_type) >= _MAX_TYPES:  # event types are chosen by senders: keep the table bounded
+                self._by_type.clear()
+            found = self._by_type[lowered] = tuple(
+                r for r, t in zip(self.rules, self._rule_types) if t is None or t == lowered
+            )
+        return found
 
     def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
         """Lower-cased ids of the users whose outcome may differ from :meth:`base` (None: anyone's may)."""
@@ -134,7 +153,7 @@ class CompiledRuleset:
 
     def _walk(self, facts: EventFacts, user_answers: dict[int, bool]) -> Actions:
         memo = facts.memo
-        for rule in self.rules:
+        for rule in self._rules_for(facts):
             for cond in rule.conditions:
                 key = id(cond)
                 if cond.user_dependent:
@@ -152,6 +171,16 @@ class CompiledRuleset:
 
 
 _NOBODY = UserFacts("")
+#: Event types whose applicable rules a ruleset keeps.
+_MAX_TYPES = 256
+
+
+def _literal_type(rule: CompiledRule) -> Optional[str]:
+    """The one (lower-cased) event type the rule can match, if a condition pins it, else None."""
+    for cond in rule.conditions:
+        if isinstance(cond, EventMatch) and cond.key == "type" and cond.literal is not None:
+            return cond.literal
+    return None
 
 
 class RulesetCompiler:

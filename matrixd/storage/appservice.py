@@ -28,6 +28,22 @@ class PendingTransaction:
     to_position: int
     event_ids: tuple[str, ...]
     ephemeral: tuple[JsonDict, ...]
+    #: To-device messages for the service's users (MSC4203), with ``to_user_id``/``to_device_id``.
+    to_device: tuple[JsonDict, ...] = ()
+
+
+def _extras_json(ephemeral: list[JsonDict], to_device: list[JsonDict]) -> str:
+    """The ``ephemeral`` column: the EDU list, or (with to-device messages) an object holding both lists."""
+    if not to_device:
+        return json.dumps(ephemeral)
+    return json.dumps({"ephemeral": ephemeral, "to_device": to_device})
+
+
+def _parse_extras(raw: str) -> tuple[tuple[JsonDict, ...], tuple[JsonDict, ...]]:
+    value = json.loads(raw)
+    if isinstance(value, dict):
+        return tuple(value.get("ephemeral") or ()), tuple(value.get("to_device") or ())
+    return tuple(value), ()
 
 
 class AppServiceStore:
@@ -66,12 +82,13 @@ class AppServiceStore:
         )
         if not rows:
             return None
-        txn_id, to_position, event_ids, ephemeral = rows[0]
-        return PendingTransaction(int(txn_id), int(to_position), tuple(json.loads(event_ids)),
-                                  tuple(json.loads(ephemeral)))
+        txn_id, to_position, event_ids, extras = rows[0]
+        ephemeral, to_device = _parse_extras(extras)
+        return PendingTransaction(int(txn_id), int(to_position), tuple(json.loads(event_ids)), ephemeral, to_device)
 
     async def create_pending(self, as_id: str, to_position: int, event_ids: list[str],
-                             ephemeral: list[JsonDict]) -> PendingTransaction:
+                             ephemeral: list[JsonDict], to_device: Optional[list[JsonDict]] = None
+                             ) -> PendingTransaction:
         """Record the next transaction (txn id = last acknowledged + 1) before it is first sent."""
 
         def _txn(txn: Cursor) -> PendingTransaction:
@@ -81,9 +98,9 @@ class AppServiceStore:
             txn.execute(
                 "INSERT INTO appservice_pending_txns (as_id, txn_id, to_position, event_ids, ephemeral)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (as_id, txn_id, to_position, json.dumps(event_ids), json.dumps(ephemeral)),
+                (as_id, txn_id, to_position, json.dumps(event_ids), _extras_json(ephemeral, to_device or [])),
             )
-            return PendingTransaction(txn_id, to_position, tuple(event_ids), tuple(ephemeral))
+            return PendingTransaction(txn_id, to_position, tuple(event_ids), tuple(ephemeral), tuple(to_device or ()))
 
         return await self._db.run_interaction("appservice_create_pending", _txn)
 

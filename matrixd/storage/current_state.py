@@ -105,9 +105,14 @@ class CurrentStateStore:
 
     async def get_users_in_room(self, room_id: str) -> list[str]:
         """Users whose current membership is join, sorted."""
+        return list(await self.get_users_in_room_tuple(room_id))
+
+    async def get_users_in_room_tuple(self, room_id: str) -> tuple[str, ...]:
+        """:meth:`get_users_in_room` without a copy: the same tuple object until the membership changes,
+        so a caller may key its own per-room data on the tuple's identity."""
         cached = self._members_cache.get(room_id)
         if cached is not None:
-            return list(cached)
+            return cached
         generation = self._members_cache.generation
         rows = await self._db.execute(
             "get_users_in_room",
@@ -117,7 +122,7 @@ class CurrentStateStore:
         )
         users = tuple(r[0] for r in rows)
         self._members_cache.set_if_unchanged(room_id, users, generation)
-        return list(users)
+        return users
 
     async def get_joined_member_profiles(self, room_id: str) -> dict[str, MemberProfile]:
         """Joined users with the displayname/avatar_url of their join event."""

@@ -92,19 +92,23 @@ class EventPushActionsStore:
         """Record one event's rows (idempotent) and, for a local member event, the join bookkeeping."""
         if not rows and join is None:
             return
+        await self._db.run_interaction("add_push_actions", self.add_push_actions_txn, rows, join)
 
-        def _txn(txn: Cursor) -> None:
-            if join is not None:
-                if join.joined:
-                    txn.execute(
-                        "INSERT INTO push_room_joins (user_id, room_id, joined_at) VALUES (?, ?, ?)"
-                        " ON CONFLICT (user_id, room_id) DO NOTHING",
-                        (join.user_id, join.room_id, join.stream_ordering),
-                    )
-                else:
-                    txn.execute(
-                        "DELETE FROM push_room_joins WHERE user_id = ? AND room_id = ?", (join.user_id, join.room_id)
-                    )
+    @staticmethod
+    def add_push_actions_txn(txn: Cursor, rows: Sequence[PushActionRow], join: Optional[JoinChange] = None) -> None:
+        """:meth:`add_push_actions` inside a caller's transaction (the event's own, when written with it)."""
+        if join is not None:
+            if join.joined:
+                txn.execute(
+                    "INSERT INTO push_room_joins (user_id, room_id, joined_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (user_id, room_id) DO NOTHING",
+                    (join.user_id, join.room_id, join.stream_ordering),
+                )
+            else:
+                txn.execute(
+                    "DELETE FROM push_room_joins WHERE user_id = ? AND room_id = ?", (join.user_id, join.room_id)
+                )
+        if rows:
             txn.execute_batch(
                 "INSERT INTO event_push_actions (user_id, room_id, thread_id, stream_ordering, event_id, actions,"
                 " notif, highlight, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -115,8 +119,6 @@ class EventPushActionsStore:
                     for r in rows
                 ],
             )
-
-        await self._db.run_interaction("add_push_actions", _txn)
 
     async def get_unread_counts(
         self, user_id: str, room_ids: Collection[str], upto: int

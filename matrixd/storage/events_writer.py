@@ -24,7 +24,7 @@ consistent, but only the caller can keep its deltas meaningful.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from matrixd.events.event import Event
 from matrixd.storage.current_state import CurrentStateStore
@@ -51,6 +51,11 @@ async def create_event_stream_generators(db: Database) -> tuple[StreamIdGenerato
     )
     backfill_ids = await StreamIdGenerator.create(db, "events", "stream_ordering", step=-1)
     return stream_ids, backfill_ids
+
+
+#: Rows of another area written in the events' own transaction, given the stream orderings of the
+#: events actually written (event id -> stream ordering); see ``persist_events(extra_writes=)``.
+ExtraTxnWrites = Callable[[Cursor, Mapping[str, int]], None]
 
 
 class EventWriter:
@@ -90,6 +95,7 @@ class EventWriter:
         *,
         backfilled: bool = False,
         state_delta_by_room: Optional[Mapping[str, StateDelta]] = None,
+        extra_writes: Optional[ExtraTxnWrites] = None,
     ) -> PersistResult:
         """Store a batch of events (and current state changes) atomically.
 
@@ -105,6 +111,9 @@ class EventWriter:
             backfilled: the events are history fetched from another server.
             state_delta_by_room: each room's current state change; the events
                 it names must be stored already or be in this batch.
+            extra_writes: run last in the same transaction with the orderings of
+                the events written (not called if none was): the push actions of
+                an event commit with it, saving a transaction per event.
         """
         deltas = {r: d for r, d in (state_delta_by_room or {}).items() if not d.is_empty()}
         if backfilled and deltas:
@@ -118,7 +127,8 @@ class EventWriter:
         with generator.get_next_mult(max(1, len(batch))) as ids:
             orderings = {ev.event_id: so for (ev, _), so in zip(batch, ids)}
             written, invalidations = await self._db.run_interaction(
-                "persist_events", self._persist_txn, batch, orderings, backfilled, deltas, ids[-1], now
+                "persist_events", self._persist_txn, batch, orderings, backfilled, deltas, ids[-1], now,
+                extra_writes,
             )
             # Caches first, then (leaving the with-block) the stream position: a
             # reader woken at the new position must not see stale cached data.
@@ -164,6 +174,7 @@ class EventWriter:
         deltas: Mapping[str, StateDelta],
         delta_stream_id: int,
         now: int,
+        extra_writes: Optional[ExtraTxnWrites] = None,
     ) -> tuple[dict[str, int], "_Invalidations"]:
         inv = _Invalidations()
         existing: dict[str, bool] = {}
@@ -200,6 +211,8 @@ class EventWriter:
         for room_id, delta in deltas.items():
             self._apply_state_delta_txn(txn, room_id, delta, delta_stream_id, inv)
         written = {ev.event_id: orderings[ev.event_id] for ev, _ in new + promoted}
+        if extra_writes is not None and written:
+            extra_writes(txn, written)
         return written, inv
 
     def _insert_events_txn(

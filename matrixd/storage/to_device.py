@@ -88,6 +88,18 @@ class ToDeviceStore:
         )
         return [(int(r[0]), json.loads(r[1])) for r in rows]
 
+    async def get_inbox_messages(self, from_id: int, to_id: int) -> list[tuple[int, str, str, JsonDict]]:
+        """``(stream_id, user_id, device_id, message)`` of every inbox row in ``(from_id, to_id]`` still held,
+        oldest first (application services receiving their users' to-device messages); callers keep the
+        range short (a stream id is one send request)."""
+        rows = await self._db.execute(
+            "get_to_device_inbox_messages",
+            "SELECT stream_id, user_id, device_id, message_json FROM device_inbox"
+            " WHERE stream_id > ? AND stream_id <= ? ORDER BY stream_id, user_id, device_id",
+            from_id, to_id,
+        )
+        return [(int(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
+
     async def get_inbox_rows(self, from_id: int, to_id: int, limit: int) -> list[tuple[int, str, str]]:
         """``(stream_id, user_id, device_id)`` of inbox rows in ``(from_id, to_id]`` still held (replication)."""
         rows = await self._db.execute(

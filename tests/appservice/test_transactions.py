@@ -109,7 +109,7 @@ class TransactionsTestCase(TestCase):
         fresh = AppServiceTransactions(
             area.services, clock=self.hs.components.clock, api=area.api, store=area.store,
             events=self.hs.components.core.stores.events, interest=area.interest,
-            current_token=self.hs.components.core.stores.stream_ids.get_current_token,
+            current_token=self.hs.components.core.stores.stream_ids.get_current_token, server_name="test",
         )
         fresh.start()
         resent = self.fake.transactions()[-1]
@@ -244,3 +244,113 @@ class EphemeralStreamsTestCase(TestCase):
         presence = [e for e in self._ephemeral() if e["type"] == "m.presence"]
         self.assertEqual(presence[-1]["sender"], "@_bridge_p:test")
         self.assertEqual(presence[-1]["content"]["status_msg"], "bridged")
+
+    def test_private_receipts_only_for_namespace_users(self) -> None:
+        """A private read receipt reaches the service only when its user is in the service's namespace."""
+        event_id = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/p1",
+                                   {"msgtype": "m.text", "body": "hi"}, access_token=self.token).json_body["event_id"]
+        ch = self.hs.request("POST", f"/_matrix/client/v3/rooms/{self.room}/receipt/m.read.private/{event_id}",
+                             {}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                   {"type": "m.login.application_service", "username": "_bridge_r", "inhibit_login": True})
+        ch = as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{self.room}/invite",
+                        {"user_id": "@_bridge_r:test"})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{self.room}/join", {}, user_id="@_bridge_r:test")
+        ch = as_request(self.hs, "POST", f"/_matrix/client/v3/rooms/{self.room}/receipt/m.read.private/{event_id}",
+                        {}, user_id="@_bridge_r:test")
+        self.assertEqual(ch.code, 200, ch.json_body)
+        private = [e for e in self._ephemeral() if e["type"] == "m.receipt"
+                   and "m.read.private" in e["content"].get(event_id, {})]
+        self.assertEqual(len(private), 1, private)
+        self.assertEqual(private[0]["room_id"], self.room)
+        self.assertEqual(list(private[0]["content"][event_id]["m.read.private"]), ["@_bridge_r:test"])
+
+
+class ToDeviceTestCase(TestCase):
+    """To-device messages for a service's users reach services that opted in (MSC4203)."""
+
+    def setUp(self) -> None:
+        self.hs, self.fake = make_homeserver_with_service(
+            self,
+            registration(**{"org.matrix.msc4203.receive_to_device": True}),
+            registration(id="plain", as_token="pa", hs_token="ph", sender_localpart="plainbot",
+                         namespaces={"users": [{"regex": "@_bridge_.*:test", "exclusive": False}]}),
+        )
+        self.alice, self.token = self.hs.create_user("alice")
+        ch = as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                        {"type": "m.login.application_service", "username": "_bridge_td", "device_id": "BRIDGEDEV"})
+        self.assertEqual(ch.code, 200, ch.json_body)
+
+    def _to_device(self) -> list[dict[str, Any]]:
+        return [m for t in self.fake.transactions() for m in t.body.get("org.matrix.msc2409.to_device", [])]
+
+    def test_to_device_for_namespace_user(self) -> None:
+        """A message to a namespace user's device arrives with to_user_id/to_device_id; others' do not."""
+        _, bob_token = self.hs.create_user("bob")
+        ch = self.hs.request("PUT", "/_matrix/client/v3/sendToDevice/m.room_key_request/t1", {"messages": {
+            "@_bridge_td:test": {"BRIDGEDEV": {"action": "request", "n": 1}},
+            "@bob:test": {"*": {"action": "request", "n": 2}},
+        }}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.hs.advance(1)
+        messages = self._to_device()
+        self.assertEqual(messages, [{
+            "type": "m.room_key_request", "sender": self.alice, "content": {"action": "request", "n": 1},
+            "to_user_id": "@_bridge_td:test", "to_device_id": "BRIDGEDEV",
+        }])
+        plain = [t for t in self.fake.transactions() if t.token == "ph"]
+        self.assertEqual(plain, [], "a service that did not opt in gets no to-device messages")
+
+    def test_to_device_kept_with_pending_transaction(self) -> None:
+        """A transaction carrying to-device messages is retried unchanged until acknowledged."""
+        self.fake.fail_transactions = 2
+        ch = self.hs.request("PUT", "/_matrix/client/v3/sendToDevice/m.custom/t2", {"messages": {
+            "@_bridge_td:test": {"BRIDGEDEV": {"x": 1}}}}, access_token=self.token)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        for _ in range(10):
+            self.hs.advance(5)
+        bodies = [t.body for t in self.fake.transactions()]
+        self.assertEqual(len(bodies), 3)
+        self.assertTrue(all(b == bodies[0] for b in bodies), bodies)
+        self.assertEqual(bodies[0]["org.matrix.msc2409.to_device"][0]["content"], {"x": 1})
+        pending = self.successResultOf(defer.ensureDeferred(
+            self.hs.components.appservice.store.get_pending("bridge")))
+        self.assertIsNone(pending)
+
+    def test_pending_to_device_round_trips_through_the_store(self) -> None:
+        """A pending transaction's to-device messages are stored with it (and old EDU-only rows still read)."""
+        store = self.hs.components.appservice.store
+        edu = {"type": "m.typing", "room_id": "!r:test", "content": {"user_ids": []}}
+        message = {"type": "m.x", "sender": "@a:test", "content": {}, "to_user_id": "@_bridge_td:test",
+                   "to_device_id": "D"}
+        self.successResultOf(defer.ensureDeferred(store.get_position("rt", 0)))
+        created = self.successResultOf(defer.ensureDeferred(store.create_pending("rt", 5, [], [edu], [message])))
+        read = self.successResultOf(defer.ensureDeferred(store.get_pending("rt")))
+        self.assertEqual(read, created)
+        self.assertEqual((read.ephemeral, read.to_device) if read else None, ((edu,), (message,)))
+        self.successResultOf(defer.ensureDeferred(store.complete_pending("rt", created)))
+        plain = self.successResultOf(defer.ensureDeferred(store.create_pending("rt", 6, ["$e"], [edu])))
+        self.assertEqual(self.successResultOf(defer.ensureDeferred(store.get_pending("rt"))), plain)
+
+
+class NoUrlServiceTestCase(TestCase):
+    """A ``url: null`` service only uses the client API: it acts, but nothing is pushed or queried."""
+
+    def test_acts_but_receives_nothing(self) -> None:
+        """It registers, masquerades and sends; no transaction or user query is ever attempted."""
+        self.hs, self.fake = make_homeserver_with_service(self, registration(url=None))
+        self.assertEqual(self.hs.components.appservice.transactions.senders, {})
+        ch = as_request(self.hs, "POST", "/_matrix/client/v3/register",
+                        {"type": "m.login.application_service", "username": "_bridge_n", "inhibit_login": True})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        room = as_request(self.hs, "POST", CREATE, {}, user_id="@_bridge_n:test").json_body["room_id"]
+        ch = as_request(self.hs, "PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/n1",
+                        {"msgtype": "m.text", "body": "hi"}, user_id="@_bridge_n:test")
+        self.assertEqual(ch.code, 200, ch.json_body)
+        _, token = self.hs.create_user("alice")
+        ch = self.hs.request("GET", "/_matrix/client/v3/profile/@_bridge_unknown:test", access_token=token)
+        self.assertEqual(ch.code, 404)
+        self.hs.advance(10)
+        self.assertEqual(self.fake.requests, [])

@@ -198,6 +198,21 @@ class BroadcastRowTests(SyncTestCase):
         self.assertEqual(self.unread(self.atok), {"notification_count": 0, "highlight_count": 0})
         self.assertEqual(self.request("GET", "/notifications", self.ctok).json_body["notifications"], [])
 
+    def test_room_mention_needs_notification_power(self) -> None:
+        """@room highlights only when the sender's power reaches notifications.room (power levels read on demand)."""
+        room_mention = {"msgtype": "m.text", "body": "@room hi", "m.mentions": {"room": True}}
+        self.send(self.carol, self.room, content=room_mention)  # carol: level 0 < 50
+        self.assertEqual(self.unread(self.btok), {"notification_count": 1, "highlight_count": 0})
+        self.send(self.alice, self.room, content=room_mention)  # alice created the room: 100
+        self.assertEqual(self.unread(self.btok), {"notification_count": 2, "highlight_count": 1})
+        power = self.hs.run(self.core.stores.current_state.get_current_state_event(
+            self.room, "m.room.power_levels", ""))
+        assert power is not None
+        self.send(self.alice, self.room, event_type="m.room.power_levels", state_key="",
+                  content={**power.content, "notifications": {"room": 0}})
+        self.send(self.carol, self.room, content=room_mention)
+        self.assertEqual(self.unread(self.btok), {"notification_count": 3, "highlight_count": 2})
+
     def test_display_name_rule_checked_per_user(self) -> None:
         """A user-added contains_display_name rule highlights only for the user whose name is in the body."""
         ch = self.request("PUT", "/pushrules/global/override/name", self.btok, {
@@ -236,3 +251,28 @@ class ConsistencyTests(SyncTestCase):
         joined = channel.json_body["rooms"]["join"][room]
         self.assertEqual([e["event_id"] for e in joined["timeline"]["events"]], [event_id])
         self.assertEqual(joined["unread_notifications"], {"notification_count": 1, "highlight_count": 0})
+
+    def test_message_actions_written_in_the_event_transaction(self) -> None:
+        """A message's push actions commit with the event (no transaction of their own); member events'
+        actions are stored after the event, before its announcement."""
+        from prometheus_client import REGISTRY
+
+        def separate_txns() -> float:
+            value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
+            return value or 0.0
+
+        alice, _ = self.user("alice")
+        bob, btok = self.user("bob")
+        room = self.create_room(alice, preset="public_chat")
+        self.join(bob, room)
+        before = separate_txns()
+        self.send(alice, room, "one")
+        self.send(alice, room, "two")
+        self.assertEqual(separate_txns(), before)
+        body = self.sync(btok)
+        self.assertEqual(body["rooms"]["join"][room]["unread_notifications"],
+                         {"notification_count": 2, "highlight_count": 0})
+        carol, ctok = self.user("carol")
+        self.membership(alice, carol, room, "invite")
+        self.assertEqual(separate_txns(), before + 1)
+        self.assertEqual(self.sync(ctok)["rooms"]["invite"].keys(), {room})

@@ -106,3 +106,21 @@ class DefaultRulesTests(unittest.TestCase):
                            notification_levels={"room": 50})
         self.assertTrue(ruleset.evaluate(facts, UserFacts(ME)).highlight)
         self.assertFalse(ruleset.evaluate(facts, UserFacts("@x:test")).highlight)
+
+    def test_rules_indexed_by_type_keep_glob_semantics(self) -> None:
+        """Rules pinned to a literal type match it case-insensitively; wildcard and non-ASCII types still work."""
+        stored = UserPushRules(rules=[
+            StoredPushRule("override", "shout", 0, [{"kind": "event_match", "key": "type",
+                                                     "pattern": "ORG.Example.SHOUT"}], None, ["notify", HIGHLIGHT]),
+            StoredPushRule("override", "any_example", 1, [{"kind": "event_match", "key": "type",
+                                                           "pattern": "org.example.*"}], None, ["notify"]),
+            StoredPushRule("override", "accented", 2, [{"kind": "event_match", "key": "type",
+                                                        "pattern": "org.exämple"}], None, ["notify", SOUND]),
+        ])
+        self.assertEqual(self.evaluate(ev("org.example.shout", {}), 5, 0, stored), ["notify", HIGHLIGHT])
+        self.assertEqual(self.evaluate(ev("Org.Example.Shout", {}), 5, 0, stored), ["notify", HIGHLIGHT])
+        self.assertEqual(self.evaluate(ev("org.example.whisper", {}), 5, 0, stored), ["notify"])
+        self.assertEqual(self.evaluate(ev("ORG.EXÄMPLE", {}), 5, 0, stored), ["notify", SOUND])
+        self.assertEqual(self.evaluate(ev("org.other", {}), 5, 0, stored), [])
+        # The default rules pinned to m.room.message still apply to it whatever its case.
+        self.assertEqual(self.evaluate({**msg(), "type": "M.Room.Message"}, 5, 0), ["notify"])

@@ -194,6 +194,7 @@ class MembershipServer:
             raise BadJsonError("The invitee is not a user of this server")
         if domain_of(event.sender) != origin:
             raise AuthError(403, f"{origin} cannot invite on behalf of {event.sender}")
+        await self._membership.provision_if_unknown(event.state_key)  # application services' users
         signed = sign_event_dict(rv, {k: v for k, v in event.get_pdu_json().items() if k != "unsigned"},
                                  self._server_name, self._signing_key)
         stored_pdu = dict(signed)

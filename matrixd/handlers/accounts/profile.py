@@ -36,6 +36,8 @@ KEY_TOO_LARGE = "M_KEY_TOO_LARGE"
 
 #: ``(user_id, displayname, avatar_url)`` after a local user's display name or avatar changed.
 ProfileListener = Callable[[str, Optional[str], Optional[str]], Awaitable[None]]
+#: Whether an unknown local user exists after all (application services asked): True if now registered.
+UnknownUserResolver = Callable[[str], Awaitable[bool]]
 
 
 class RemoteProfiles(Protocol):
@@ -68,6 +70,11 @@ class ProfileHandler:
         self._creation = creation
         self._on_changed = on_changed
         self._remote: Optional[RemoteProfiles] = None
+        self._provision: Optional[UnknownUserResolver] = None
+
+    def set_unknown_user_resolver(self, resolver: UnknownUserResolver) -> None:
+        """Ask ``resolver`` (application services) about unknown local users before answering 404."""
+        self._provision = resolver
 
     def set_remote_profiles(self, remote: RemoteProfiles) -> None:
         """Answer for users of other servers through ``remote`` (wired once federation exists)."""
@@ -91,6 +98,8 @@ class ProfileHandler:
         if get_domain_from_id(user_id) != self._server_name:
             raise NotFoundError("Profiles of users on other servers are not available yet")
         user = await self._users.get_user(user_id)
+        if user is None and self._provision is not None and await self._provision(user_id):
+            user = await self._users.get_user(user_id)
         if user is None or user.deactivated:
             raise NotFoundError("Profile not found")
         row = await self._profiles.get_profile(user_id)

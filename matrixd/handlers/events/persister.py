@@ -9,14 +9,14 @@ same announcement.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+from typing import Awaitable, Callable, Optional, Sequence
 
 import attrs
 from prometheus_client import Counter
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.current_state import CurrentStateStore
-from matrixd.storage.events_writer import EventWriter
+from matrixd.storage.events_writer import EventWriter, ExtraTxnWrites
 from matrixd.storage.models import EventContext, StateDelta
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.streams import StreamIdGenerator
@@ -54,6 +54,8 @@ def count_persisted(events: Sequence[Event], local: bool) -> None:
 
 #: Called after an event is persisted and announced (push, federation sending, app services...).
 PersistedEventCallback = Callable[[Event], object]
+#: Called (room lock held) just before a timeline event is written: rows to write in its transaction, if any.
+PrePersistHook = Callable[[Event], Awaitable[Optional[ExtraTxnWrites]]]
 
 
 @attrs.frozen(slots=True)
@@ -82,6 +84,7 @@ class EventPersister:
         self._notifier = notifier
         self._callbacks: list[PersistedEventCallback] = []
         self._announcer: Optional[Callable[[Sequence[Event]], None]] = None
+        self._pre_persist: Optional[PrePersistHook] = None
 
     def set_announcer(self, announcer: Callable[[Sequence[Event]], None]) -> None:
         """Replace the default announcement (wake this process's notifier directly).
@@ -91,6 +94,13 @@ class EventPersister:
         the notifier is woken once.
         """
         self._announcer = announcer
+
+    def set_pre_persist_hook(self, hook: PrePersistHook) -> None:
+        """Let ``hook`` add rows to each new timeline event's own transaction (the push actions)."""
+        self._pre_persist = hook
+
+    async def _extra_writes(self, event: Event) -> Optional[ExtraTxnWrites]:
+        return await self._pre_persist(event) if self._pre_persist is not None else None
 
     def add_persisted_callback(self, cb: PersistedEventCallback) -> None:
         self._callbacks.append(cb)
@@ -133,7 +143,8 @@ class EventPersister:
             state_group_before=group_before,
             redaction_authorised=redaction_authorised,
         )
-        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas)
+        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas,
+                                                   extra_writes=await self._extra_writes(event))
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("local").inc()
         count_persisted([event], local=True)
@@ -174,7 +185,9 @@ class EventPersister:
             deltas[room_id] = StateDelta.between(old_current, new_current_state)
         ctx = EventContext(state_group=group_after, state_group_before=group_before,
                            redaction_authorised=redaction_authorised)
-        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled)
+        extra = None if backfilled else await self._extra_writes(event)
+        result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled,
+                                                   extra_writes=extra)
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("federation").inc()
         count_persisted([event], local=False)

@@ -9,7 +9,7 @@ layer's job (``RemoteJoiner``); without it such joins are refused clearly.
 from __future__ import annotations
 
 import secrets
-from typing import Optional, Protocol
+from typing import Awaitable, Callable, Optional, Protocol
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.events.event import Event
@@ -74,6 +74,7 @@ class RoomMemberHandler:
         self._remote_joiner = remote_joiner
         self._remote: Optional[RemoteMembership] = None
         self._blocks: Optional[RoomBlocks] = None
+        self._unknown_users: Optional[Callable[[str], Awaitable[bool]]] = None
 
     def set_room_blocks(self, blocks: RoomBlocks) -> None:
         """Refuse joins, knocks and invites into rooms ``blocks`` names (admin room blocking)."""
@@ -87,6 +88,16 @@ class RoomMemberHandler:
         """
         if self._blocks is not None and await self._blocks.get_room_block(room_id) is not None:
             raise AuthError(403, "This room has been blocked on this server")
+
+    def set_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Before inviting an unknown local user, let ``resolver`` (application services) provision it."""
+        self._unknown_users = resolver
+
+    async def provision_if_unknown(self, user_id: str) -> None:
+        """An invite for local ``user_id`` arrived (here or over federation): if the user is unknown,
+        the resolver (application services whose namespace covers it) may provision it."""
+        if self._unknown_users is not None and await self._profiles.get_profile(user_id) is None:
+            await self._unknown_users(user_id)
 
     def set_remote_membership(self, remote: RemoteMembership) -> None:
         """Route joins, knocks and leaves of rooms we are not in, and remote invites, over federation."""
@@ -161,6 +172,9 @@ class RoomMemberHandler:
             await self._maybe_authorise_restricted_join(room_id, requester.user_id, content)
         elif membership == INVITE and self.is_mine(target):
             profile = await self._profiles.get_profile(target)
+            if profile is None and self._unknown_users is not None:
+                await self._unknown_users(target)
+                profile = await self._profiles.get_profile(target)
             if profile is not None and profile[0] is not None:
                 content.setdefault("displayname", profile[0])
 

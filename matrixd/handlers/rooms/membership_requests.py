@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import attrs
 
@@ -44,6 +44,15 @@ class MembershipRequestHandler:
         self._aliases = aliases
         self._current = current_state
         self._limits = limits
+        self._service_exempt: Callable[[str], bool] = _never_exempt
+
+    def set_app_service_exemption(self, exempt: Callable[[str], bool]) -> None:
+        """Exempt from the join and invite rate limits the services ``exempt(service_id)`` names."""
+        self._service_exempt = exempt
+
+    def _rate_limited(self, requester: Requester) -> bool:
+        """Everyone is, except application services registered with ``rate_limited: false``."""
+        return requester.app_service_id is None or not self._service_exempt(requester.app_service_id)
 
     async def resolve_room(self, room_id_or_alias: str, servers: Sequence[str]) -> tuple[str, list[str]]:
         """``(room_id, servers to try)`` for a room id or alias; 400 if it is neither, 404 for unknown aliases."""
@@ -61,7 +70,7 @@ class MembershipRequestHandler:
         """Join the requester to a room; returns the room id."""
         if requester.is_guest and not await self._guests_can_join(room_id):
             raise AuthError(403, "Guest access is not allowed in this room", Codes.FORBIDDEN)
-        if requester.app_service_id is None:
+        if self._rate_limited(requester):
             current = await self._current.get_membership(room_id, requester.user_id)
             if current is None or current.membership != "join":  # re-joins only update the profile
                 self._limits.joins_local.ratelimit(requester.user_id)
@@ -89,7 +98,7 @@ class MembershipRequestHandler:
         if not isinstance(user_id, str):
             raise MatrixError(400, "user_id must be a string", Codes.MISSING_PARAM if user_id is None
                               else Codes.BAD_JSON)
-        if requester.app_service_id is None:
+        if self._rate_limited(requester):
             self._limits.invites_per_issuer.ratelimit(requester.user_id)
             self._limits.invites_per_room.ratelimit(room_id)
             self._limits.invites_per_user.ratelimit(user_id)
@@ -119,3 +128,7 @@ def _reason(body: JsonDict) -> Optional[str]:
     if reason is not None and not isinstance(reason, str):
         raise MatrixError(400, "reason must be a string", Codes.BAD_JSON)
     return reason
+
+
+def _never_exempt(_service_id: str) -> bool:
+    return False

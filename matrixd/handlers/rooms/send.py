@@ -5,7 +5,7 @@ redactions, and the membership/state-event restrictions of the client API.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from matrixd.api.errors import AuthError, NotFoundError
 from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
@@ -43,6 +43,11 @@ class EventSendHandler:
         self._ratelimiter = message_ratelimiter
         self._txn_lock = Linearizer("txn_ids")
         self._overrides: Optional[RatelimitOverrides] = None
+        self._service_exempt: Callable[[str], bool] = _never_exempt
+
+    def set_app_service_exemption(self, exempt: Callable[[str], bool]) -> None:
+        """Exempt from the message rate limit the services ``exempt(service_id)`` names (``rate_limited: false``)."""
+        self._service_exempt = exempt
 
     def set_ratelimit_overrides(self, overrides: RatelimitOverrides) -> None:
         """Honour per-user message rate limits set with the admin API."""
@@ -86,7 +91,9 @@ class EventSendHandler:
                     origin_server_ts: Optional[int] = None) -> str:
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
-        if self._ratelimiter is not None and requester.app_service_id is None:
+        if self._ratelimiter is not None and not (
+            requester.app_service_id is not None and self._service_exempt(requester.app_service_id)
+        ):
             override = await self._overrides.get(requester.user_id) if self._overrides is not None else None
             self._ratelimiter.ratelimit(requester.user_id, config=override)
         if requester.shadow_banned:
@@ -121,3 +128,7 @@ class EventSendHandler:
         level = get_user_power_level(room_version, requester.user_id, auth_state, create_event=create)
         if level < get_named_level(room_version, "redact", pl.content if pl is not None else None):
             raise AuthError(403, "You don't have permission to redact events from other users")
+
+
+def _never_exempt(_service_id: str) -> bool:
+    return False
