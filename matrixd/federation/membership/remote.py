@@ -145,10 +145,12 @@ class RemoteMembershipHandler:
             if await self._rooms.get_room(room_id) is None:
                 await self._rooms.store_room(room_id, rv.identifier, create.sender, False)
             have = await self._events.have_seen_events(pool)
-            await self._event_handler.store_outliers(
+            newly_stored = await self._event_handler.store_outliers(
                 room_id, [e for e in pool.values() if e.event_id not in have], known=pool
             )
-            stored = await self._events.get_events(state_ids)
+            # The state as stored (with rejections): the events just checked, and what we had before.
+            stored = {e.event_id: e for e in newly_stored if e.event_id in state_ids}
+            stored.update(await self._events.get_events(state_ids - stored.keys()))
             state: dict[StateKey, str] = {
                 ev.state_key_tuple(): ev.event_id for ev in stored.values() if ev.is_state() and not ev.rejected
             }
