@@ -35,7 +35,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -133,12 +135,39 @@ class KindSetup:
                 log(f"{self.kind}: room of {size} members ready in {time.monotonic() - t0:.0f}s")
 
 
+def start_profilers(pids: dict[str, int], directory: str, label: str) -> list["subprocess.Popen[bytes]"]:
+    """py-spy sampling each of ``pids`` into ``<directory>/<label>-<name>.txt`` (collapsed stacks)."""
+    os.makedirs(directory, exist_ok=True)
+    return [
+        subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
+             "--output", os.path.join(directory, f"{label}-{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
+def stop_profilers(profilers: list["subprocess.Popen[bytes]"]) -> None:
+    for p in profilers:
+        p.send_signal(signal.SIGINT)
+    for p in profilers:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 async def measure_join(reactor: Any, setup: KindSetup, joiner: MatrixClient, room_id: str, size: int,
-                       timeout: float) -> dict[str, Any]:
+                       timeout: float, profile_dir: Optional[str] = None) -> dict[str, Any]:
     """Time ``joiner``'s join of ``room_id`` and the peak RSS of both servers until it has every member."""
     pair = setup.pair
     pids = {"joining": pair.second.process.popen.pid, "hosting": pair.first.process.popen.pid}
     before = {name: rss_kib(pid) or 0 for name, pid in pids.items()}
+    profilers = start_profilers(pids, profile_dir, f"{setup.kind}-{size}") if profile_dir else []
+    if profilers:
+        await deferLater(reactor, 1.0, lambda: None)  # let py-spy attach
     sampler = RssSampler(reactor, pids)
     try:
         t0 = time.monotonic()
@@ -155,6 +184,7 @@ async def measure_join(reactor: Any, setup: KindSetup, joiner: MatrixClient, roo
         full = time.monotonic() - t0
     finally:
         peaks = sampler.stop()
+        stop_profilers(profilers)
     return {"join_s": joined, "full_s": full,
             "joining_rss_peak_kib": peaks["joining"], "hosting_rss_peak_kib": peaks["hosting"],
             "joining_rss_before_kib": before["joining"], "hosting_rss_before_kib": before["hosting"]}
@@ -227,7 +257,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
                 for kind in order:
                     setup = setups[kind]
                     figures = await measure_join(reactor, setup, joiners[kind], setup.rooms[(size, r)], size,
-                                                 args.timeout)
+                                                 args.timeout, args.profile)
                     results[kind].setdefault(size, []).append(figures)
                     log(f"{kind}: {size} members round {r}: join {figures['join_s']:.2f}s, "
                         f"full {figures['full_s']:.2f}s, joining RSS peak "
@@ -268,6 +298,8 @@ def main() -> None:
     parser.add_argument("--kinds", default="matrixd,synapse",
                         help="which pairs to run (one kind alone: its figures, no comparison)")
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="sample both servers with py-spy during each join (collapsed stacks in DIR)")
     parser.add_argument("--workdir", default=None, help="parent of the servers' directories (default: /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directories (configs, logs)")
     args = parser.parse_args()
