@@ -62,15 +62,17 @@ def main() -> None:
         if args.memory:
             tracemalloc.start()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         if profiler:
             profiler.enable()
         channel: Any = hs.request("POST", path, {}, access_token=token)
         if profiler:
             profiler.disable()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         peak = tracemalloc.get_traced_memory()[1] if args.memory else None
         assert channel.code == 200, channel.result_body
-        print(f"join of a {args.members}-member room: {elapsed:.2f}s"
+        print(f"join of a {args.members}-member room: {elapsed:.2f}s wall, {cpu:.2f}s CPU"
               + (f", peak traced allocations {peak / 2**20:.1f} MiB" if peak is not None else ""))
         if profiler:
             if args.profile:

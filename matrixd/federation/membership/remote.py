@@ -128,8 +128,10 @@ class RemoteMembershipHandler:
         state_pdus, chain_pdus = body.get("state"), body.get("auth_chain")
         if not isinstance(state_pdus, list) or not isinstance(chain_pdus, list):
             raise _BadAnswer("send_join answer lacks state or auth_chain")
+        started = self._clock.time()
         state_events = await self._fetcher.check_all(rv, state_pdus)
         chain_events = await self._fetcher.check_all(rv, chain_pdus)
+        checked = self._clock.time()
         pool = {e.event_id: e for e in [*chain_events, *state_events]}
         create = next((e for e in pool.values() if e.type == "m.room.create" and e.state_key == ""), None)
         if create is None:
@@ -157,7 +159,13 @@ class RemoteMembershipHandler:
             self._check_join_auth(rv, join, state, stored, create)
             state_after = dict(state)
             state_after[join.state_key_tuple()] = join.event_id
+            stored_at = self._clock.time()
             await self._received.persist(join, state, None, current_state=state_after)
+        logger.info(
+            "joined %s: %d state events, %d auth chain events (%d new); checks %.2fs, outliers %.2fs, join %.2fs",
+            room_id, len(state_events), len(chain_events), len(newly_stored), checked - started,
+            stored_at - checked, self._clock.time() - stored_at,
+        )
         return join.event_id
 
     def _check_join_auth(self, rv: RoomVersion, join: Event, state: dict[StateKey, str],
