@@ -32,6 +32,7 @@ of Synapse's.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,12 +104,10 @@ class RssSampler:
         return self.peaks
 
 
-async def gather_limited(n: int, thunks: list[Callable[[], Any]]) -> list[Any]:
+async def gather_limited(n: int, thunks: list[Callable[[], Coroutine[Any, Any, Any]]]) -> list[Any]:
     """Run the coroutine factories ``thunks``, at most ``n`` at a time."""
     sem = defer.DeferredSemaphore(n)
-    return list(await defer.gatherResults(
-        [sem.run(lambda t=t: defer.ensureDeferred(t())) for t in thunks], consumeErrors=True
-    ))
+    return list(await defer.gatherResults([sem.run(t) for t in thunks], consumeErrors=True))
 
 
 class KindSetup:
@@ -128,7 +127,7 @@ class KindSetup:
         largest = max(sizes)
         # The creator is a member too: a room of N members has N - 1 others.
         self.members = list(await gather_limited(concurrency, [
-            (lambda i=i: host.register(f"member{i}")) for i in range(largest - 1)
+            functools.partial(host.register, f"member{i}") for i in range(largest - 1)
         ]))
         log(f"{self.kind}: registered {largest} users in {time.monotonic() - t0:.0f}s")
         for size in sizes:
@@ -136,7 +135,7 @@ class KindSetup:
                 t0 = time.monotonic()
                 room_id = await self.creator.create_room(preset="public_chat", name=f"bench {size} #{r}")
                 await gather_limited(concurrency, [
-                    (lambda m=m: m.join(room_id)) for m in self.members[: size - 1]
+                    functools.partial(m.join, room_id) for m in self.members[: size - 1]
                 ])
                 self.rooms[(size, r)] = room_id
                 log(f"{self.kind}: room of {size} members ready in {time.monotonic() - t0:.0f}s")
@@ -287,11 +286,11 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     if len(kinds) == 2:
         print(format_table(results, sizes))
     else:
-        for size, figures in sorted(results[kinds[0]].items()):
+        for size, per_size in sorted(results[kinds[0]].items()):
             print(f"{kinds[0]} {size} members: " + ", ".join(
-                f"{k} {_median([f[k] for f in figures]):.2f}" for k in ("join_s", "full_s", "joining_cpu_s"))
+                f"{k} {_median([fig[k] for fig in per_size]):.2f}" for k in ("join_s", "full_s", "joining_cpu_s"))
                 + ", joining RSS peak "
-                f"{_median([f['joining_rss_peak_kib'] for f in figures]) / 1024:.1f} MiB")
+                f"{_median([fig['joining_rss_peak_kib'] for fig in per_size]) / 1024:.1f} MiB")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"engine": args.engine, "rounds": args.rounds, "sizes": sizes, "results": results}, f,

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="trace Python allocations (peak) during the join")
     args = parser.parse_args()
 
-    case = _Case()
+    case = _Case()  # type: ignore[no-untyped-call]
     hs, network, remote = make_federating_homeserver(case)
     try:
         _, token = hs.create_user("alice")
