@@ -100,3 +100,16 @@ class CheckPdusTestCase(unittest.TestCase):
         pdu = {**self.pdu("10", "x"), "unsigned": {"membership": "join", "age": 5}}
         [result] = self.check("10", [pdu])
         self.assertEqual(result.get_pdu_json()["unsigned"], {"age": 5})
+
+    def test_unreachable_signer_is_asked_once(self) -> None:
+        """PDUs of a server whose keys cannot be fetched are all dropped after one key lookup, not one each."""
+        gone = FakeRemoteServer(self.network, "gone.test")
+        pdus = [self.pdu("10", f"g{i}", server=gone, depth=i + 1) for i in range(5)]
+        self.network.remove_server("gone.test")
+        before = self.key_fetches()
+        results = self.check("10", pdus)
+        self.assertTrue(all(isinstance(r, PduDropped) for r in results))
+        # One lookup for the batch (the key fetch itself may be retried), not one per PDU.
+        self.assertLessEqual(self.key_fetches() - before, 2)
+        for result, pdu in zip(results, pdus):
+            self.assert_same_verdict("10", result, pdu)

@@ -69,7 +69,8 @@ async def check_pdus(keyring: Keyring, room_version: RoomVersion,
     """``check_pdu`` of each of ``pdus``: the event to process, or why it must be dropped (same order).
 
     The keys of every server that must sign are looked up once for the batch
-    (whatever validity they have); a PDU whose key is not valid at its
+    (whatever validity they have). A PDU signed only with keys that lookup
+    could not find is dropped; one whose key is known but not valid at its
     ``origin_server_ts`` (room v5+), or that names no required signer (a
     third-party invite), goes through ``check_pdu`` alone, which may fetch.
     """
@@ -115,15 +116,26 @@ async def check_pdus(keyring: Keyring, room_version: RoomVersion,
             ts = pdu.get("origin_server_ts")
             min_valid = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
         usable: dict[str, dict[str, VerifyKey]] = {}
+        known_at_all = True
         for server in required:
             server_sigs = pdu["signatures"].get(server)
             found = keys.get(server, {})
+            signed_with = [kid for kid in (server_sigs if isinstance(server_sigs, dict) else ()) if kid in found]
+            known_at_all = known_at_all and bool(signed_with)
             usable[server] = {
-                kid: found[kid].verify_key for kid in (server_sigs if isinstance(server_sigs, dict) else ())
-                if kid in found and found[kid].valid_until_ts >= min_valid
+                kid: found[kid].verify_key for kid in signed_with if found[kid].valid_until_ts >= min_valid
             }
+        if not known_at_all:
+            # No key of a signer could be found at all (the lookup above fetched): as check_pdu would, drop it,
+            # without asking the server again for every PDU of the batch.
+            try:
+                for server in sorted(required):
+                    verify_event_signature(room_version, pdu, server, usable[server], signing)
+            except SignatureVerifyError as e:
+                results[i] = PduDropped(f"signature check failed: {e.msg}")
+                continue
         if not all(usable.values()):
-            continue  # no usable key of some signer: check_pdu fetches (or refuses) it
+            continue  # keys known but not valid at the PDU's time: check_pdu looks again (or refuses)
         try:
             for server in sorted(required):
                 verify_event_signature(room_version, pdu, server, usable[server], signing)
