@@ -116,6 +116,7 @@ async def build_room_core(
         server_name=server_name, rooms=stores.rooms, current_state=current_state, profiles=stores.profiles,
         forgotten=stores.forgotten, creation=creation,
     )
+    room_creation.set_remote_inviter(membership)  # createRoom's invitees on other servers
     rc = rc_message or {"per_second": 0.2, "burst_count": 10}
     send = EventSendHandler(
         rooms=stores.rooms, events=events, current_state=current_state, txn_ids=stores.txn_ids, creation=creation,

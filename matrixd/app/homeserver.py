@@ -31,6 +31,7 @@ import attrs
 import signedjson.key
 from twisted.internet import defer
 
+from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
@@ -117,7 +118,7 @@ async def stop_master(app: MasterApp) -> None:
     """Stop accepting connections, then close the database."""
     if app.components is not None:
         app.components.federation_out.stop()
-        app.components.replication.publisher.stop()
+        app.components.replication.stop()
         if app.components.replication.server is not None:
             app.components.replication.server.close_all()
     for listener in app.listeners:
@@ -208,6 +209,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
         if config.server.pid_file and os.path.exists(config.server.pid_file):
             os.unlink(config.server.pid_file)
 
+    install_process_metrics(reactor)  # reactor tick and GC pause metrics (Synapse's names)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(startup()))
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: defer.ensureDeferred(shutdown())

@@ -53,7 +53,8 @@ from matrixd.federation.sender.area import (
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
-from matrixd.handlers.admin.misc import AdminMiscHandler, NoDestinations
+from matrixd.handlers.admin.misc import AdminMiscHandler
+from matrixd.handlers.admin.stats import CurrentStateSize
 from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
@@ -62,6 +63,7 @@ from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
 from matrixd.rest.admin.rooms import room_admin_servlets
 from matrixd.rest.admin.users import user_admin_servlets
 from matrixd.storage.admin import AdminStore
+from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
@@ -109,6 +111,7 @@ from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
 from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.app.roles.master_side import federation_sender_for_master, register_federation_transaction_endpoint
 from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
 from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
 from matrixd.rest.client.rooms import build_rooms_servlets
@@ -446,7 +449,8 @@ async def build_master_components(
         clock=clock, db=db, server_name=config.server.server_name, client=federation.client,
         notifier=core.notifier, events=stores.events, state=stores.state, event_stream_ids=stores.stream_ids,
         visibility=federation.visibility, device_lists=e2e.stores.device_lists, device_lists_position=e2e.device_lists,
-        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device, send_federation=config.federation.send_federation,
+        e2e_keys=e2e.stores.keys, to_device=e2e.stores.to_device,
+        send_federation=config.federation.send_federation and config.workers.master_sends_federation,
         e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
         sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
                           presence=sync.presence, presence_store=sync.stores.presence),
@@ -459,19 +463,24 @@ async def build_master_components(
     # -- end federation out --------------------------------------------------------------------
 
     # -- federation event flow: inbound /send, membership over federation, backfill --
-    federation_flow = build_federation_flow_area(core, federation, federation_out.sender, federation_out.edus)
+    # (with a federation_sender worker, what this flow hands the sender goes through the outbox stream)
+    outbound = await federation_sender_for_master(config, clock, db, replication, federation_out.sender)
+    federation_flow = build_federation_flow_area(core, federation, outbound, federation_out.edus)
+    register_federation_transaction_endpoint(internal, federation_flow.transactions, stores.stream_ids)
     rooms.messages.set_backfill(federation_flow.backfiller)
     # -- end federation event flow --
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)
     admin_runner = BackgroundJobRunner(clock, admin_store)
+    ratelimit_overrides = RatelimitOverrides(clock, admin_store)  # admin /override_ratelimit -> rc_message
+    core.send.set_ratelimit_overrides(ratelimit_overrides)
     admin = AdminArea(
         store=admin_store, runner=admin_runner,
         users=UserAdminHandler(
             clock=clock, server_name=config.server.server_name, store=admin_store, users=accounts.users,
             tokens=accounts.tokens, profiles=stores.profiles, current_state=stores.current_state,
             account=account_area.account, sessions=account_area.sessions, hasher=account_area.hasher,
-            devices=account_area.devices, profile=account_area.profile),
+            devices=account_area.devices, profile=account_area.profile, ratelimit_overrides=ratelimit_overrides),
         rooms=RoomAdminHandler(
             server_name=config.server.server_name, store=admin_store, rooms=stores.rooms, events=stores.events,
             current_state=stores.current_state, membership=core.membership, send=core.send,
@@ -482,13 +491,15 @@ async def build_master_components(
             membership=core.membership, room_creation=core.room_creation, send=core.send),
         media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
                                 storage=media.storage),
-        # No destinations table yet: the adapter reports no destinations.
-        misc=AdminMiscHandler(store=admin_store, events=stores.events, destinations=NoDestinations()),
+        misc=AdminMiscHandler(store=admin_store, events=stores.events,
+                              on_backoff_reset=federation_out.sender.on_backoff_reset),
         notices=ServerNoticesHandler(
             server_name=config.server.server_name, config=config.server_notices, store=admin_store,
             users=accounts.users, profiles=stores.profiles, current_state=stores.current_state,
             room_creation=core.room_creation, send=core.send),
     )
+    core.membership.set_room_blocks(admin_store)  # blocked rooms refuse joins, knocks, invites
+    CurrentStateSize(clock, admin_store).start()  # matrixd_current_state_{rooms,events} gauges
     await admin_runner.resume_unfinished()
     # -- end server administration --
 

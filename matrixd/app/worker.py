@@ -35,6 +35,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.ssl import optionsForClientTLS
 
+from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
 from matrixd.app.homeserver import READY_FILE_ENV, load_signing_key
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
@@ -121,6 +122,8 @@ async def start_worker(app: WorkerApp) -> list[BoundListener]:
     client.start()
     logger.info("waiting for the replication stream to position %s", ", ".join(client.streams))
     await client.ready
+    if app.components.sender is not None:
+        await app.components.sender.start()
     app.servlet_groups = build_worker_servlet_groups(app.config, app.components)
     app.listeners = start_listeners(app.reactor, app.config, app.servlet_groups)
     return app.listeners
@@ -134,6 +137,8 @@ async def stop_worker(app: WorkerApp) -> None:
             await stopped
     app.listeners = []
     if app.components is not None:
+        if app.components.sender is not None:
+            app.components.sender.stop()
         app.components.replication.client.stop()
         if app.components.federation is not None:
             await app.components.federation.agent.close()
@@ -200,6 +205,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
         if pid_file and os.path.exists(pid_file):
             os.unlink(pid_file)
 
+    install_process_metrics(reactor)  # reactor tick and GC pause metrics (Synapse's names)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(startup()))
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))
     reactor.run()

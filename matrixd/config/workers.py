@@ -133,7 +133,11 @@ class WorkersConfig:
         for i, sender in enumerate(senders):
             if not is_valid_worker_name(sender) or sender == MAIN_INSTANCE:
                 raise ConfigError(f"federation_sender_instances[{i}]", f"{sender!r} is not a worker name")
-        if app == "federation_sender" and senders and name not in senders:
+        if len(senders) > 1:
+            # The sender's positions and catch-up state are not sharded by destination yet.
+            raise ConfigError("federation_sender_instances", "lists more than one sender; only one is supported")
+        if app == "federation_sender" and name not in senders:
+            # Unlisted, it would send alongside the master (which sends unless a sender is listed).
             raise ConfigError("federation_sender_instances", f"does not list this federation sender {name!r}")
         return cls(
             worker_app=app, worker_name=name, worker_replication_secret=secret, worker_replication_host=host,

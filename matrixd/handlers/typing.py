@@ -73,6 +73,8 @@ class TypingHandler:
         membership = await self._current_state.get_membership(room_id, user_id)
         if membership is None or membership.membership != "join":
             raise AuthError(403, "User is not in the room")
+        if requester.shadow_banned:
+            return  # shadow-banned: accepted, shown to nobody
         if typing:
             timeout = DEFAULT_TYPING_TIMEOUT_MS if timeout_ms is None else timeout_ms
             self.start_typing(room_id, user_id, max(0, min(timeout, MAX_TYPING_TIMEOUT_MS)))

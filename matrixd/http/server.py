@@ -120,6 +120,17 @@ _in_flight = Gauge(
     "Requests being handled right now, by servlet and method",
     ["servlet", "method"],
 )
+# Synapse's names for the same facts (its dashboards and alerts query these).
+_synapse_received = Counter("synapse_http_server_requests_received", "Requests received", ["method", "servlet"])
+_synapse_responses = Counter("synapse_http_server_responses", "Responses sent, by status", ["method", "code"])
+_synapse_response_count = Counter("synapse_http_server_response_count", "Responses sent, by servlet",
+                                  ["method", "servlet", "tag"])
+_synapse_response_time = Histogram(
+    "synapse_http_server_response_time_seconds", "Seconds from request to the end of the response",
+    ["method", "servlet", "tag", "code"], buckets=LATENCY_BUCKETS,
+)
+_synapse_in_flight = Gauge("synapse_http_server_in_flight_requests_count", "Requests being handled right now",
+                           ["method", "servlet"])
 
 # ---------------------------------------------------------------------------
 # Path patterns
@@ -353,12 +364,20 @@ class JsonResource(Resource):
         servlet = request.servlet_name
         in_flight = _in_flight.labels(servlet, method)
         in_flight.inc()
+        synapse_in_flight = _synapse_in_flight.labels(method, servlet)
+        synapse_in_flight.inc()
+        _synapse_received.labels(method, servlet).inc()
 
         def done(_: object) -> None:
             in_flight.dec()
+            synapse_in_flight.dec()
             code = str(request.code) if request.finished else "disconnected"
+            elapsed = request.elapsed_seconds()
             _requests_total.labels(servlet, method, code).inc()
-            _request_duration.labels(servlet, method).observe(request.elapsed_seconds())
+            _request_duration.labels(servlet, method).observe(elapsed)
+            _synapse_responses.labels(method, code).inc()
+            _synapse_response_count.labels(method, servlet, "").inc()
+            _synapse_response_time.labels(method, servlet, "", code).observe(elapsed)
 
         request.notifyFinish().addBoth(done)
 

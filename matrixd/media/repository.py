@@ -247,7 +247,7 @@ class MediaRepository:
 
         Raises:
             MatrixError: 400 ``M_INVALID_PARAM`` for a malformed server name or
-                media id; 404 ``M_NOT_FOUND``; 504 ``M_NOT_YET_UPLOADED``; and
+                media id; 404 ``M_NOT_FOUND`` (also for quarantined media); 504 ``M_NOT_YET_UPLOADED``; and
                 the fetcher's 502/504 for remote media.
         """
         if not is_valid_media_origin(server_name):
@@ -255,6 +255,9 @@ class MediaRepository:
         if not is_valid_media_id(media_id):
             raise InvalidParamError("Media IDs may only contain A-Z, a-z, 0-9, '_' and '-'")
         timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
+        if await self._store.is_quarantined(server_name, media_id):
+            # Quarantined media (and so its thumbnails) is served to nobody, local or cached remote.
+            raise NotFoundError("Media not found")
         if server_name == self._server_name:
             media = await self._get_local(media_id, timeout_ms)
         else:

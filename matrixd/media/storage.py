@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from typing import IO, Optional, Protocol
 
@@ -156,6 +157,26 @@ class FilesystemMediaStorage:
 
     def path_for(self, location: FileLocation) -> str:
         return os.path.join(self._base, *location.relative_path().split("/"))
+
+    def thumbnail_dir_for(self, location: FileLocation) -> str:
+        """The directory holding every thumbnail of the media at ``location``."""
+        parts = location.relative_path().split("/")
+        kind = "local_thumbnails" if location.origin is None else "remote_thumbnails"
+        return os.path.join(self._base, kind, *parts[1:])
+
+    def _delete_blocking(self, location: FileLocation) -> None:
+        content = self.path_for(location)
+        try:
+            os.remove(content)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            logger.warning("deleting media file %s: %s", content, e)
+        shutil.rmtree(self.thumbnail_dir_for(location), ignore_errors=True)
+
+    async def delete(self, location: FileLocation) -> None:
+        """Remove the media's content and all its thumbnails (on the thread pool; missing files are fine)."""
+        await self._blocking.run(self._delete_blocking, location)
 
     def _temp_file(self) -> tuple[str, IO[bytes]]:
         tmp_dir = os.path.join(self._base, "tmp")

@@ -19,8 +19,12 @@ from typing import Callable, Optional, Sequence
 
 import attrs
 
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+
 from matrixd.storage.cache_invalidation import CacheInvalidationStore
 from matrixd.storage.streams import StreamIdGenerator
+from matrixd.util.clock import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +140,43 @@ class CacheInvalidator:
             self._caches.invalidate(cache_name, key_list)
         self._notify("caches")
         return stream_id
+
+
+class CachesPruner:
+    """The master's background job that keeps ``cache_invalidation_stream`` small.
+
+    Every ``interval_s`` it deletes the rows older than ``retention_ms`` that
+    were already published (every connected worker has been sent them; a
+    worker that reconnects later from below the pruned bound clears its
+    caches instead of replaying, see ``caches_stream``).
+    """
+
+    def __init__(self, clock: Clock, store: CacheInvalidationStore, published: Callable[[], int], *,
+                 retention_ms: int = 3_600_000, interval_s: float = 600.0) -> None:
+        self._clock = clock
+        self._store = store
+        self._published = published
+        self._retention_ms = retention_ms
+        self._interval_s = interval_s
+        self._loop: Optional[LoopingCall] = None
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = self._clock.looping_call(self._run, self._interval_s)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _run(self) -> "defer.Deferred[None]":
+        d = defer.ensureDeferred(self.prune_once())
+        d.addErrback(lambda f: logger.error("pruning the caches stream failed: %s", f.value))
+        return d.addCallback(lambda _: None)
+
+    async def prune_once(self) -> int:
+        """One pass; returns how many rows were deleted."""
+        deleted, up_to = await self._store.prune(self._clock.time_msec() - self._retention_ms, self._published())
+        if deleted:
+            logger.info("replication: pruned %d caches stream rows (up to %d)", deleted, up_to)
+        return deleted

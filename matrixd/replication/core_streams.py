@@ -6,6 +6,8 @@ Each function builds the entry from the stores of the process it runs in;
 
 from __future__ import annotations
 
+import logging
+
 from typing import Callable, Iterable, Optional, Sequence
 
 import attrs
@@ -20,6 +22,8 @@ from matrixd.streams.token import StreamName
 
 MEMBER = "m.room.member"
 REDACTION = "m.room.redaction"
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen(slots=True)
@@ -167,6 +171,10 @@ def caches_stream(
     """``caches``: invalidations of named caches (see :mod:`matrixd.replication.caches`)."""
 
     async def get_updates(from_token: int, to_token: int, limit: int) -> StreamPage[CacheInvalidationRow]:
+        if current_token is None and from_token < await store.get_pruned_up_to():
+            # A reader catching up from before the pruned rows: what it missed is unknown.
+            logger.warning("replication: caches rows after %d were pruned; clearing every cache", from_token)
+            caches.clear_all()
         records = await store.get_invalidations(from_token, to_token, limit)
         rows = [(r.stream_id, CacheInvalidationRow(r.cache_name, r.keys)) for r in records]
         return page_from_rows(rows, to_token, limit, len(records))

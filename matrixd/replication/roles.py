@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 from twisted.internet import defer
 
-from matrixd.replication.caches import CacheInvalidator, CacheRegistry, per_key
+from matrixd.replication.caches import CacheInvalidator, CacheRegistry, CachesPruner, per_key
 from matrixd.replication.client import ClientSettings, Connector, ReplicationClient
 from matrixd.replication.core_streams import (
     backfill_stream,
@@ -62,7 +62,7 @@ def register_core_caches(
     caches.register(CURRENT_STATE_CACHE, per_key(current_state.invalidate_room))
     caches.register(ROOMS_FOR_USER_CACHE, current_state.invalidate_users)
     if users is not None:
-        caches.register(USERS_CACHE, per_key(users.invalidate_user))
+        caches.register(USERS_CACHE, per_key(users.invalidate_user), users.invalidate_all)
     if tokens is not None:
         caches.register(ACCESS_TOKENS_CACHE, tokens.invalidate_hashes, tokens.invalidate_all)
 
@@ -129,6 +129,13 @@ class MasterReplication:
     invalidator: CacheInvalidator
     activity: WorkerActivity
     server: Optional[ReplicationServer]
+    pruner: Optional[CachesPruner] = None
+
+    def stop(self) -> None:
+        """Stop the background work (publisher polling, caches pruning)."""
+        self.publisher.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
 
     def add_stream(self, stream: ReplicationStream[Any]) -> None:
         """One more stream this process writes (its entry carries ``current_token``)."""
@@ -174,6 +181,10 @@ async def build_master_replication(
     if poll_interval is not None:
         publisher.start_polling(poll_interval)
     invalidator = CacheInvalidator(cache_store, cache_ids, caches, publisher.notify)
+    pruner: Optional[CachesPruner] = None
+    if poll_interval is not None:
+        pruner = CachesPruner(clock, cache_store, lambda: publisher.published_position("caches"))
+        pruner.start()
     announce_store_invalidations(invalidator, users=users, tokens=tokens)
     activity = WorkerActivity(record_last_seen)
     server = None
@@ -184,7 +195,7 @@ async def build_master_replication(
         )
     return MasterReplication(
         caches=caches, registry=registry, dispatcher=dispatcher, publisher=publisher, invalidator=invalidator,
-        activity=activity, server=server,
+        activity=activity, server=server, pruner=pruner,
     )
 
 

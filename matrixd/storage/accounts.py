@@ -97,6 +97,10 @@ class UserStore:
         """Drop a cached user (replication applying another process's write; tells no listener)."""
         self._cache.invalidate(user_id)
 
+    def invalidate_all(self) -> None:
+        """Forget every cached user (replication missed invalidations; tells no listener)."""
+        self._cache.clear()
+
     def add_invalidation_listener(self, listener: InvalidationListener) -> None:
         """Call ``listener(user_ids)`` after each write here changed users (the master announces it)."""
         self._listeners.append(listener)

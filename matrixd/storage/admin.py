@@ -43,6 +43,10 @@ _ROOM_TABLES = ("current_state_events", "current_state_delta_stream", "local_cur
                 "user_directory_public_rooms", "rooms")
 
 
+DESTINATION_COLUMNS = "destination, retry_last_ts, retry_interval, failure_ts, last_successful_stream_ordering"
+DESTINATION_ORDER_COLUMNS = frozenset(DESTINATION_COLUMNS.split(", "))
+
+
 @attrs.frozen(slots=True)
 class AdminUserRow:
     name: str
@@ -461,3 +465,64 @@ class AdminStore:
     async def set_notice_room(self, user_id: str, room_id: str) -> None:
         await self._db.simple_upsert("server_notice_rooms", {"user_id": user_id}, {"room_id": room_id},
                                      desc="set_notice_room")
+
+    # -- federation destinations (the federation sender's tables) -------------------------
+
+    async def list_destinations(self, *, start: int, limit: int, order_by: str, direction: str,
+                                search: Optional[str]) -> tuple[list[Sequence[Any]], int]:
+        """A page of ``federation_destinations`` rows (``DESTINATION_COLUMNS``) and their count."""
+        if order_by not in DESTINATION_ORDER_COLUMNS:
+            raise ValueError(f"cannot order destinations by {order_by!r}")
+        where, args = "", []
+        if search:
+            where, args = " WHERE LOWER(destination) LIKE ?", [f"%{search.lower()}%"]
+        order = "DESC" if direction == "b" else "ASC"
+        # NULLs (never failed / never succeeded) sort as the smallest value on both engines.
+        key = "destination" if order_by == "destination" else f"COALESCE({order_by}, -1)"
+
+        def _txn(txn: Cursor) -> tuple[list[Sequence[Any]], int]:
+            txn.execute(f"SELECT COUNT(*) FROM federation_destinations{where}", args)
+            count = txn.fetchone()
+            total = int(count[0]) if count else 0
+            txn.execute(
+                f"SELECT {DESTINATION_COLUMNS} FROM federation_destinations{where}"
+                f" ORDER BY {key} {order}, destination {order} LIMIT ? OFFSET ?", [*args, limit, start])
+            return list(txn.fetchall()), total
+
+        return await self._db.run_interaction("admin_list_destinations", _txn)
+
+    async def get_destination(self, destination: str) -> Optional[Sequence[Any]]:
+        rows = await self._db.execute(
+            "admin_get_destination",
+            f"SELECT {DESTINATION_COLUMNS} FROM federation_destinations WHERE destination = ?", destination)
+        return rows[0] if rows else None
+
+    async def reset_destination_retry(self, destination: str) -> bool:
+        """Clear a destination's backoff; False if the destination is unknown."""
+        def _txn(txn: Cursor) -> bool:
+            txn.execute("UPDATE federation_destinations SET retry_last_ts = 0, retry_interval = 0, failure_ts = NULL"
+                        " WHERE destination = ?", (destination,))
+            return txn.rowcount > 0
+
+        return await self._db.run_interaction("admin_reset_destination_retry", _txn)
+
+    async def destination_rooms(self, destination: str, *, start: int, limit: int,
+                                direction: str) -> tuple[list[tuple[str, int]], int]:
+        """A page of ``(room_id, stream_ordering)`` of the rooms we send ``destination`` events of."""
+        order = "DESC" if direction == "b" else "ASC"
+
+        def _txn(txn: Cursor) -> tuple[list[tuple[str, int]], int]:
+            txn.execute("SELECT COUNT(*) FROM federation_destination_rooms WHERE destination = ?", (destination,))
+            count = txn.fetchone()
+            total = int(count[0]) if count else 0
+            txn.execute("SELECT room_id, stream_ordering FROM federation_destination_rooms WHERE destination = ?"
+                        f" ORDER BY room_id {order} LIMIT ? OFFSET ?", (destination, limit, start))
+            return [(r[0], int(r[1])) for r in txn.fetchall()], total
+
+        return await self._db.run_interaction("admin_destination_rooms", _txn)
+
+    async def count_current_state(self) -> tuple[int, int]:
+        """``(rooms with current state, current state events)`` over the whole server."""
+        rows = await self._db.execute("count_current_state",
+                                      "SELECT COUNT(DISTINCT room_id), COUNT(*) FROM current_state_events")
+        return (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)

@@ -34,6 +34,10 @@ class _CacheCollector(Collector):
                                       labels=["cache", "result"])
         size = GaugeMetricFamily("matrixd_storage_cache_size", "Entries (weighted) in each store cache",
                                  labels=["cache"])
+        # Synapse's names (gauges there too): hits, total lookups, size; ``name`` is the cache.
+        syn_hits = GaugeMetricFamily("synapse_util_caches_cache_hits", "Cache hits", labels=["name"])
+        syn_total = GaugeMetricFamily("synapse_util_caches_cache", "Cache lookups (hits and misses)", labels=["name"])
+        syn_size = GaugeMetricFamily("synapse_util_caches_cache_size", "Cache size", labels=["name"])
         totals: dict[str, list[int]] = {}
         for cache in list(_ALL_CACHES):
             t = totals.setdefault(cache.name, [0, 0, 0])
@@ -44,8 +48,14 @@ class _CacheCollector(Collector):
             lookups.add_metric([name, "hit"], hits)
             lookups.add_metric([name, "miss"], misses)
             size.add_metric([name], weighted)
+            syn_hits.add_metric([name], hits)
+            syn_total.add_metric([name], hits + misses)
+            syn_size.add_metric([name], weighted)
         yield lookups
         yield size
+        yield syn_hits
+        yield syn_total
+        yield syn_size
 
 
 REGISTRY.register(_CacheCollector())

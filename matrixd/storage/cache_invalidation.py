@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import attrs
 
-from matrixd.storage.database import Database
+from matrixd.storage.database import Cursor, Database
+from matrixd.storage.sql import simple_upsert_txn
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.util.clock import Clock
 
@@ -61,3 +62,37 @@ class CacheInvalidationStore:
             out.append(CacheInvalidationRecord(int(stream_id), name, keys))
         return out
 
+
+    # -- pruning ---------------------------------------------------------------------
+
+    async def get_pruned_up_to(self) -> int:
+        """Rows at or below this stream id may have been deleted (0: none ever were)."""
+        value = await self._db.simple_select_one_onecol("cache_invalidation_pruned", {"lock": "X"}, "up_to",
+                                                        allow_none=True, desc="get_cache_invalidation_pruned")
+        return 0 if value is None else int(value)
+
+    async def prune(self, before_ts: int, max_stream_id: int) -> tuple[int, int]:
+        """Delete the rows written before ``before_ts`` with ids at most ``max_stream_id``.
+
+        Returns ``(rows deleted, pruned_up_to)``; the new bound is recorded in the
+        same transaction, so a reader that sees a gap below it knows rows are gone.
+        """
+
+        def _txn(txn: Cursor) -> tuple[int, int]:
+            txn.execute("SELECT up_to FROM cache_invalidation_pruned WHERE lock = 'X'")
+            row = txn.fetchone()
+            up_to = 0 if row is None else int(row[0])
+            txn.execute(
+                "SELECT MAX(stream_id) FROM cache_invalidation_stream WHERE invalidation_ts < ? AND stream_id <= ?",
+                (before_ts, max_stream_id),
+            )
+            found = txn.fetchone()
+            if found is None or found[0] is None or int(found[0]) <= up_to:
+                return 0, up_to
+            new_up_to = int(found[0])
+            txn.execute("DELETE FROM cache_invalidation_stream WHERE stream_id <= ?", (new_up_to,))
+            deleted = max(0, txn.rowcount)
+            simple_upsert_txn(txn, "cache_invalidation_pruned", {"lock": "X"}, {"up_to": new_up_to})
+            return deleted, new_up_to
+
+        return await self._db.run_interaction("prune_cache_invalidations", _txn)

@@ -150,24 +150,26 @@ class CurrentStateStore:
     async def get_membership(self, room_id: str, user_id: str) -> Optional[MembershipInfo]:
         """The user's current membership of the room.
 
-        From the room's current state, or, for a local user in a room this
-        server is not in (an invite over federation), from the out-of-band
-        membership.  None if the user has no membership at all.
+        For a local user, their latest membership (``local_current_membership``,
+        which follows the room's current state while this server is in the room
+        and also holds out-of-band invites, knocks and leaves of rooms it is not
+        in, or no longer in); for others, the room's current state.  None if the
+        user has no membership at all.
         """
 
         def _txn(txn: Cursor) -> Optional[MembershipInfo]:
             txn.execute(
-                "SELECT m.membership, m.event_id, m.sender, m.stream_ordering FROM current_state_events c"
-                " JOIN room_memberships m ON m.event_id = c.event_id"
-                " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key = ?",
+                "SELECT l.membership, l.event_id, m.sender, l.stream_ordering FROM local_current_membership l"
+                " JOIN room_memberships m ON m.event_id = l.event_id"
+                " WHERE l.room_id = ? AND l.user_id = ?",
                 (room_id, user_id),
             )
             row = txn.fetchone()
             if row is None:
                 txn.execute(
-                    "SELECT l.membership, l.event_id, m.sender, l.stream_ordering FROM local_current_membership l"
-                    " JOIN room_memberships m ON m.event_id = l.event_id"
-                    " WHERE l.room_id = ? AND l.user_id = ?",
+                    "SELECT m.membership, m.event_id, m.sender, m.stream_ordering FROM current_state_events c"
+                    " JOIN room_memberships m ON m.event_id = c.event_id"
+                    " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key = ?",
                     (room_id, user_id),
                 )
                 row = txn.fetchone()

@@ -40,7 +40,7 @@ from twisted.python.threadpool import ThreadPool
 
 from matrixd.storage import sql
 from matrixd.storage.engines import BaseEngine, create_engine
-from matrixd.storage.metrics import observe_txn
+from matrixd.storage.metrics import observe_schedule, observe_txn
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class Database:
                 raise DatabaseClosedError(f"database closed; cannot run {desc!r}")
             try:
                 outcome: tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]]] = (
-                    await self._pool.run(self._run_txn, desc, attempt > 0, func, args, kwargs)
+                    await self._pool.run(self._run_txn, desc, attempt > 0, time.monotonic(), func, args, kwargs)
                 )
                 result, after = outcome
             except Exception as e:
@@ -293,12 +293,15 @@ class Database:
         conn: Any,
         desc: str,
         retried: bool,
+        submitted: float,
         func: Callable[..., R],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]]]:
-        """The body of one attempt, on a pool thread."""
+        """The body of one attempt, on a pool thread (``submitted``: when it was queued)."""
         start = time.monotonic()
+        if self._metrics is not None:
+            observe_schedule(start - submitted)
         cursor = Cursor(conn.cursor(), self.engine, desc)
         try:
             self.engine.begin(conn)

@@ -274,7 +274,8 @@ class E2EKeyStore:
     async def store_signatures(self, rows: Sequence[SignatureRow], stream_id: int) -> None:
         """Store signatures (replacing one by the same signer key of the same target key) and
         record a device_lists change for each target user (visible only to the signer when the
-        signer is another user: only they may see user-signing signatures)."""
+        signer is another user: only they may see user-signing signatures): of the signed
+        device, or of the user's cross-signing keys (device None) when a key of theirs was signed."""
 
         def _txn(txn: Cursor) -> None:
             txn.execute_batch(
@@ -287,7 +288,12 @@ class E2EKeyStore:
             changes: dict[tuple[str, Optional[str]], set[Optional[str]]] = {}
             for r in rows:
                 visible_to = None if r.signer_user_id == r.target_user_id else r.signer_user_id
-                changes.setdefault((r.target_user_id, visible_to), set()).add(r.target_key_id)
+                # A signed cross-signing key is recorded like a key upload (device None), so
+                # other servers get an m.signing_key_update for it, not a device update.
+                txn.execute("SELECT 1 FROM e2e_cross_signing_keys WHERE user_id = ? AND public_key = ?",
+                            (r.target_user_id, r.target_key_id))
+                changed: Optional[str] = None if txn.fetchone() is not None else r.target_key_id
+                changes.setdefault((r.target_user_id, visible_to), set()).add(changed)
             for (target, visible_to), key_ids in sorted(changes.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
                 add_device_list_changes_txn(txn, stream_id, target, key_ids, visible_to)
 

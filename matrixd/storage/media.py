@@ -216,6 +216,15 @@ class MediaStore:
 
     # -- both ----------------------------------------------------------------------
 
+    async def is_quarantined(self, server_name: str, media_id: str) -> bool:
+        """Whether a server admin quarantined ``mxc://server_name/media_id`` (``media_quarantine``,
+        written by the admin API)."""
+        rows = await self._db.execute(
+            "media_is_quarantined",
+            "SELECT 1 FROM media_quarantine WHERE server_name = ? AND media_id = ?", server_name, media_id,
+        )
+        return bool(rows)
+
     async def set_image_info(self, origin: Optional[str], media_id: str, image: ImageInfo) -> None:
         """Remember what the thumbnailer found (for media stored before it looked)."""
         values = _image_values(image)

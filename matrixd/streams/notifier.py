@@ -17,11 +17,16 @@ from __future__ import annotations
 
 from typing import Collection, Iterable, Optional
 
+from prometheus_client import Counter, Gauge
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 
 from matrixd.streams.token import StreamName, StreamToken
 from matrixd.util.clock import Clock
+
+# Synapse's names: waiters woken per stream, and waiters registered right now.
+_WOKEN_BY_STREAM = Counter("synapse_notifier_users_woken_by_stream", "Waiting requests woken, by stream", ["stream"])
+_LISTENERS = Gauge("synapse_notifier_listeners", "Requests waiting for a stream to move")
 
 
 class _Waiter:
@@ -43,6 +48,7 @@ class Notifier:
         self._key_seq: dict[str, int] = {}
         self._waiters: dict[str, set[_Waiter]] = {}
         self._token_waiters: list[tuple[StreamToken, "defer.Deferred[None]"]] = []
+        _LISTENERS.set_function(self.waiter_count)  # one notifier per process
 
     # -- positions -----------------------------------------------------------
 
@@ -67,6 +73,7 @@ class Notifier:
             self._key_seq[key] = seq
             waiters = self._waiters.pop(key, None)
             if waiters:
+                _WOKEN_BY_STREAM.labels(stream.value).inc(len(waiters))
                 for w in list(waiters):
                     self._fire(w, True)
         if self._token_waiters:

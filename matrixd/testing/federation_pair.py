@@ -112,6 +112,8 @@ SYNAPSE_SETTINGS: dict[str, Any] = {
         "client_timeout": "20s",
     },
     "caches": {"sync_response_cache_duration": 0},
+    # Synapse's default lets only admins publish rooms to the directory.
+    "room_list_publication_rules": [{"action": "allow"}],
 }
 
 _counter = itertools.count(1)

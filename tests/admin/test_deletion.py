@@ -45,7 +45,7 @@ class RoomDeletionTests(AdminTestCase):
         self.admin("GET", f"/v1/rooms/{self.room}", code=404)
         self.assertEqual(self.admin("GET", f"/v1/rooms/{self.room}/block")["block"], True)
         ch = self.join(self.user_tok, self.room)
-        self.assertEqual(ch.code, 404, ch.json_body)
+        self.assertEqual((ch.code, ch.json_body["errcode"]), (403, "M_FORBIDDEN"))  # blocked, not just unknown
         self.assertNotIn(self.room, self.admin("GET", "/v1/users/@bob:test/joined_rooms")["joined_rooms"])
         ch = self.req("GET", f"{V3}/rooms/{self.room}/messages?dir=b", None, self.user_tok)
         self.assertIn(ch.code, (403, 404), ch.json_body)

@@ -100,7 +100,7 @@ class MiscAdminTests(AdminTestCase):
         self.admin("GET", "/v1/event_reports/abc", code=400)
 
     def test_version_updates_destinations(self) -> None:
-        """server_version, background_updates/status and the (empty) destinations adapter answer."""
+        """server_version, background_updates/status answer; with no federation yet no destination is known."""
         self.assertIn("server_version", self.admin("GET", "/v1/server_version"))
         self.assertEqual(self.admin("GET", "/v1/background_updates/status"), {"enabled": True, "current_updates": {}})
         self.assertEqual(self.admin("GET", "/v1/federation/destinations"), {"destinations": [], "total": 0})

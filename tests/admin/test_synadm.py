@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import sys
 from typing import Any
 
@@ -37,6 +38,23 @@ class _Collect(protocol.ProcessProtocol):
         self.ended.callback(reason.value.exitCode if reason.value.exitCode is not None else -1)
 
 
+def _json_documents(out: str) -> list[Any]:
+    """The JSON documents synadm printed, in order (some commands print several; logs are skipped)."""
+    decoder = json.JSONDecoder()
+    docs: list[Any] = []
+    i = 0
+    while True:
+        starts = [j for j in (out.find("{", i), out.find("[", i)) if j >= 0]
+        if not starts:
+            return docs
+        try:
+            doc, i = decoder.raw_decode(out, min(starts))
+        except json.JSONDecodeError:
+            i = min(starts) + 1
+            continue
+        docs.append(doc)
+
+
 class SynadmTests(unittest.TestCase):
     timeout = 180
 
@@ -50,11 +68,11 @@ class SynadmTests(unittest.TestCase):
         code, out = await self._exec([SYNADM, "-c", self.synadm_cfg, "--batch", "-o", "json", *args], self.env,
                                     self.workdir)
         self.assertEqual(code, 0, out)
-        start = min(i for i in (out.find("{"), out.find("[")) if i >= 0)
-        return json.loads(out[start:])
+        return _json_documents(out)[-1]
 
-    async def test_synadm_reads_users_rooms_version(self) -> None:
-        """synadm lists users and rooms, shows a user and the server version from a running matrixd."""
+    async def test_synadm_against_matrixd(self) -> None:
+        """synadm lists users and rooms, shows a user and the version, deactivates a user, deletes a room
+        and deletes/purges media on a running matrixd, each with the expected result."""
         self.assertTrue(shutil.which(SYNADM) or os.path.exists(SYNADM), "synadm is not installed in the venv")
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
@@ -122,3 +140,50 @@ class SynadmTests(unittest.TestCase):
         self.assertEqual(room["name"], "Lobby")
         version = await self._synadm("version")
         self.assertIn("server_version", version)
+
+        # Deactivate a user.
+        code, out = await self._exec([sys.executable, script, "-c", config_path, "-u", "victim", "-p", "pw-victim",
+                                     "--no-admin", base], self.env, self.workdir)
+        self.assertEqual(code, 0, out)
+        code, out = await self._exec([SYNADM, "-c", self.synadm_cfg, "--batch", "-o", "json", "user", "deactivate",
+                                     "@victim:localhost"], self.env, self.workdir)
+        self.assertEqual(code, 0, out)
+        self.assertTrue((await self._synadm("user", "details", "@victim:localhost"))["deactivated"])
+        response = await treq.post(f"{base}/_matrix/client/v3/login", json={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "victim"},
+            "password": "pw-victim"}, persistent=False)
+        self.assertEqual(response.code, 403)
+        await response.content()
+
+        # Delete a room (v2, asynchronous): the delete id's status reaches "complete", the room is gone.
+        deleted = await self._synadm("room", "delete", room_id)
+        delete_id = deleted["delete_id"]
+        for _ in range(200):
+            status = await self._synadm("room", "delete-status", "-d", delete_id)
+            if status.get("status") in ("complete", "failed"):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(status["status"], "complete", status)
+        self.assertEqual((await self._synadm("room", "list"))["rooms"], [])
+
+        # Delete local media by id, and purge the remote media cache.
+        response = await treq.post(f"{base}/_matrix/media/v3/upload?filename=a.txt", data=b"to be deleted",
+                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+                                   persistent=False)
+        media_id = (await response.json())["content_uri"].rsplit("/", 1)[1]
+        self.assertEqual((await self._synadm("media", "delete", "--media-id", media_id))["deleted_media"],
+                         [media_id])
+        response = await treq.get(f"{base}/_matrix/client/v1/media/download/localhost/{media_id}",
+                                  headers={"Authorization": f"Bearer {token}"}, persistent=False)
+        self.assertEqual(response.code, 404)
+        await response.content()
+        db = sqlite3.connect(os.path.join(self.workdir, "data", "homeserver.db"), timeout=30)
+        try:
+            with db:
+                db.execute("INSERT INTO remote_media_cache (server_name, media_id, media_type, media_length,"
+                           " created_ts, sha256, authenticated) VALUES ('far.example', 'oldRemote', 'text/plain',"
+                           " 3, 1000, 'x', 1)")
+        finally:
+            db.close()
+        self.assertEqual(await self._synadm("media", "purge", "--before-days", "1"), {"deleted": 1})
+        self.assertEqual(await self._synadm("media", "purge", "--before-days", "1"), {"deleted": 0})

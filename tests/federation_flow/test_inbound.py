@@ -277,3 +277,27 @@ class InboundTransactionTestCase(unittest.TestCase):
         self.assertEqual(current[("m.room.topic", "")], topic.event_id)
         latest = self.hs.run(self.st.events.get_latest_event_ids_in_room(self.room_id))
         self.assertEqual(sorted(latest), sorted([local, topic.event_id]))
+
+    def test_remote_redactions_of_local_events_follow_power(self) -> None:
+        """A received redaction of another server's event applies when its sender may redact (power level
+        in the state before it), and not otherwise (room v3+ "Handling redactions")."""
+        self.join_bob()
+        mine = self.local_send(self.alice, "m.room.message", {"msgtype": "m.text", "body": "one"})
+        other = self.local_send(self.alice, "m.room.message", {"msgtype": "m.text", "body": "two"})
+        # bob (power 0) redacts: stored, not applied.
+        weak = self.event(BOB, "m.room.redaction", {"redacts": mine})
+        self.assertEqual(self.send(weak), {weak.event_id: {}})
+        stored = self.stored(mine)
+        assert stored is not None
+        self.assertEqual(stored.content["body"], "one")
+        # Raised to moderator by alice, bob's redaction applies.
+        levels = self.hs.run(self.st.current_state.get_current_state_event(self.room_id, "m.room.power_levels", ""))
+        assert levels is not None
+        content = dict(levels.content)
+        content["users"] = {**content.get("users", {}), BOB: 50}
+        self.local_send(self.alice, "m.room.power_levels", content, "")
+        strong = self.event(BOB, "m.room.redaction", {"redacts": other})
+        self.assertEqual(self.send(strong), {strong.event_id: {}})
+        stored = self.stored(other)
+        assert stored is not None
+        self.assertEqual(stored.content, {})

@@ -174,6 +174,41 @@ class RemoteJoinTestCase(unittest.TestCase):
         self.assertEqual(channel.code, 200, channel.result_body)
         self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "leave")
 
+    def test_invite_to_a_room_we_left_then_reject_then_join(self) -> None:
+        """A room we were in and left: a new invite is out of band (shown by /sync), rejecting it goes
+        through make_leave/send_leave, and the next invite's join goes through the remote server."""
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/leave", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.flush_sender()
+        leave = next(p for p in self.received if p["content"].get("membership") == "leave")
+        room.accept(leave)
+
+        for attempt in ("reject", "join"):
+            invite = self.invite_alice(room)
+            membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+            assert membership is not None
+            self.assertEqual((membership.membership, membership.event_id), ("invite", invite.event_id))
+            channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+            self.assertEqual(channel.code, 200, channel.result_body)
+            self.assertIn(room.room_id, channel.json_body["rooms"]["invite"])
+            if attempt == "reject":
+                channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/leave", {},
+                                          access_token=self.alice_token)
+                self.assertEqual(channel.code, 200, channel.result_body)
+                # The leave went through the room's server, not onto our stale copy of the room.
+                self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "leave")
+            else:
+                channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/join", {},
+                                          access_token=self.alice_token)
+                self.assertEqual(channel.code, 200, channel.result_body)
+                self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "join")
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(membership.membership, "join")
+
     def test_outbound_invite_signed_by_invitee_server(self) -> None:
         """Inviting a remote user asks their server to sign first; the invite carries both signatures."""
         room_id = create_room(self.hs, self.alice, {"preset": "private_chat"})

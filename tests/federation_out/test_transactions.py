@@ -176,3 +176,39 @@ class TransactionTestCase(unittest.TestCase):
         self.sender.send_pdu(event, ["other.test", "test"])
         pump(self.hs)
         self.assertEqual([p["content"].get("body") for p in rec.pdus()], ["relay"])
+
+
+class OutboxTestCase(unittest.TestCase):
+    """The master's hand-offs when a federation_sender worker sends: the federation_outbox table and stream."""
+
+    setUp = TransactionTestCase.setUp
+    bodies = TransactionTestCase.bodies
+
+    def test_outbox_hand_offs_are_sent_and_drained(self) -> None:
+        """send_pdu/send_edu on the outbox sender store rows; the sender queues them, records its position
+        and deletes what it queued; nothing is sent twice."""
+        from matrixd.federation.sender.outbox import OutboxFederationSender
+        from matrixd.federation.sender.service import OUTBOX
+        from matrixd.storage.federation_outbox import FederationOutboxStore
+
+        c = self.hs.components
+        store = FederationOutboxStore(c.db, c.clock)
+        ids = self.hs.run(store.create_id_generator())
+        outbox = OutboxFederationSender(server_name="test", store=store, stream_ids=ids,
+                                        notify=self.sender.notify_outbox)
+        self.sender.set_outbox(store, ids.get_current_token)
+        # A remote user's event (never sent by the events stream) handed over explicitly, and an EDU.
+        event_id = message(self.hs, self.room_id, f"@bob:{REMOTE}", "handed over")
+        event = self.hs.run(c.core.stores.events.get_event(event_id))
+        assert event is not None
+        outbox.send_pdu(event, [REMOTE, "test"])
+        outbox.send_edu(REMOTE, "m.test", {"n": 1}, key="k")
+        pump(self.hs)
+        self.assertEqual(self.bodies(), ["handed over"])
+        edus = [e for t in self.recorder.transactions for e in t.get("edus", []) if e["edu_type"] == "m.test"]
+        self.assertEqual([e["content"] for e in edus], [{"n": 1}])
+        self.assertEqual(self.hs.run(c.federation_out.store.get_stream_position(OUTBOX)), ids.get_current_token())
+        self.assertEqual(self.hs.run(store.get_entries(0, ids.get_current_token(), 10)), [])
+        self.sender.notify_outbox()
+        pump(self.hs)
+        self.assertEqual(self.bodies(), ["handed over"])

@@ -9,7 +9,8 @@ from twisted.trial import unittest
 
 from matrixd.events.redaction import prune_event_dict
 from matrixd.replication import metrics
-from matrixd.replication.caches import UnknownCacheError
+from matrixd.replication.caches import CachesPruner, UnknownCacheError
+from matrixd.storage.cache_invalidation import CacheInvalidationStore
 from matrixd.replication.roles import (
     MasterReplication,
     WorkerReplication,
@@ -256,6 +257,50 @@ class CachesStreamTests(_CoreReplicationCase):
         assert info is not None and not info.admin
         self.reconnect()
         info = self.run_(self.w_users.get_user("@dave:test"))
+        assert info is not None
+        self.assertTrue(info.admin)
+
+    def _pruner(self, retention_ms: int) -> CachesPruner:
+        return CachesPruner(self.clock, CacheInvalidationStore(self.core.db, self.clock),
+                            lambda: self.master.publisher.published_position("caches"), retention_ms=retention_ms)
+
+    def test_pruning_keeps_recent_and_unpublished_rows(self) -> None:
+        """Rows older than the retention and already published are deleted; newer ones stay and still replay."""
+        store = CacheInvalidationStore(self.core.db, self.clock)
+        first = self.run_(self.master.invalidator.invalidate("users", ["@a:test"]))
+        self.network.pump()
+        self.reactor.advance(120)
+        second = self.run_(self.master.invalidator.invalidate("users", ["@b:test"]))
+        self.network.pump()
+        self.assertEqual(self.run_(self._pruner(retention_ms=60_000).prune_once()), 1)
+        self.assertEqual(self.run_(store.get_pruned_up_to()), first)
+        self.assertEqual([r.stream_id for r in self.run_(store.get_invalidations(0, second, 10))], [second])
+        # Nothing newer than the retention goes, even when published.
+        self.assertEqual(self.run_(self._pruner(retention_ms=60_000).prune_once()), 0)
+        # A row not yet published is never pruned, however old.
+        self.disconnect()
+        with self.master.invalidator._id_gen.get_next() as held:
+            self.run_(store.add_invalidation(held, "users", ["@c:test"]))
+            self.reactor.advance(3600)
+            self.assertEqual(self.run_(self._pruner(retention_ms=1).prune_once()), 1)  # `second` only
+        self.assertEqual(self.run_(store.get_pruned_up_to()), second)
+        self.assertEqual([r.stream_id for r in self.run_(store.get_invalidations(0, held, 10))], [held])
+
+    def test_worker_behind_the_pruned_rows_clears_its_caches(self) -> None:
+        """A worker that missed pruned invalidations cannot replay them: it clears its caches on catch-up."""
+        self.run_(self.master_users.create_user("@erin:test", None))
+        self.run_(self.w_users.get_user("@erin:test"))
+        self.disconnect()
+        self.run_(self.master_users.set_admin("@erin:test", True))
+        self.run_(self.master.invalidator.invalidate("users", ["@erin:test"]))
+        self.master.publisher.notify("caches")
+        self.reactor.advance(7200)
+        self.assertGreaterEqual(self.run_(self._pruner(retention_ms=3_600_000).prune_once()), 1)
+        info = self.run_(self.w_users.get_user("@erin:test"))
+        assert info is not None and not info.admin  # the stale copy
+        with self.assertLogs("matrixd.replication.core_streams", level="WARNING"):
+            self.reconnect()
+        info = self.run_(self.w_users.get_user("@erin:test"))
         assert info is not None
         self.assertTrue(info.admin)
 

@@ -91,14 +91,24 @@ class Response:
 class Deployment:
     """See the module docstring.  Worker names: ``sync1``, ``fedreader1``, ``media1``, ``fedsender1``."""
 
-    def __init__(self, testcase: TestCase) -> None:
+    def __init__(self, testcase: TestCase, *, sync_workers: int = 1, other_workers: bool = True,
+                 extra_config: Optional[dict[str, Any]] = None, source: Optional[str] = None) -> None:
+        """``sync_workers`` sync workers (``sync1``...); ``other_workers``: the reader, media worker and sender
+        (without them and with no sync worker it is a monolith behind nginx). ``testcase`` needs only
+        ``mktemp()`` and ``addCleanup()`` (the benchmark passes a stand-in). ``source``: another checkout
+        whose scripts/matrixdctl (and so whose matrixd) runs the processes (the benchmark's baseline)."""
         self.testcase = testcase
+        self.matrixdctl_path = os.path.join(source, "scripts", "matrixdctl") if source else MATRIXDCTL
+        self.sync_names = [f"sync{i + 1}" for i in range(sync_workers)]
+        self.other_workers = other_workers
+        self.extra_config = dict(extra_config or {})
         self.dir = os.path.abspath(testcase.mktemp())
         os.makedirs(os.path.join(self.dir, "workers"))
         self.run_dir = os.path.join(self.dir, "run")
         os.makedirs(self.run_dir)
-        names = ["main", "main_repl", "main_internal", "main_metrics", "sync1", "sync1_metrics", "fedreader1",
-                 "fedreader1_metrics", "media1", "media1_metrics", "fedsender1_metrics", "nginx"]
+        names = ["main", "main_repl", "main_internal", "main_metrics", "fedreader1",
+                 "fedreader1_metrics", "media1", "media1_metrics", "fedsender1_metrics", "nginx", "remote1",
+                 "remote2"] + [n for s in self.sync_names for n in (s, f"{s}_metrics")]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.nginx: Optional[subprocess.Popen[bytes]] = None
         self.dbname = f"matrixd_w_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -183,19 +193,28 @@ class Deployment:
             "worker_replication_host": "127.0.0.1",
             "worker_replication_port": self.ports["main_repl"],
             "instance_map": {"main": {"host": "127.0.0.1", "port": self.ports["main_internal"]}},
-            "federation_sender_instances": ["fedsender1"],
+            "federation_sender_instances": ["fedsender1"] if self.other_workers else [],
+            # Remote servers in tests are HTTPS servers on loopback with self-signed certificates.
+            "federation_verify_certificates": False,
+            "ip_range_whitelist": ["127.0.0.0/8"],
+            "trusted_key_servers": [],
         }
+        shared.update(self.extra_config)
         self.config_path = os.path.join(self.dir, "homeserver.yaml")
         with open(self.config_path, "w", encoding="utf-8") as f:
             yaml.safe_dump(shared, f)
-        workers = {
-            "sync1": ("sync", [self._listener("sync1", ["client"]), self._metrics("sync1_metrics")]),
+        workers: dict[str, tuple[str, list[dict[str, Any]]]] = {
+            name: ("sync", [self._listener(name, ["client"]), self._metrics(f"{name}_metrics")])
+            for name in self.sync_names
+        }
+        if self.other_workers:
+            workers.update({
             "fedreader1": ("federation_reader", [self._listener("fedreader1", ["federation", "keys"]),
                                                  self._metrics("fedreader1_metrics")]),
             "media1": ("media_repository", [self._listener("media1", ["media", "client"]),
                                             self._metrics("media1_metrics")]),
             "fedsender1": ("federation_sender", [self._metrics("fedsender1_metrics")]),
-        }
+            })
         for name, (app, listeners) in workers.items():
             with open(os.path.join(self.dir, "workers", f"{name}.yaml"), "w", encoding="utf-8") as f:
                 yaml.safe_dump({"worker_app": app, "worker_name": name, "worker_listeners": listeners}, f)
@@ -203,7 +222,7 @@ class Deployment:
     # -- processes --------------------------------------------------------------
 
     def matrixdctl(self, *args: str, timeout: float = 90.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, MATRIXDCTL, "-c", self.config_path, "--run-dir", self.run_dir, "--timeout", "45",
+        cmd = [sys.executable, self.matrixdctl_path, "-c", self.config_path, "--run-dir", self.run_dir, "--timeout", "45",
                *args]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.dir)
         if check and result.returncode != 0:
@@ -248,9 +267,9 @@ class Deployment:
         os.makedirs(ngx, exist_ok=True)
         snippet = render(
             listen=[f"127.0.0.1:{self.ports['nginx']}"], server_name=SERVER_NAME,
-            main=[f"127.0.0.1:{self.ports['main']}"], sync=[f"127.0.0.1:{self.ports['sync1']}"],
-            federation_readers=[f"127.0.0.1:{self.ports['fedreader1']}"],
-            media=[f"127.0.0.1:{self.ports['media1']}"],
+            main=[f"127.0.0.1:{self.ports['main']}"], sync=[f"127.0.0.1:{self.ports[n]}" for n in self.sync_names],
+            federation_readers=[f"127.0.0.1:{self.ports['fedreader1']}"] if self.other_workers else [],
+            media=[f"127.0.0.1:{self.ports['media1']}"] if self.other_workers else [],
         )
         with open(os.path.join(ngx, "matrixd.conf"), "w", encoding="utf-8") as f:
             f.write(snippet)

@@ -18,6 +18,7 @@ from twisted.trial import unittest
 from matrixd.crypto.keys import encode_verify_key
 from matrixd.crypto.request_auth import sign_request
 from tests.workers.deployment import SERVER_NAME, SYNC_FILTER, Deployment, Response
+from tests.workers.remote import LoopbackRemote
 
 BURST = 1000
 ROOMS = 4
@@ -181,6 +182,84 @@ class DeploymentTests(unittest.TestCase):
             self.assertIn("process_cpu_seconds_total", d.metrics(name))
         self.assertIn("matrixd_replication_connected_workers 4.0", d.metrics("main"))
         self.assertIn('matrixd_replication_stream_position{stream="events"}', d.metrics("fedsender1"))
+        # The replication metrics of the issue: lag per stream and commands received on workers, commands
+        # sent and connected workers on the master, catch-up counters everywhere.
+        sync_metrics, main_metrics = d.metrics("sync1"), d.metrics("main")
+        for stream in ("events", "receipts", "typing", "caches"):
+            self.assertIn(f'matrixd_replication_stream_lag{{stream="{stream}"}} 0.0', sync_metrics)
+        self.assertIn('matrixd_replication_commands_received_total{verb="RDATA"}', sync_metrics)
+        self.assertIn('matrixd_replication_commands_sent_total{verb="RDATA"}', main_metrics)
+        self.assertIn("# TYPE matrixd_replication_catchups_total counter", sync_metrics)
+
+    def test_federation_in_through_reader_out_through_sender(self) -> None:
+        """Two remote servers (HTTPS on loopback) join a room through the master; a transaction one of them
+        sends arrives at the federation reader and is persisted by the master; outbound federation (local
+        events, the master's hand-offs, to-device EDUs) leaves from the federation sender worker only."""
+        d = self.d
+        alice, token = d.register("alice")
+        room = d.request("POST", "/_matrix/client/v3/createRoom", {"preset": "public_chat"}, token)
+        self.assertEqual(room.code, 200, room.body)
+        room_id = room.json["room_id"]
+        remotes = [LoopbackRemote(d, d.ports[name], d.dir) for name in ("remote1", "remote2")]
+        for remote in remotes:
+            self._store_remote_key(remote.server_name, remote.key)
+        r1, r2 = remotes
+        join1 = r1.join(room_id, "rem")
+        join2 = r2.join(room_id, "other")
+        # The master served r2's join; passing it on to r1 is the sender worker's job (federation_outbox).
+        self.assertTrue(r1.wait_for(lambda: join2["event_id"] in {p.get("event_id") or _event_id(p, join2)
+                                                                   for p in r1.pdus()}),
+                        f"r1 never got r2's join: {r1.transactions}")
+
+        # Inbound: r1 sends a message in a transaction; nginx routes /send to the federation reader.
+        reader = _SyncReader(d, token, self._initial_sync(token))
+        state = d.request("GET", f"/_matrix/client/v3/rooms/{room_id}/state", token=token)
+        ids = {(e["type"], e["state_key"]): e["event_id"] for e in state.json}
+        message = r1.sign(join1["room_version"], {
+            "type": "m.room.message", "room_id": room_id, "sender": f"@rem:{r1.server_name}",
+            "content": {"msgtype": "m.text", "body": "hello from afar"}, "origin_server_ts": int(time.time() * 1000),
+            "depth": join2["depth"] + 1, "prev_events": [join2["event_id"]],
+            "auth_events": sorted({ids[("m.room.power_levels", "")], join1["event_id"]}
+                                  | ({ids[("m.room.create", "")]} if join1["room_version"] not in ("12",)
+                                     else set())),
+        })
+        answer = r1.send_transaction("t1", [message])
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertEqual(answer.json, {"pdus": {message["event_id"]: {}}})
+        again = r1.send_transaction("t1", [message])  # a retried transaction: the same answer, nothing twice
+        self.assertEqual((again.code, again.json), (200, answer.json))
+        self.assertEqual(d.servlet_requests("fedreader1", "SendTransactionServlet"), 2)
+        self.assertEqual(d.servlet_requests("main", "SendTransactionServlet"), 0)
+        reader.sync_until({message["event_id"]}, 20)
+        self.assertEqual(reader.bodies, ["hello from afar"])
+
+        # Outbound: alice's message and a to-device message reach both remotes, from the sender worker.
+        sent = d.request("PUT", f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/out1",
+                         {"msgtype": "m.text", "body": "hello out there"}, token)
+        self.assertEqual(sent.code, 200, sent.body)
+        to_device = d.request("PUT", "/_matrix/client/v3/sendToDevice/m.test/td1",
+                              {"messages": {f"@rem:{r1.server_name}": {"DEV": {"hi": 1}}}}, token)
+        self.assertEqual(to_device.code, 200, to_device.body)
+        for remote in remotes:
+            self.assertTrue(remote.wait_for(lambda r=remote: any(
+                p["content"].get("body") == "hello out there" for p in r.pdus())), remote.transactions)
+            self.assertEqual({o for o, _b in remote.transactions}, {SERVER_NAME})
+        self.assertTrue(r1.wait_for(lambda: any(e["edu_type"] == "m.direct_to_device" for e in r1.edus())),
+                        r1.transactions)
+        # Typing and receipts (written on the master, replicated to the sender) go out as EDUs too.
+        typing = d.request("PUT", f"/_matrix/client/v3/rooms/{room_id}/typing/{urllib.parse.quote(alice)}",
+                           {"typing": True, "timeout": 30000}, token)
+        self.assertEqual(typing.code, 200, typing.body)
+        receipt = d.request("POST", f"/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{sent.json['event_id']}",
+                            {}, token)
+        self.assertEqual(receipt.code, 200, receipt.body)
+        for edu_type in ("m.typing", "m.receipt"):
+            self.assertTrue(r2.wait_for(lambda t=edu_type: any(e["edu_type"] == t for e in r2.edus())),
+                            (edu_type, r2.transactions))
+        sender_metrics, main_metrics = d.metrics("fedsender1"), d.metrics("main")
+        self.assertIn(f'matrixd_federation_sender_transactions_total{{destination="{r1.server_name}"}}',
+                      sender_metrics)
+        self.assertNotIn("matrixd_federation_sender_transactions_total{", main_metrics)
 
     def _store_remote_key(self, server_name: str, key: Any) -> None:
         conn = psycopg2.connect(**{**self.d._pg_params(), "dbname": self.d.dbname})
@@ -268,3 +347,11 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def _event_id(pdu: dict[str, Any], like: dict[str, Any]) -> str:
+    """The id of a received PDU (hash-based formats carry none), in the room version of ``like``."""
+    from matrixd.events.event import Event
+    from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
+
+    return Event(dict(pdu), KNOWN_ROOM_VERSIONS[like["room_version"]]).event_id

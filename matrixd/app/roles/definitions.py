@@ -18,8 +18,10 @@ kind                   serves                                               foll
 ``media_repository``   ``/_matrix/media/*``, ``/_matrix/client/v1/media/*`` caches
                        (it owns the media tables and files)
 ``federation_sender``  nothing over HTTP: outbound federation, moved off    events,
-                       the master (``federation_sender_instances``)         current_state_deltas, caches,
-                                                                            receipts, typing, presence
+                       the master (``federation_sender_instances``): the    current_state_deltas, caches,
+                       per-destination queues, fed by its replicas          receipts, typing, presence,
+                                                                            to_device, device_lists,
+                                                                            federation_outbox
 =====================  ===================================================  =========================
 
 Every worker also serves ``health`` and ``metrics`` on whatever listeners name them.
@@ -59,7 +61,8 @@ FEDERATION_READER = WorkerKind(
 )
 MEDIA_REPOSITORY = WorkerKind("media_repository", ("caches",), frozenset({"media", "client"}), False)
 FEDERATION_SENDER = WorkerKind(
-    "federation_sender", ("events", "current_state_deltas", "caches", "receipts", "typing", "presence"),
+    "federation_sender", ("events", "current_state_deltas", "caches", "receipts", "typing", "presence", "to_device",
+                          "device_lists", "federation_outbox"),
     frozenset(), True,
 )
 

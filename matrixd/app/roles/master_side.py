@@ -16,7 +16,8 @@ from matrixd.handlers.rooms.send import EventSendHandler
 from matrixd.handlers.typing import TypingHandler
 from matrixd.replication.e2e_streams import DEVICE_LISTS, TO_DEVICE, e2e_streams
 from matrixd.replication.http.server import ReplicationEndpoints
-from matrixd.replication.http.writes import MasterWriteTargets, register_write_endpoints
+from matrixd.federation.inbound.transactions import TransactionHandler
+from matrixd.replication.http.writes import MasterWriteTargets, register_federation_endpoint, register_write_endpoints
 from matrixd.replication.roles import MasterReplication
 from matrixd.replication.sync_streams import (
     ACCOUNT_DATA,
@@ -31,6 +32,13 @@ from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptStore
 from matrixd.storage.streams import StreamIdGenerator
+from matrixd.config import RootConfig
+from matrixd.federation.sender.outbox import OutboxFederationSender
+from matrixd.federation.sender_api import FederationSender
+from matrixd.replication.federation_streams import FEDERATION_OUTBOX, federation_outbox_stream
+from matrixd.storage.database import Database
+from matrixd.storage.federation_outbox import FederationOutboxStore
+from matrixd.util.clock import Clock
 
 
 def publish_sync_streams(
@@ -106,3 +114,26 @@ def build_write_endpoints(
         },
     ))
     return endpoints
+
+
+async def federation_sender_for_master(
+    config: RootConfig, clock: Clock, db: Database, replication: MasterReplication, local: FederationSender
+) -> FederationSender:
+    """What the master's federation code hands PDUs/EDUs to: ``local`` when the master sends, else the outbox.
+
+    The ``federation_outbox`` stream is registered either way (a monolith simply never writes it).
+    """
+    store = FederationOutboxStore(db, clock)
+    ids = await store.create_id_generator()
+    replication.add_stream(federation_outbox_stream(store, current_token=ids.get_current_token))
+    if config.workers.master_sends_federation:
+        return local
+    return OutboxFederationSender(server_name=config.server.server_name, store=store, stream_ids=ids,
+                                  notify=lambda: replication.publisher.notify(FEDERATION_OUTBOX))
+
+
+def register_federation_transaction_endpoint(
+    endpoints: ReplicationEndpoints, transactions: TransactionHandler, event_ids: StreamIdGenerator
+) -> None:
+    """``federation_transaction``: an inbound ``/send`` a federation reader authenticated, run here."""
+    register_federation_endpoint(endpoints, transactions, {"events": event_ids.get_max_allocated})

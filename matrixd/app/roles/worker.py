@@ -45,7 +45,14 @@ from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import InternalTransport, ReplicationHttpClient, RemoteWriter
-from matrixd.replication.e2e_streams import e2e_streams
+from matrixd.replication.e2e_streams import DEVICE_LISTS, e2e_streams
+from matrixd.replication.federation_streams import FEDERATION_OUTBOX, federation_outbox_stream
+from matrixd.federation.sender.durable_edus import DeviceListOutbox, ToDeviceOutbox
+from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
+from matrixd.federation.sender.service import FederationSenderService
+from matrixd.storage.federation_outbox import FederationOutboxStore
+from matrixd.storage.federation_sender import FederationSenderStore
+from matrixd.streams.token import StreamName
 from matrixd.replication.http.remote import (
     ReplicaDeviceListUpdater,
     RemoteAccountDataHandler,
@@ -54,11 +61,15 @@ from matrixd.replication.http.remote import (
     RemoteReadMarkersHandler,
     RemoteReceiptsHandler,
     RemoteToDeviceHandler,
+    RemoteTransactionHandler,
     RemoteTypingHandler,
 )
+from matrixd.rest.federation.send import SendTransactionServlet
 from matrixd.replication.roles import WorkerReplication, build_worker_replication
 from matrixd.replication.streams import ReplicationStream, StreamPage, decode_row
 from matrixd.replication.sync_streams import (
+    PRESENCE,
+    RECEIPTS,
     TYPING,
     TypingStreamRow,
     presence_stream,
@@ -133,8 +144,28 @@ class WorkerComponents:
     sync: Optional[SyncArea] = None
     media: Optional[MediaArea] = None
     federation: Optional[FederationArea] = None
-    #: Sends through the master (sync workers; federation readers once inbound PDUs land).
+    #: Sends through the master (sync workers).
     send: Optional[RemoteEventSendHandler] = None
+    #: Outbound federation (federation_sender workers): started once replication is positioned.
+    sender: Optional["WorkerFederationSender"] = None
+    #: Inbound /send, processed by the master (federation readers).
+    transactions: Optional[RemoteTransactionHandler] = None
+
+
+@attrs.define
+class WorkerFederationSender:
+    """The outbound sender of a ``federation_sender`` worker, fed by its replicas."""
+
+    service: FederationSenderService
+    feed: EphemeralStreamFeed
+
+    async def start(self) -> None:
+        await self.service.start()
+        self.feed.start()
+
+    def stop(self) -> None:
+        self.feed.stop()
+        self.service.stop()
 
 
 def worker_kind(config: RootConfig) -> WorkerKind:
@@ -204,6 +235,7 @@ async def build_worker_components(
     rooms: Optional[RoomsArea] = None
     sync: Optional[SyncArea] = None
     send: Optional[RemoteEventSendHandler] = None
+    transactions: Optional[RemoteTransactionHandler] = None
     if kind.name == "sync":
         assert writer is not None and http is not None
         rooms = build_rooms_area(config, clock, db, core, accounts.users)
@@ -216,10 +248,22 @@ async def build_worker_components(
         ) + e2e_streams(ToDeviceStore(db, clock), DeviceListStore(db, clock))
         send = RemoteEventSendHandler(writer)
     elif kind.name == "federation_reader":
+        assert writer is not None
         rooms = build_rooms_area(config, clock, db, core, accounts.users)
+        transactions = RemoteTransactionHandler(writer)
     elif kind.name == "federation_sender":
-        # Receipts, typing and presence become EDUs to send: follow them too (read-only replicas).
-        extra_streams = await _edu_streams(clock, db, core, http)
+        # Receipts, typing, presence, to-device and device lists become EDUs to send: follow them too
+        # (read-only replicas); the master's explicit requests arrive on the federation_outbox stream.
+        edu_replicas = await _edu_replicas(clock, db, core, http)
+        outbox = FederationOutboxStore(db, clock)
+
+        def notify_outbox() -> None:
+            if sender is not None:
+                sender.service.notify_outbox()
+
+        extra_streams = edu_replicas.streams + e2e_streams(ToDeviceStore(db, clock), DeviceListStore(db, clock)) + [
+            federation_outbox_stream(outbox, clock=clock, on_rows=notify_outbox)
+        ]
 
     replication = build_worker_replication(
         clock=clock, db=db, connector=connector, server_name=config.server.server_name, worker_name=w.worker_name,
@@ -237,7 +281,7 @@ async def build_worker_components(
         ))
 
     federation: Optional[FederationArea] = None
-    if kind.name == "federation_reader":
+    if kind.name in ("federation_reader", "federation_sender"):
         st = core.stores
         federation = build_federation_area(
             config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
@@ -245,6 +289,10 @@ async def build_worker_components(
             rooms=st.rooms, aliases=st.aliases, profiles=st.profiles,
             ratelimit=config.ratelimiting.federation,
         )
+    sender: Optional[WorkerFederationSender] = None
+    if kind.name == "federation_sender":
+        assert federation is not None
+        sender = _build_sender(config, clock, db, core, federation, replication, edu_replicas, outbox)
     media: Optional[MediaArea] = None
     if kind.name == "media_repository":
         media = build_media_area(
@@ -253,7 +301,7 @@ async def build_worker_components(
         )
     return WorkerComponents(config=config, kind=kind, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             replication=replication, http=http, rooms=rooms, sync=sync, media=media,
-                            federation=federation, send=send)
+                            federation=federation, send=send, sender=sender, transactions=transactions)
 
 
 async def _sync_stores(clock: Clock, db: Database, core: RoomCore) -> SyncStores:
@@ -317,19 +365,61 @@ async def _build_sync_area(
     return area, _typing_fetcher(http)
 
 
-async def _edu_streams(clock: Clock, db: Database, core: RoomCore,
-                       http: Optional[ReplicationHttpClient]) -> list[ReplicationStream[Any]]:
+@attrs.frozen
+class _EduReplicas:
+    typing: TypingHandler
+    receipts: ReceiptStore
+    presence: PresenceStore
+    streams: list[ReplicationStream[Any]]
+
+
+async def _edu_replicas(clock: Clock, db: Database, core: RoomCore,
+                        http: Optional[ReplicationHttpClient]) -> _EduReplicas:
     """Read-only entries of receipts/typing/presence for a federation sender (no sync handler behind them)."""
     # The sender keeps its own typing replica (typing EDUs carry the whole list).
     typing = TypingHandler(clock=clock, notifier=core.notifier, current_state=core.stores.current_state,
                            initial_position=0)
     receipts = ReceiptStore(db, clock, await ReceiptStore.create_stream_ids(db))
     presence = PresenceStore(db, clock, await PresenceStore.create_stream_ids(db))
-    return [
+    return _EduReplicas(typing, receipts, presence, [
         receipts_stream(receipts),
         typing_stream_for_worker(typing, _typing_fetcher(http)),
         presence_stream(presence, core.stores.current_state),
-    ]
+    ])
+
+
+def _build_sender(config: RootConfig, clock: Clock, db: Database, core: RoomCore, federation: FederationArea,
+                  replication: WorkerReplication, edus: _EduReplicas,
+                  outbox: FederationOutboxStore) -> WorkerFederationSender:
+    """The master's outbound sender, reading positions from this worker's replicas instead of id generators.
+
+    The replication client is positioned before ``start()`` runs, so a fresh sender begins at the
+    master's current positions (as the master's own sender would), never at 0.
+    """
+    dispatcher = replication.dispatcher
+
+    def position(stream: str) -> Callable[[], int]:
+        return lambda: dispatcher.position(stream) or 0
+
+    device_lists = DeviceListStore(db, clock)
+    store = FederationSenderStore(db, clock)
+    service = FederationSenderService(
+        server_name=config.server.server_name, clock=clock, client=federation.client, store=store,
+        events=core.stores.events, state=core.stores.state, device_lists=device_lists,
+        device_list_outbox=DeviceListOutbox(store, E2EKeyStore(db, clock)),
+        to_device_outbox=ToDeviceOutbox(ToDeviceStore(db, clock)), notifier=core.notifier,
+        events_position=position("events"), device_lists_position=position(DEVICE_LISTS),
+        hosts_in_room=federation.visibility.get_hosts_in_room,
+    )
+    service.set_outbox(outbox, position(FEDERATION_OUTBOX))
+    feed = EphemeralStreamFeed(
+        server_name=config.server.server_name, clock=clock, notifier=core.notifier, sender=service,
+        typing=edus.typing, receipts=edus.receipts, presence=edus.presence,
+        current_state=core.stores.current_state,
+        positions={StreamName.TYPING: edus.typing.get_current_token, StreamName.RECEIPTS: position(RECEIPTS),
+                   StreamName.PRESENCE: position(PRESENCE)},
+    )
+    return WorkerFederationSender(service, feed)
 
 
 def build_worker_servlet_groups(config: RootConfig, c: WorkerComponents) -> dict[str, list[RestServlet]]:
@@ -365,6 +455,8 @@ def build_worker_servlet_groups(config: RootConfig, c: WorkerComponents) -> dict
             groups["client"] = list(servlets.client)
     elif c.kind.name == "federation_reader":
         assert c.federation is not None and c.rooms is not None
+        assert c.transactions is not None
         groups["federation"], groups["keys"] = build_federation_servlets(config, c.federation, c.rooms.directory)
+        groups["federation"].append(SendTransactionServlet(c.federation.authenticator, c.transactions))
     # federation_sender: no HTTP API (health and metrics only).
     return groups

@@ -97,6 +97,8 @@ class MembershipServer:
         """``{"event": template, "room_version": ...}`` for ``user_id`` to sign and send back."""
         if domain_of(user_id) != origin:
             raise AuthError(403, f"{origin} cannot make a membership event for {user_id}")
+        if membership in (JOIN, KNOCK):
+            await self._membership.check_room_not_blocked(room_id)
         rv = await self._room_version(room_id)
         if membership in (JOIN, KNOCK) and rv.identifier not in supported_versions:
             raise IncompatibleRoomVersionError(rv.identifier)
@@ -119,6 +121,8 @@ class MembershipServer:
     async def send_membership(self, origin: str, room_id: str, event_id: str, pdu: JsonDict,
                               membership: str) -> JsonDict:
         """Accept a signed membership event; the answer's body (see the module docstring)."""
+        if membership in (JOIN, KNOCK):
+            await self._membership.check_room_not_blocked(room_id)
         rv = await self._room_version(room_id)
         if membership == JOIN and rv.restricted_join_rule:
             content = pdu.get("content")
@@ -173,6 +177,7 @@ class MembershipServer:
     async def on_invite(self, origin: str, room_id: str, event_id: str, pdu: Any, room_version_id: Optional[str],
                         invite_room_state: Optional[list[Any]]) -> JsonDict:
         """Counter-sign an invite of a local user and remember it; ``{"event": signed pdu}``."""
+        await self._membership.check_room_not_blocked(room_id)
         if room_version_id is None:
             room = await self._rooms.get_room(room_id)
             room_version_id = room.room_version if room is not None else "1"
@@ -196,7 +201,11 @@ class MembershipServer:
         stored_pdu["unsigned"] = {"invite_room_state": stripped}
         invite = Event(stored_pdu, rv, event_id=event.event_id)
         invite.internal_metadata.outlier = True
-        we_are_in_room = await self._rooms.get_room(room_id) is not None
+        # In the room, the invite also reaches us in a transaction and enters the room's state; a room
+        # we know but have left (or never joined) gets it out of band, like an unknown room.
+        we_are_in_room = any(
+            domain_of(user_id) == self._server_name for user_id in await self._current.get_users_in_room(room_id)
+        )
         await self._received.persist_outliers([invite], out_of_band_membership=not we_are_in_room)
         return {"event": signed}
 

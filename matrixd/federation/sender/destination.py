@@ -118,6 +118,12 @@ class DestinationQueue:
     def pending(self) -> int:
         return len(self._pdus) + len(self._edus)
 
+    def pending_pdus(self) -> int:
+        return len(self._pdus)
+
+    def pending_edus(self) -> int:
+        return len(self._edus)
+
     def _update_gauge(self) -> None:
         QUEUE_DEPTH.labels(self.destination).set(self.pending())
 
@@ -158,6 +164,13 @@ class DestinationQueue:
         if self._wake_timer is None or not self._wake_timer.active():
             self._wake_timer = self._clock.call_later(wait_ms / 1000, self.wake)
         return False
+
+    def reset_backoff(self) -> None:
+        """The stored backoff was cleared (admin API): re-read it and send now."""
+        self._retry_loaded = False
+        if self._wake_timer is not None and self._wake_timer.active():
+            self._wake_timer.cancel()
+        self.wake()
 
     def is_down(self) -> bool:
         return self._retry is not None and self._retry.retry_interval > 0

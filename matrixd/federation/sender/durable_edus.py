@@ -10,9 +10,9 @@ and outages.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence
 
-from matrixd.storage.e2e_keys import E2EKeyStore
+from matrixd.storage.e2e_keys import E2EKeyStore, SignatureRow
 from matrixd.storage.federation_sender import FederationSenderStore, PendingDeviceListChange
 from matrixd.storage.to_device import ToDeviceStore
 from matrixd.types import JsonDict
@@ -72,13 +72,20 @@ class DeviceListOutbox:
         pending = await self._store.get_pending_device_list_changes(destination, limit)
         if not pending:
             return [], _nothing
-        last_sent = await self._store.get_device_list_last_sent(destination, {c.user_id for c in pending})
+        users = {c.user_id for c in pending}
+        last_sent = await self._store.get_device_list_last_sent(destination, users)
+        # Device keys and cross-signing keys go out with the user's own signatures of them
+        # (self-signing key on devices, devices on the master key), as /user/keys/query has them.
+        own_signatures: dict[tuple[str, str], list[SignatureRow]] = {}
+        for row in await self._keys.get_signatures(users, ""):
+            if row.signer_user_id == row.target_user_id:
+                own_signatures.setdefault((row.target_user_id, row.target_key_id), []).append(row)
         edus: list[JsonDict] = []
         prev_by_user: dict[str, list[int]] = {u: [s] for u, s in last_sent.items()}
         current_id: dict[str, int] = {}
         for change in pending:
             if change.device_id is None:
-                edu = await self._signing_key_update(change)
+                edu = await self._signing_key_update(change, own_signatures)
                 if edu is not None:
                     edus.append(edu)
                 continue
@@ -87,14 +94,15 @@ class DeviceListOutbox:
                 # A new id for this user: its predecessor is the id sent just before.
                 prev_by_user[user_id] = [current_id[user_id]]
             current_id[user_id] = change.stream_id
-            edus.append(await self._device_update(change, prev_by_user.get(user_id, [])))
+            edus.append(await self._device_update(change, prev_by_user.get(user_id, []), own_signatures))
 
         async def ack() -> None:
             await self._store.ack_device_list_changes(destination, pending)
 
         return edus, ack
 
-    async def _device_update(self, change: PendingDeviceListChange, prev_id: list[int]) -> JsonDict:
+    async def _device_update(self, change: PendingDeviceListChange, prev_id: list[int],
+                             own_signatures: Mapping[tuple[str, str], list[SignatureRow]]) -> JsonDict:
         assert change.device_id is not None
         found = await self._keys.get_devices_with_keys({change.user_id: [change.device_id]})
         content: JsonDict = {
@@ -106,18 +114,33 @@ class DeviceListOutbox:
         else:
             device = found[0]
             if device.keys is not None:
-                content["keys"] = device.keys
+                content["keys"] = _with_signatures(device.keys, own_signatures.get((change.user_id, change.device_id), []))
             if device.display_name is not None:
                 content["device_display_name"] = device.display_name
         return {"edu_type": DEVICE_LIST_UPDATE, "content": content}
 
-    async def _signing_key_update(self, change: PendingDeviceListChange) -> Optional[JsonDict]:
+    async def _signing_key_update(self, change: PendingDeviceListChange,
+                                  own_signatures: Mapping[tuple[str, str], list[SignatureRow]]) -> Optional[JsonDict]:
         keys = (await self._keys.get_cross_signing_keys([change.user_id])).get(change.user_id, {})
         content: JsonDict = {"user_id": change.user_id}
-        if "master" in keys:
-            content["master_key"] = keys["master"]
-        if "self_signing" in keys:
-            content["self_signing_key"] = keys["self_signing"]
+        for keytype, field in (("master", "master_key"), ("self_signing", "self_signing_key")):
+            key = keys.get(keytype)
+            if key is not None:
+                rows = [r for public in key.get("keys", {}).values()
+                        for r in own_signatures.get((change.user_id, public), [])]
+                content[field] = _with_signatures(key, rows)
         if len(content) == 1:
             return None  # only the user-signing key changed: other servers never see it
         return {"edu_type": SIGNING_KEY_UPDATE, "content": content}
+
+
+def _with_signatures(key: JsonDict, rows: Sequence[SignatureRow]) -> JsonDict:
+    """A copy of ``key`` with the stored signatures ``rows`` of it added."""
+    if not rows:
+        return key
+    existing = key.get("signatures")
+    signatures: dict[str, Any] = {u: dict(s) for u, s in existing.items() if isinstance(s, dict)} \
+        if isinstance(existing, dict) else {}
+    for row in rows:
+        signatures.setdefault(row.signer_user_id, {})[row.signer_key_id] = row.signature
+    return {**key, "signatures": signatures}

@@ -12,7 +12,7 @@ differences as ``m.typing`` started/stopped.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Mapping, Optional
 
 from twisted.internet import defer
 
@@ -36,7 +36,9 @@ WATCH_TIMEOUT_S = 60.0
 class EphemeralStreamFeed:
     def __init__(self, *, server_name: str, clock: Clock, notifier: Notifier, sender: FederationSenderService,
                  typing: TypingHandler, receipts: ReceiptStore, presence: PresenceStore,
-                 current_state: CurrentStateStore) -> None:
+                 current_state: CurrentStateStore,
+                 positions: Optional[Mapping[StreamName, Callable[[], int]]] = None) -> None:
+        """``positions`` overrides where each stream is (a worker's replicas: the dispatcher's positions)."""
         self._server_name = server_name
         self._clock = clock
         self._notifier = notifier
@@ -50,6 +52,7 @@ class EphemeralStreamFeed:
         self._watches: list["defer.Deferred[None]"] = []
         self._busy: dict[StreamName, bool] = {}
         self._stopped = False
+        self._current_of = dict(positions or {})
 
     def start(self) -> None:
         """Start from the current positions (what happened before start-up is not replayed)."""
@@ -59,6 +62,7 @@ class EphemeralStreamFeed:
             (StreamName.PRESENCE, self._presence.get_current_token, self._feed_presence),
         ]
         for stream, current, feed in sources:
+            current = self._current_of.get(stream, current)
             self._positions[stream] = current()
             watch = defer.ensureDeferred(self._watch(stream, current, feed))
             watch.addErrback(lambda f: f.trap(defer.CancelledError))

@@ -28,6 +28,7 @@ import logging
 import random
 from typing import Awaitable, Callable, Collection, Optional, Sequence
 
+from prometheus_client import Gauge
 from twisted.internet import defer
 
 from matrixd.events.event import Event
@@ -38,6 +39,7 @@ from matrixd.federation.transport.client import MatrixFederationClient
 from matrixd.federation.visibility import domain_or_none
 from matrixd.storage.device_lists import DeviceListStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.federation_outbox import FederationOutboxStore
 from matrixd.storage.federation_sender import FederationSenderStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.streams.notifier import Notifier
@@ -45,9 +47,15 @@ from matrixd.streams.token import StreamName
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 
+PENDING_PDUS = Gauge("synapse_federation_transaction_queue_pending_pdus", "PDUs waiting to be sent, all destinations")
+PENDING_EDUS = Gauge("synapse_federation_transaction_queue_pending_edus",
+                     "Ephemeral EDUs waiting to be sent, all destinations")
+
 logger = logging.getLogger(__name__)
 
 EVENTS_BATCH = 100
+#: The ``federation_stream_positions`` name of the master's outbox (``matrixd.storage.federation_outbox``).
+OUTBOX = "federation_outbox"
 DEVICE_LISTS_BATCH = 500
 #: How long one notifier wait lasts before the watcher looks again (seconds).
 WATCH_TIMEOUT_S = 60.0
@@ -91,6 +99,9 @@ class FederationSenderService:
         self._policy = policy
         self._rng = rng or random.Random()
         self._queues: dict[str, DestinationQueue] = {}
+        # Synapse's names for the totals over every destination (one sender per process).
+        PENDING_PDUS.set_function(lambda: sum(q.pending_pdus() for q in list(self._queues.values())))
+        PENDING_EDUS.set_function(lambda: sum(q.pending_edus() for q in list(self._queues.values())))
         self._txn_prefix = str(clock.time_msec())
         self._txn_counter = 0
         self._started = False
@@ -99,6 +110,14 @@ class FederationSenderService:
         self._device_lists_pos = 0
         self._single_flight: dict[str, tuple[bool, bool]] = {}
         self._watches: list["defer.Deferred[None]"] = []
+        self._outbox: Optional[FederationOutboxStore] = None
+        self._outbox_position: Callable[[], int] = lambda: 0
+        self._outbox_pos = 0
+
+    def set_outbox(self, store: FederationOutboxStore, position: Callable[[], int]) -> None:
+        """On a ``federation_sender`` worker: also drain the master's ``federation_outbox`` (before ``start``)."""
+        self._outbox = store
+        self._outbox_position = position
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -116,6 +135,12 @@ class FederationSenderService:
             lists_pos = self._device_lists_position()
             await self._store.set_stream_position("device_lists", lists_pos)
         self._device_lists_pos = lists_pos
+        if self._outbox is not None:
+            outbox_pos = await self._store.get_stream_position(OUTBOX)
+            if outbox_pos is None:
+                outbox_pos = self._outbox_position()
+                await self._store.set_stream_position(OUTBOX, outbox_pos)
+            self._outbox_pos = outbox_pos
         for destination in await self._store.get_destinations_needing_catch_up():
             self._queue(destination).start_catch_up()
         for destination in sorted(set(await self._device_list_outbox.destinations())
@@ -124,6 +149,7 @@ class FederationSenderService:
             self._queue(destination).wake()
         self.notify_new_events()
         self.notify_device_lists()
+        self.notify_outbox()
         for stream, cb in ((StreamName.TO_DEVICE, self.notify_to_device),
                            (StreamName.DEVICE_LISTS, self.notify_device_lists),
                            (StreamName.EVENTS, self.notify_new_events)):
@@ -217,6 +243,11 @@ class FederationSenderService:
     def notify_to_device(self) -> None:
         self._run_single("to_device", self._process_to_device)
 
+    def notify_outbox(self) -> None:
+        """The ``federation_outbox`` stream moved (``set_outbox``)."""
+        if self._outbox is not None:
+            self._run_single(OUTBOX, self._process_outbox)
+
     def _run_single(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` now, or once more after the running call if one is in progress."""
         if not self._started or self._stopped:
@@ -268,6 +299,29 @@ class FederationSenderService:
                 woken.add(destination)
             for destination in sorted(woken):
                 self._queue(destination).wake()
+
+    async def _process_outbox(self) -> None:
+        assert self._outbox is not None
+        while True:
+            current = self._outbox_position()
+            if self._outbox_pos >= current:
+                return
+            entries = await self._outbox.get_entries(self._outbox_pos, current, EVENTS_BATCH)
+            new_pos = entries[-1].stream_id if len(entries) >= EVENTS_BATCH else current
+            for entry in entries:
+                if entry.event_id is not None:
+                    event = await self._events.get_event(entry.event_id)
+                    if event is None:
+                        logger.warning("federation outbox: event %s not found; not sent", entry.event_id)
+                        continue
+                    self.send_pdu(event, entry.destinations)
+                elif entry.edu is not None:
+                    for destination in entry.destinations:
+                        self.send_edu(destination, str(entry.edu.get("edu_type")), dict(entry.edu.get("content") or {}),
+                                      entry.edu.get("key"))
+            await self._store.set_stream_position(OUTBOX, new_pos)
+            self._outbox_pos = new_pos
+            await self._outbox.delete_up_to(new_pos)
 
     async def _destinations_for_event(self, event: Event) -> list[str]:
         """Servers with a joined user in the state after ``event``, and a membership event's target's server."""
@@ -335,6 +389,12 @@ class FederationSenderService:
     def get_queue(self, destination: str) -> Optional[DestinationQueue]:
         """The destination's queue, if it has one (metrics, tests, admin)."""
         return self._queues.get(destination)
+
+    def on_backoff_reset(self, destination: str) -> None:
+        """An admin cleared ``destination``'s stored backoff: forget ours and try again now."""
+        queue = self._queues.get(destination)
+        if queue is not None:
+            queue.reset_backoff()
 
     def _next_txn_id(self) -> str:
         self._txn_counter += 1

@@ -9,8 +9,6 @@ media removes its rows and its files (content and thumbnails).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from typing import Optional
 from urllib.parse import urlparse
 
@@ -102,19 +100,11 @@ class MediaAdminHandler:
         return {"deleted": len(items)}
 
     async def _delete(self, origin: Optional[str], media_id: str) -> None:
+        """Delete the rows, then the files (off the reactor thread): a crash in between leaves only
+        unreferenced files behind, never rows pointing at missing files."""
         await self._store.delete_media_rows(origin, media_id, self._server_name)
         try:
             location = FileLocation(media_id, origin=origin)
         except ValueError:
             return
-        content = self._storage.path_for(location)
-        thumbs = os.path.join(self._storage.base_path,
-                              ("local_thumbnails" if origin is None else "remote_thumbnails"),
-                              *location.relative_path().split("/")[1:])
-        try:
-            os.remove(content)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            logger.warning("deleting media file %s: %s", content, e)
-        shutil.rmtree(thumbs, ignore_errors=True)
+        await self._storage.delete(location)

@@ -1,9 +1,11 @@
 """Small admin reads: event reports, server version, background updates and
 federation destinations.
 
-Federation destinations come through ``DestinationSource``; until the
-federation sender's destinations table exists, ``NoDestinations`` answers with
-an empty list (an honest "this server keeps no per-destination state yet").
+Federation destinations are the federation sender's per-destination retry
+state (``federation_destinations``) and the rooms it sends each destination
+events of (``federation_destination_rooms``).  Resetting a destination's retry
+timer clears the stored backoff and wakes this process's sender queue for it
+(a ``federation_sender`` worker re-reads the backoff when its timer fires).
 """
 
 from __future__ import annotations
@@ -11,35 +13,22 @@ from __future__ import annotations
 import platform
 from typing import Any, Optional, Protocol, Sequence
 
-from matrixd.api.errors import NotFoundError
+from matrixd.api.errors import Codes, MatrixError, NotFoundError
 from matrixd.federation.software import server_version
-from matrixd.storage.admin import AdminStore
+from matrixd.storage.admin import DESTINATION_ORDER_COLUMNS, AdminStore
 from matrixd.storage.events import EventStore
 from matrixd.types import JsonDict
 
 
-class DestinationSource(Protocol):
-    async def list_destinations(self, start: int, limit: int) -> tuple[list[JsonDict], int]:
-        """A page of destinations (Synapse's JSON shape) and how many there are."""
-
-    async def get_destination(self, destination: str) -> Optional[JsonDict]:
-        """One destination, or None if this server has no record of it."""
-
-    async def reset_connection(self, destination: str) -> bool:
-        """Clear the backoff of a destination; False if unknown."""
+class BackoffReset(Protocol):
+    def __call__(self, destination: str) -> None:
+        """Tell this process's federation sender that ``destination``'s backoff was cleared."""
 
 
-class NoDestinations:
-    """The adapter used while no destinations table exists: nothing is known."""
-
-    async def list_destinations(self, start: int, limit: int) -> tuple[list[JsonDict], int]:
-        return [], 0
-
-    async def get_destination(self, destination: str) -> Optional[JsonDict]:
-        return None
-
-    async def reset_connection(self, destination: str) -> bool:
-        return False
+def _destination_json(row: Sequence[Any]) -> JsonDict:
+    return {"destination": row[0], "retry_last_ts": int(row[1]), "retry_interval": int(row[2]),
+            "failure_ts": None if row[3] is None else int(row[3]),
+            "last_successful_stream_ordering": None if row[4] is None else int(row[4])}
 
 
 def _report_json(row: Sequence[Any]) -> JsonDict:
@@ -48,10 +37,11 @@ def _report_json(row: Sequence[Any]) -> JsonDict:
 
 
 class AdminMiscHandler:
-    def __init__(self, *, store: AdminStore, events: EventStore, destinations: DestinationSource) -> None:
+    def __init__(self, *, store: AdminStore, events: EventStore,
+                 on_backoff_reset: Optional[BackoffReset] = None) -> None:
         self._store = store
         self._events = events
-        self._destinations = destinations
+        self._on_backoff_reset = on_backoff_reset
 
     def server_version(self) -> JsonDict:
         return {"server_version": server_version(), "python_version": platform.python_version()}
@@ -81,19 +71,35 @@ class AdminMiscHandler:
         if not await self._store.delete_report(report_id):
             raise NotFoundError("Event report not found")
 
-    async def list_destinations(self, start: int, limit: int) -> JsonDict:
-        rows, total = await self._destinations.list_destinations(start, limit)
-        out: JsonDict = {"destinations": rows, "total": total}
+    async def list_destinations(self, *, start: int, limit: int, order_by: str, direction: str,
+                                search: Optional[str]) -> JsonDict:
+        if order_by not in DESTINATION_ORDER_COLUMNS:
+            raise MatrixError(400, f"Unknown value for order_by: {order_by[:100]!r}", Codes.INVALID_PARAM)
+        rows, total = await self._store.list_destinations(start=start, limit=limit, order_by=order_by,
+                                                          direction=direction, search=search)
+        out: JsonDict = {"destinations": [_destination_json(r) for r in rows], "total": total}
         if start + len(rows) < total:
             out["next_token"] = str(start + len(rows))
         return out
 
     async def get_destination(self, destination: str) -> JsonDict:
-        found = await self._destinations.get_destination(destination)
-        if found is None:
+        row = await self._store.get_destination(destination)
+        if row is None:
             raise NotFoundError("Unknown destination")
-        return found
+        return _destination_json(row)
+
+    async def destination_rooms(self, destination: str, *, start: int, limit: int, direction: str) -> JsonDict:
+        if await self._store.get_destination(destination) is None:
+            raise NotFoundError("Unknown destination")
+        rows, total = await self._store.destination_rooms(destination, start=start, limit=limit,
+                                                          direction=direction)
+        out: JsonDict = {"rooms": [{"room_id": r, "stream_ordering": o} for r, o in rows], "total": total}
+        if start + len(rows) < total:
+            out["next_token"] = str(start + len(rows))
+        return out
 
     async def reset_connection(self, destination: str) -> None:
-        if not await self._destinations.reset_connection(destination):
+        if not await self._store.reset_destination_retry(destination):
             raise NotFoundError("Unknown destination")
+        if self._on_backoff_reset is not None:
+            self._on_backoff_reset(destination)

@@ -18,6 +18,7 @@ from matrixd.handlers.accounts.devices import DeviceHandler, device_to_json
 from matrixd.handlers.accounts.passwords import PasswordHasher
 from matrixd.handlers.accounts.profile import ProfileHandler
 from matrixd.handlers.accounts.sessions import SessionHandler, new_access_token
+from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.storage.accounts import TokenStore, UserInfo, UserStore
 from matrixd.storage.admin import USER_ORDER_COLUMNS, AdminStore, AdminUserRow
 from matrixd.storage.current_state import CurrentStateStore
@@ -57,7 +58,9 @@ class UserAdminHandler:
         self, *, clock: Clock, server_name: str, store: AdminStore, users: UserStore, tokens: TokenStore,
         profiles: ProfileStore, current_state: CurrentStateStore, account: AccountHandler,
         sessions: SessionHandler, hasher: PasswordHasher, devices: DeviceHandler, profile: ProfileHandler,
+        ratelimit_overrides: Optional[RatelimitOverrides] = None,
     ) -> None:
+        self._overrides = ratelimit_overrides
         self._clock = clock
         self._server_name = server_name
         self._store = store
@@ -234,11 +237,15 @@ class UserAdminHandler:
                 raise MatrixError(400, f"'{field}' must be a non-negative integer", Codes.INVALID_PARAM)
             values.append(value)
         await self._store.set_ratelimit_override(user_id, values[0], values[1])
+        if self._overrides is not None:
+            self._overrides.invalidate(user_id)
         return {"messages_per_second": values[0], "burst_count": values[1]}
 
     async def delete_ratelimit(self, user_id: str) -> None:
         await self.get_existing(user_id)
         await self._store.delete_ratelimit_override(user_id)
+        if self._overrides is not None:
+            self._overrides.invalidate(user_id)
 
     async def devices(self, user_id: str) -> JsonDict:
         await self.get_existing(user_id)

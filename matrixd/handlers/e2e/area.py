@@ -67,7 +67,8 @@ async def build_e2e_area(
     keys = E2EKeysHandler(server_name=server_name, store=stores.keys, device_lists=device_lists, changes=changes,
                           remote=remote or NoFederationE2EKeys())
     cross_signing = CrossSigningHandler(server_name=server_name, store=stores.keys, device_lists=device_lists,
-                                        reauth=reauth or PasswordReauth(clock, users, server_name))
+                                        reauth=reauth or PasswordReauth(clock, users, server_name),
+                                        remote=remote)
     to_device = ToDeviceHandler(server_name=server_name, store=stores.to_device, devices=devices,
                                 stream_ids=await create_to_device_id_generator(db), notifier=notifier)
     sync_source = E2ESyncSource(keys=stores.keys, to_device=to_device, device_lists=device_lists, changes=changes)

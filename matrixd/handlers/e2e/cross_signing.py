@@ -5,7 +5,10 @@ master keys made with them).
 Signatures are checked before they are stored: self-signing and user-signing
 keys must be signed by the master key; a device may be signed by its user's
 self-signing key, a user's master key by one of that user's devices, and
-another user's master key by the signer's user-signing key.
+another user's master key by the signer's user-signing key.  Another user's
+master key is the stored one for local users; for users on other servers it is
+asked of their server (``RemoteE2EKeys``, which answers from the remote device
+cache while it is fresh).  Such signatures stay here: only the signer may see them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Mapping, Optional
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.e2e.device_lists import DeviceListUpdater
 from matrixd.handlers.e2e.reauth import Reauthenticator
+from matrixd.handlers.e2e.remote import NoFederationE2EKeys, RemoteE2EKeys, RemoteServerUnreachable
 from matrixd.handlers.e2e.signing import (
     ED25519,
     bad_json,
@@ -31,6 +35,8 @@ from matrixd.types import IdentifierError, JsonDict, Requester, get_domain_from_
 
 MASTER, SELF_SIGNING, USER_SIGNING = "master", "self_signing", "user_signing"
 _BODY_FIELDS = {"master_key": MASTER, "self_signing_key": SELF_SIGNING, "user_signing_key": USER_SIGNING}
+# How long /keys/signatures/upload waits for another server's copy of a master key.
+_REMOTE_TIMEOUT_MS = 10_000
 
 
 def public_key_of(key: Mapping[str, Any]) -> str:
@@ -69,11 +75,12 @@ class _SignatureFailure(Exception):
 
 class CrossSigningHandler:
     def __init__(self, *, server_name: str, store: E2EKeyStore, device_lists: DeviceListUpdater,
-                 reauth: Reauthenticator) -> None:
+                 reauth: Reauthenticator, remote: Optional[RemoteE2EKeys] = None) -> None:
         self._server_name = server_name
         self._store = store
         self._device_lists = device_lists
         self._reauth = reauth
+        self._remote: RemoteE2EKeys = remote or NoFederationE2EKeys()
 
     # -- /keys/device_signing/upload ----------------------------------------------------
 
@@ -176,10 +183,10 @@ class CrossSigningHandler:
     async def _check_user_signature(self, signer: str, target: str, key_id: str, signed: JsonDict,
                                     own_keys: Mapping[str, JsonDict]) -> SignatureRow:
         """``signer``'s user-signing key signing ``target``'s master key."""
-        if not self._is_mine(target):
-            # Federation will fetch the remote user's master key here; for now it cannot.
-            raise _SignatureFailure(Codes.UNKNOWN, f"Could not fetch the keys of {target} from their server")
-        target_master = (await self._store.get_cross_signing_keys([target])).get(target, {}).get(MASTER)
+        if self._is_mine(target):
+            target_master = (await self._store.get_cross_signing_keys([target])).get(target, {}).get(MASTER)
+        else:
+            target_master = await self._remote_master_key(target)
         if target_master is None or key_id != public_key_of(target_master):
             raise _SignatureFailure(Codes.NOT_FOUND, f"{key_id} is not the master key of {target}")
         _require_same_key(signed, target_master)
@@ -191,6 +198,25 @@ class CrossSigningHandler:
         if signature is None or not has_valid_signature(signed, signer, usk_public, usk_public):
             raise _SignatureFailure(Codes.INVALID_SIGNATURE, "Invalid or missing user-signing key signature")
         return SignatureRow(signer, f"{ED25519}:{usk_public}", target, key_id, signature)
+
+    async def _remote_master_key(self, user_id: str) -> Optional[JsonDict]:
+        """The master key of a user on another server, as their server (or our fresh cache) has it."""
+        try:
+            destination = get_domain_from_id(user_id)
+        except IdentifierError:
+            raise _SignatureFailure(Codes.INVALID_PARAM, f"{user_id!r} is not a user id") from None
+        try:
+            answer = await self._remote.query_keys(destination, {user_id: []}, _REMOTE_TIMEOUT_MS)
+        except RemoteServerUnreachable as e:
+            raise _SignatureFailure(Codes.UNKNOWN, f"Could not fetch the keys of {user_id}: {e.reason}") from None
+        masters = answer.get("master_keys")
+        master = masters.get(user_id) if isinstance(masters, dict) else None
+        if master is None:
+            return None
+        try:
+            return _check_cross_signing_key(master, user_id, MASTER, "master_key")
+        except MatrixError:
+            raise _SignatureFailure(Codes.INVALID_PARAM, f"{destination} sent an invalid master key") from None
 
     def _is_mine(self, user_id: str) -> bool:
         try:

@@ -177,7 +177,31 @@ class E2EKeysHandler:
                 by_server.setdefault(get_domain_from_id(user_id), {})[user_id] = device_ids
         for destination, remote_query in sorted(by_server.items()):
             await self._query_remote(destination, remote_query, timeout_ms, result)
+        if by_server:
+            await self._add_own_signatures_of_remote_keys(requester.user_id, result)
         return result
+
+    async def _add_own_signatures_of_remote_keys(self, viewer: str, result: JsonDict) -> None:
+        """The viewer's user-signing signatures of remote users' master keys: kept only here
+        (only the signer may see them), so the remote server's answer lacks them."""
+        remote_masters = {u: k for u, k in result["master_keys"].items() if not self.is_mine(u)}
+        if not remote_masters:
+            return
+        for row in await self._store.get_signatures(remote_masters, viewer):
+            if row.signer_user_id != viewer:
+                continue
+            master = remote_masters.get(row.target_user_id)
+            keys = master.get("keys") if isinstance(master, dict) else None
+            if not isinstance(keys, dict) or row.target_key_id not in keys.values():
+                continue
+            assert isinstance(master, dict)
+            signatures = master.get("signatures")
+            # A copy: the remote answer may be the device cache's own object.
+            master = dict(master, signatures={k: dict(v) for k, v in signatures.items() if isinstance(v, dict)}
+                          if isinstance(signatures, dict) else {})
+            _merge_signature(master, row)
+            remote_masters[row.target_user_id] = master
+            result["master_keys"][row.target_user_id] = master
 
     async def _query_local(self, viewer: str, query: Mapping[str, list[str]], result: JsonDict) -> None:
         if not query:

@@ -19,8 +19,9 @@ from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.events.room_versions import RoomVersion
 from matrixd.events.validation import validate_client_event_fields, validate_pdu
 from matrixd.handlers.events.persister import EventPersister, PersistedEvent
+from matrixd.handlers.events.redaction_power import sender_can_redact_others
 from matrixd.handlers.events.state_calc import StateCalculator
-from matrixd.state.auth import auth_types_for_event, check_auth, get_named_level, get_user_power_level
+from matrixd.state.auth import auth_types_for_event, check_auth
 from matrixd.storage.events import EventStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.util.clock import Clock
@@ -191,12 +192,7 @@ class EventCreationHandler:
 
     async def _sender_can_redact_others(self, room_version: RoomVersion, event: Event, state: StateMap) -> bool:
         """Whether the redaction's sender reaches the redact level (needed to redact others' events)."""
-        auth_state = await self._state_calc.load_state_events(
-            state, [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", event.sender)]
-        )
-        pl = auth_state.get(("m.room.power_levels", ""))
-        level = get_user_power_level(room_version, event.sender, auth_state)
-        return level >= get_named_level(room_version, "redact", pl.content if pl is not None else None)
+        return await sender_can_redact_others(self._state_calc, room_version, event, state)
 
 
 def invalid_room_state_error(err: AuthError) -> MatrixError:

@@ -13,6 +13,7 @@ from typing import Optional
 
 from matrixd.events.event import Event, StateMap
 from matrixd.handlers.events.persister import EventPersister, PersistedEvent
+from matrixd.handlers.events.redaction_power import sender_can_redact_others
 from matrixd.handlers.events.state_calc import StateCalculator
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
@@ -67,8 +68,14 @@ class ReceivedEventPersister:
                     new_current = await self._state_calc.resolve(
                         event.room_id, event.room_version, [old, state_after], {event.event_id: event}
                     )
+        redaction_authorised = False
+        if event.type == "m.room.redaction" and not event.rejected:
+            redaction_authorised = await sender_can_redact_others(
+                self._state_calc, event.room_version, event, state_before
+            )
         return await self._persister.persist_received_event(
-            event, state_before, group_before, new_current_state=new_current, backfilled=backfilled
+            event, state_before, group_before, new_current_state=new_current, backfilled=backfilled,
+            redaction_authorised=redaction_authorised,
         )
 
     async def persist_outliers(self, events: list[Event], *, out_of_band_membership: bool = False) -> None:

@@ -28,6 +28,29 @@ logger = logging.getLogger(__name__)
 EVENTS_PERSISTED = Counter(
     "matrixd_events_persisted_total", "Events persisted into room timelines by this process", ["origin"]
 )
+# Synapse's names: every persisted event, and per (type, local/remote, origin).
+SYNAPSE_PERSISTED = Counter("synapse_storage_events_persisted_events", "Events persisted")
+SYNAPSE_PERSISTED_SEP = Counter("synapse_storage_events_persisted_events_sep", "Events persisted, by type and origin",
+                                ["type", "origin_type", "origin_entity"])
+# Event types counted by name; everything else is "*other*" (bounded label values).
+_COUNTED_TYPES = frozenset({
+    "m.room.message", "m.room.encrypted", "m.room.member", "m.room.create", "m.room.power_levels",
+    "m.room.join_rules", "m.room.history_visibility", "m.room.name", "m.room.topic", "m.room.avatar",
+    "m.room.canonical_alias", "m.room.redaction", "m.reaction", "m.room.server_acl", "m.room.tombstone",
+    "m.room.guest_access", "m.room.encryption", "m.room.pinned_events", "m.room.third_party_invite",
+})
+
+
+def count_persisted(events: Sequence[Event], local: bool) -> None:
+    """Count persisted events under Synapse's metric names (origin: a local client or the sender's server)."""
+    SYNAPSE_PERSISTED.inc(len(events))
+    for ev in events:
+        origin = ev.sender.split(":", 1)[-1]
+        SYNAPSE_PERSISTED_SEP.labels(
+            ev.type if ev.type in _COUNTED_TYPES else "*other*",
+            "local" if local else "remote",
+            "*client*" if local else origin,
+        ).inc()
 
 #: Called after an event is persisted and announced (push, federation sending, app services...).
 PersistedEventCallback = Callable[[Event], object]
@@ -113,6 +136,7 @@ class EventPersister:
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas)
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("local").inc()
+        count_persisted([event], local=True)
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
 
@@ -124,6 +148,7 @@ class EventPersister:
         *,
         new_current_state: Optional[StateMap],
         backfilled: bool = False,
+        redaction_authorised: bool = False,
     ) -> PersistedEvent:
         """Persist a timeline event received from another server (room lock held).
 
@@ -147,10 +172,12 @@ class EventPersister:
         if new_current_state is not None and not backfilled:
             old_current = await self._current.get_current_state_ids(room_id)
             deltas[room_id] = StateDelta.between(old_current, new_current_state)
-        ctx = EventContext(state_group=group_after, state_group_before=group_before)
+        ctx = EventContext(state_group=group_after, state_group_before=group_before,
+                           redaction_authorised=redaction_authorised)
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled)
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("federation").inc()
+        count_persisted([event], local=False)
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
 
@@ -170,6 +197,7 @@ class EventPersister:
         ctx = EventContext(out_of_band_membership=out_of_band_membership)
         await self._writer.persist_events([(ev, ctx) for ev in events])
         EVENTS_PERSISTED.labels("outlier").inc(len(events))
+        count_persisted(events, local=False)
         if out_of_band_membership:
             self._announce(events)
 

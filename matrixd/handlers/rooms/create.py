@@ -1,20 +1,32 @@
-"""``/createRoom``: lay out the initial events (see creation_plan) and send each through the auth rules."""
+"""``/createRoom``: lay out the initial events (see creation_plan) and send each through the auth rules.
+
+Invites of users on other servers are not part of the initial chain: a remote
+user's invite must go through their server (the federation invite handshake,
+which also tells them about it), so once the room exists they are invited like
+any ``/invite`` through :class:`RemoteInviter` (the membership handler).  A
+refused or failed remote invite does not undo the room; it is logged.
+"""
 
 from __future__ import annotations
 
+import logging
 import random
 import string
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Protocol
+
+import attrs
 
 from matrixd.api.errors import AuthError, Codes, MatrixError
 from matrixd.events.event import Event, StateKey
 from matrixd.events.room_versions import RoomVersion, get_room_version
 from matrixd.handlers.events.creation import EventCreationHandler, EventSpec, invalid_room_state_error
-from matrixd.handlers.rooms.creation_plan import RoomCreationPlan, plan_room_creation
+from matrixd.handlers.rooms.creation_plan import PlannedEvent, RoomCreationPlan, plan_room_creation
 from matrixd.storage.aliases import AliasStore
 from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
-from matrixd.types import Requester
+from matrixd.types import JsonDict, Requester, get_domain_from_id
+
+logger = logging.getLogger(__name__)
 
 _rng = random.SystemRandom()
 MAX_ROOM_ID_ATTEMPTS = 100
@@ -22,6 +34,11 @@ MAX_ROOM_ID_ATTEMPTS = 100
 
 def random_room_id(server_name: str) -> str:
     return "!" + "".join(_rng.choices(string.ascii_letters, k=18)) + ":" + server_name
+
+
+class RemoteInviter(Protocol):
+    async def update_membership(self, requester: Requester, target: str, room_id: str, action: str, *,
+                                extra_content: Optional[JsonDict] = None) -> str: ...
 
 
 class RoomCreationHandler:
@@ -41,6 +58,11 @@ class RoomCreationHandler:
         self._aliases = aliases
         self._profiles = profiles
         self._creation = creation
+        self._inviter: Optional[RemoteInviter] = None
+
+    def set_remote_inviter(self, inviter: RemoteInviter) -> None:
+        """Who invites the users of other servers named in ``invite`` once the room exists."""
+        self._inviter = inviter
 
     async def create_room(self, requester: Requester, body: Mapping[str, Any],
                           room_version: Optional[RoomVersion] = None) -> str:
@@ -50,6 +72,14 @@ class RoomCreationHandler:
             room_version = get_room_version(requested) if requested is not None else self._default_room_version
         creator = requester.user_id
         plan = plan_room_creation(room_version, creator, body, self._server_name)
+        remote_invites: list[PlannedEvent] = []
+        if self._inviter is not None:
+            remote_invites = [e for e in plan.events if e.event_type == "m.room.member" and e.state_key != creator
+                              and e.state_key is not None and get_domain_from_id(e.state_key) != self._server_name]
+            plan = attrs.evolve(plan, events=tuple(e for e in plan.events if e not in remote_invites))
+        if requester.shadow_banned and plan.invitees:
+            # A shadow-banned user's room with invites is never created; the answer looks normal.
+            return random_room_id(self._server_name)
 
         alias: Optional[str] = None
         for planned in plan.events:
@@ -85,6 +115,14 @@ class RoomCreationHandler:
             for event, state_before in chain:
                 persisted = await self._creation.persister.persist_new_event(event, state_before, group)
                 group = persisted.state_group
+        for invite in remote_invites:
+            assert self._inviter is not None and invite.state_key is not None
+            extra = {k: v for k, v in invite.content.items() if k != "membership"}
+            try:
+                await self._inviter.update_membership(requester, invite.state_key, room_id, "invite",
+                                                      extra_content=extra or None)
+            except Exception as e:
+                logger.warning("createRoom %s: inviting %s failed: %s", room_id, invite.state_key, e)
         return room_id
 
     async def _build_chain(self, room_version: RoomVersion, room_id: str, creator: str, create_event: Event,

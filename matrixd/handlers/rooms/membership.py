@@ -8,6 +8,7 @@ layer's job (``RemoteJoiner``); without it such joins are refused clearly.
 
 from __future__ import annotations
 
+import secrets
 from typing import Optional, Protocol
 
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
@@ -44,6 +45,14 @@ class RemoteMembership(RemoteJoiner, Protocol):
         ...
 
 
+class RoomBlocks(Protocol):
+    """Rooms a server admin has blocked (``matrixd.storage.admin.AdminStore``)."""
+
+    async def get_room_block(self, room_id: str) -> Optional[str]:
+        """The admin who blocked ``room_id``, or None when it is not blocked."""
+        ...
+
+
 class RoomMemberHandler:
     def __init__(
         self,
@@ -64,6 +73,20 @@ class RoomMemberHandler:
         self._creation = creation
         self._remote_joiner = remote_joiner
         self._remote: Optional[RemoteMembership] = None
+        self._blocks: Optional[RoomBlocks] = None
+
+    def set_room_blocks(self, blocks: RoomBlocks) -> None:
+        """Refuse joins, knocks and invites into rooms ``blocks`` names (admin room blocking)."""
+        self._blocks = blocks
+
+    async def check_room_not_blocked(self, room_id: str) -> None:
+        """Raise 403 ``M_FORBIDDEN`` if a server admin has blocked ``room_id``.
+
+        Called for local joins/knocks/invites here and by the federation membership
+        server for make/send join and knock and inbound invites.
+        """
+        if self._blocks is not None and await self._blocks.get_room_block(room_id) is not None:
+            raise AuthError(403, "This room has been blocked on this server")
 
     def set_remote_membership(self, remote: RemoteMembership) -> None:
         """Route joins, knocks and leaves of rooms we are not in, and remote invites, over federation."""
@@ -92,6 +115,11 @@ class RoomMemberHandler:
                 raise MatrixError(400, "reason must be a string", Codes.BAD_JSON)
             if len(reason) > MAX_REASON_LENGTH:
                 raise MatrixError(400, "reason is too long", Codes.INVALID_PARAM)
+        if action in (JOIN, KNOCK, INVITE):
+            await self.check_room_not_blocked(room_id)
+        if action == INVITE and requester.shadow_banned:
+            # Shadow-banned users' invites look sent but reach nobody.
+            return "$" + secrets.token_urlsafe(32)
 
         room = await self._rooms.get_room(room_id)
         if room is None:
@@ -116,6 +144,12 @@ class RoomMemberHandler:
             if hosts:
                 return await self._remote.remote_join(requester, room_id, [*(remote_servers or []), *hosts],
                                                       dict(extra_content or {}))
+        if action == "leave" and self._remote is not None and target == requester.user_id:
+            # Rejecting an invite to (or withdrawing a knock on) a room we have left: our copy of the
+            # room is stale, the leave must go through a server in it.
+            hosts = await self._remote_hosts_if_we_left(room_id)
+            if hosts:
+                return await self._remote.remote_leave(requester, room_id, [*(remote_servers or []), *hosts])
 
         membership, content = self._membership_for(action, requester.user_id, target)
         if extra_content:

@@ -4,11 +4,12 @@ redactions, and the membership/state-event restrictions of the client API.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Mapping, Optional
 
 from matrixd.api.errors import AuthError, NotFoundError
 from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
-from matrixd.handlers.ratelimit import Ratelimiter
+from matrixd.handlers.ratelimit import RatelimitOverrides, Ratelimiter
 from matrixd.state.auth import get_named_level, get_user_power_level
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
@@ -16,6 +17,11 @@ from matrixd.storage.rooms import RoomStore
 from matrixd.storage.txn_ids import TxnIdStore
 from matrixd.types import Requester
 from matrixd.util.linearizer import Linearizer
+
+
+def fake_event_id() -> str:
+    """An event id in the hash-based format, for shadow-banned users' requests (nothing is stored)."""
+    return "$" + secrets.token_urlsafe(32)
 
 
 class EventSendHandler:
@@ -36,6 +42,11 @@ class EventSendHandler:
         self._creation = creation
         self._ratelimiter = message_ratelimiter
         self._txn_lock = Linearizer("txn_ids")
+        self._overrides: Optional[RatelimitOverrides] = None
+
+    def set_ratelimit_overrides(self, overrides: RatelimitOverrides) -> None:
+        """Honour per-user message rate limits set with the admin API."""
+        self._overrides = overrides
 
     async def send_event(
         self,
@@ -76,7 +87,11 @@ class EventSendHandler:
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if self._ratelimiter is not None and requester.app_service_id is None:
-            self._ratelimiter.ratelimit(requester.user_id)
+            override = await self._overrides.get(requester.user_id) if self._overrides is not None else None
+            self._ratelimiter.ratelimit(requester.user_id, config=override)
+        if requester.shadow_banned:
+            # Shadow-banned: the request looks successful but nothing enters the room.
+            return fake_event_id()
         if state_key is not None:
             # Sending the same state again is a no-op that returns the current event (spec: idempotent PUT).
             current = await self._current.get_current_state_event(room_id, event_type, state_key)

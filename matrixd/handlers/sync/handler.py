@@ -21,6 +21,7 @@ from matrixd.handlers.e2e.sync_source import E2ESyncSource
 from matrixd.handlers.filtering import EventFilter
 from matrixd.handlers.presence import PresenceHandler, format_presence
 from matrixd.handlers.push_rules import PushRulesHandler
+from matrixd.handlers.sync.metrics import SYNC_NONEMPTY, SYNC_REQUESTS, SYNC_WAKEUPS
 from matrixd.handlers.sync.lazy_members import LazyMembersCache
 from matrixd.handlers.sync.rooms import RoomPlan, RoomSyncer
 from matrixd.handlers.sync.stripped import stripped_state_for
@@ -116,6 +117,8 @@ class SyncHandler:
         set_presence: str = "online",
     ) -> SyncResult:
         """The sync response, waiting up to ``timeout_ms`` for something to report (incremental only)."""
+        kind = "initial" if since is None else "full_state" if full_state else "incremental"
+        SYNC_REQUESTS.labels(kind).inc()
         async with self._presence.user_syncing(config.user_id, set_presence):
             if since is not None and since.is_after(self._notifier.current_token):
                 await self._notifier.wait_for_token(since, TOKEN_CATCH_UP_SECONDS)
@@ -123,6 +126,8 @@ class SyncHandler:
                 # The client came back with this token: it has the to-device messages before it.
                 await self._e2e.ack_to_device(config.user_id, config.device_id, since.to_device)
             result = await self._wait(config, since, timeout_ms, full_state)
+            if not result.is_empty():
+                SYNC_NONEMPTY.labels(kind).inc()
             if self._e2e is not None and config.device_id is not None:
                 result.device_one_time_keys_count = await self._e2e.get_one_time_key_counts(
                     config.user_id, config.device_id
@@ -148,6 +153,7 @@ class SyncHandler:
             woken = await self._notifier.wait_for_keys(keys, seq, remaining)
             if not woken:
                 break
+            SYNC_WAKEUPS.inc()
             seq = self._notifier.current_seq()
             result = await self.compute(config, since, self._now(since), full_state)
         return result

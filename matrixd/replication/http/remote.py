@@ -26,6 +26,8 @@ from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.rooms.send import EventSendHandler
 from matrixd.handlers.typing import TypingHandler
 from matrixd.events.event import Event
+from matrixd.federation.inbound.transactions import MAX_EDUS, MAX_PDUS, TransactionHandler
+from matrixd.api.errors import Codes, MatrixError
 from matrixd.replication.http import writes
 from matrixd.replication.http.client import RemoteWriter
 from matrixd.streams.notifier import Notifier
@@ -238,3 +240,29 @@ class ReplicaDeviceListUpdater(DeviceListUpdater):
 
     async def write_change(self, user_id: str, write: Any, wake_only: Optional[str] = None) -> Any:
         raise RuntimeError("device list changes are recorded by the master")
+
+
+class RemoteTransactionHandler(TransactionHandler):
+    """Inbound ``/send`` on a federation reader: checked here, run by the master.
+
+    The servlet has authenticated the origin (X-Matrix) and checked the body's
+    ``origin``; the shape and size limits are checked here, so a bad
+    transaction costs the master nothing.  The master processes PDUs and EDUs
+    (``federation_transaction``, idempotent per ``(origin, txn_id)``) and the
+    reader answers once its replica has the persisted events.
+    """
+
+    def __init__(self, writer: RemoteWriter) -> None:  # noqa: D107 - base deliberately not initialised
+        self._writer = writer
+
+    async def on_transaction(self, origin: str, txn_id: str, body: JsonDict) -> JsonDict:
+        pdus = body.get("pdus", [])
+        edus = body.get("edus", [])
+        if not isinstance(pdus, list) or not isinstance(edus, list):
+            raise MatrixError(400, "pdus and edus must be lists", Codes.BAD_JSON)
+        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+            raise MatrixError(400, f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs",
+                              Codes.BAD_JSON)
+        return await self._writer.write(writes.FEDERATION_TRANSACTION, {
+            "origin": origin, "txn_id": txn_id, "body": {"pdus": pdus, "edus": edus},
+        })

@@ -23,6 +23,10 @@ endpoint           arguments                                           streams r
                    content
 ``to_device_ack``  user_id, device_id, up_to (a /sync on a worker       (none: deletes only)
                    acknowledged to-device messages)
+``federation_      origin, txn_id, body: an inbound ``/send`` a         events
+transaction``      federation reader authenticated -> the answer
+                   (``{"pdus": ...}``); idempotent per (origin,
+                   txn_id) on the master as well
 =================  ==================================================  ==========================
 """
 
@@ -33,6 +37,7 @@ from typing import Any, Callable, Mapping, Optional
 import attrs
 
 from matrixd.api.errors import Codes, MatrixError
+from matrixd.federation.inbound.transactions import TransactionHandler
 from matrixd.handlers.account_data import AccountDataHandler
 from matrixd.handlers.e2e.to_device import ToDeviceHandler
 from matrixd.handlers.presence import PresenceHandler
@@ -51,6 +56,7 @@ PRESENCE = "presence"
 PRESENCE_SYNC = "presence_sync"
 ACCOUNT_DATA = "account_data"
 TO_DEVICE_ACK = "to_device_ack"
+FEDERATION_TRANSACTION = "federation_transaction"
 
 ACCOUNT_DATA_OPS = frozenset({"set_global", "set_room", "add_tag", "remove_tag"})
 
@@ -212,3 +218,14 @@ def register_write_endpoints(endpoints: ReplicationEndpoints, t: MasterWriteTarg
     endpoints.register(PRESENCE_SYNC, presence_sync)
     endpoints.register(ACCOUNT_DATA, account_data)
     endpoints.register(TO_DEVICE_ACK, to_device_ack)
+
+
+def register_federation_endpoint(endpoints: ReplicationEndpoints, transactions: TransactionHandler,
+                                 positions: Mapping[str, Callable[[], int]]) -> None:
+    """``federation_transaction``, once the master's inbound transaction handler exists."""
+
+    async def federation_transaction(args: JsonDict) -> WriteResult:
+        response = await transactions.on_transaction(_str(args, "origin"), _str(args, "txn_id"), _obj(args, "body"))
+        return WriteResult(response, {name: position() for name, position in positions.items()})
+
+    endpoints.register(FEDERATION_TRANSACTION, federation_transaction)

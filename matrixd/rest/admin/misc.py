@@ -72,8 +72,11 @@ class DestinationsServlet(_MiscServlet):
 
     async def on_GET(self, request: MatrixRequest) -> tuple[int, JsonDict]:
         await self._auth.require_admin(request)
-        return 200, await self._handler.list_destinations(parse_offset(request),
-                                                          parse_integer(request, "limit", 100, max_value=1000))
+        return 200, await self._handler.list_destinations(
+            start=parse_offset(request), limit=parse_integer(request, "limit", 100, min_value=0, max_value=1000),
+            order_by=parse_string(request, "order_by", "destination"),
+            direction=parse_string(request, "dir", "f", allowed_values=("f", "b")),
+            search=parse_string(request, "destination"))
 
 
 class DestinationServlet(_MiscServlet):
@@ -82,6 +85,17 @@ class DestinationServlet(_MiscServlet):
     async def on_GET(self, request: MatrixRequest, destination: str) -> tuple[int, JsonDict]:
         await self._auth.require_admin(request)
         return 200, await self._handler.get_destination(destination)
+
+
+class DestinationRoomsServlet(_MiscServlet):
+    PATTERNS = admin_patterns("/federation/destinations/(?P<destination>[^/]*)/rooms")
+
+    async def on_GET(self, request: MatrixRequest, destination: str) -> tuple[int, JsonDict]:
+        await self._auth.require_admin(request)
+        return 200, await self._handler.destination_rooms(
+            destination, start=parse_offset(request),
+            limit=parse_integer(request, "limit", 100, min_value=0, max_value=1000),
+            direction=parse_string(request, "dir", "f", allowed_values=("f", "b")))
 
 
 class ResetConnectionServlet(_MiscServlet):
@@ -96,7 +110,7 @@ class ResetConnectionServlet(_MiscServlet):
 def misc_admin_servlets(auth: AdminAuth, handler: AdminMiscHandler) -> list[RestServlet]:
     return [cls(auth, handler) for cls in (
         ServerVersionServlet, BackgroundUpdatesStatusServlet, EventReportsServlet, EventReportServlet,
-        DestinationsServlet, DestinationServlet, ResetConnectionServlet,
+        DestinationsServlet, DestinationServlet, DestinationRoomsServlet, ResetConnectionServlet,
     )]
 
 

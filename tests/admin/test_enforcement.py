@@ -1,0 +1,118 @@
+"""Per-user rate-limit overrides and shadow bans set with the admin API take effect."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from matrixd.testing.homeserver import make_homeserver
+from tests.admin.base import ADMIN, V3, AdminTestCase
+
+
+class RatelimitOverrideTests(AdminTestCase):
+    def setUp(self) -> None:
+        store = os.path.abspath(self.mktemp())
+        self.hs = make_homeserver(self, {"media_store_path": store,
+                                         "rc_message": {"per_second": 0.1, "burst_count": 3}})
+        self.admin_id, self.admin_tok = self.hs.create_user("admin", "adminpw", admin=True)
+        self.user_id, self.user_tok = self.hs.create_user("bob", "bobpw")
+        self.room_id = self.create_room(self.user_tok)
+        self.n = 0
+
+    def try_send(self) -> int:
+        self.n += 1
+        ch = self.req("PUT", f"{V3}/rooms/{self.room_id}/send/m.room.message/t{self.n}",
+                      {"msgtype": "m.text", "body": "hi"}, self.user_tok)
+        return ch.code
+
+    def test_configured_limit_applies_without_override(self) -> None:
+        """Without an override the configured rc_message burst is enforced (429 after 3)."""
+        self.assertEqual([self.try_send() for _ in range(4)], [200, 200, 200, 429])
+
+    def test_zero_override_lifts_the_limit(self) -> None:
+        """messages_per_second 0 and burst_count 0 means no limit; deleting the override restores it."""
+        self.admin("POST", f"/v1/users/{self.user_id}/override_ratelimit",
+                   {"messages_per_second": 0, "burst_count": 0})
+        self.assertEqual({self.try_send() for _ in range(20)}, {200})
+        self.admin("DELETE", f"/v1/users/{self.user_id}/override_ratelimit")
+        self.assertEqual([self.try_send() for _ in range(4)], [200, 200, 200, 429])
+
+    def test_custom_override(self) -> None:
+        """An override's own burst count replaces the configured one for that user only."""
+        self.admin("POST", f"/v1/users/{self.user_id}/override_ratelimit",
+                   {"messages_per_second": 1, "burst_count": 6})
+        self.assertEqual([self.try_send() for _ in range(7)], [200] * 6 + [429])
+        self.hs.advance(2)
+        self.assertEqual(self.try_send(), 200)
+
+    def test_override_needs_admin(self) -> None:
+        """A user cannot lift their own limit."""
+        ch = self.req("POST", f"{ADMIN}/v1/users/{self.user_id}/override_ratelimit",
+                      {"messages_per_second": 0, "burst_count": 0}, self.user_tok)
+        self.assertEqual((ch.code, ch.json_body["errcode"]), (403, "M_FORBIDDEN"))
+        self.assertEqual([self.try_send() for _ in range(4)], [200, 200, 200, 429])
+
+
+class ShadowBanTests(AdminTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.carol, self.carol_tok = self.hs.create_user("carol")
+        self.room_id = self.create_room(self.admin_tok, preset="public_chat")
+        self.assertEqual(self.join(self.user_tok, self.room_id).code, 200)
+        self.admin("POST", f"/v1/users/{self.user_id}/shadow_ban", {})
+
+    def timeline_ids(self) -> list[str]:
+        ch = self.req("GET", f"{V3}/rooms/{self.room_id}/messages?dir=b&limit=100", None, self.admin_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return [e["event_id"] for e in ch.json_body["chunk"]]
+
+    def ok(self, method: str, path: str, body: Any) -> Any:
+        ch = self.req(method, path, body, self.user_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return ch.json_body
+
+    def test_messages_and_state_look_sent_but_are_not(self) -> None:
+        """Messages and state events answer 200 with an event id that no other member ever sees."""
+        before = self.timeline_ids()
+        msg = self.ok("PUT", f"{V3}/rooms/{self.room_id}/send/m.room.message/s1", {"msgtype": "m.text", "body": "x"})
+        self.assertTrue(msg["event_id"].startswith("$"))
+        again = self.ok("PUT", f"{V3}/rooms/{self.room_id}/send/m.room.message/s1",
+                        {"msgtype": "m.text", "body": "x"})
+        self.assertEqual(again["event_id"], msg["event_id"])  # idempotent like a real send
+        self.ok("PUT", f"{V3}/rooms/{self.room_id}/state/m.room.topic/", {"topic": "spam"})
+        self.assertEqual(self.timeline_ids(), before)
+        ch = self.req("GET", f"{V3}/rooms/{self.room_id}/event/{msg['event_id']}", None, self.admin_tok)
+        self.assertEqual(ch.code, 404)
+
+    def test_invites_look_sent_but_are_not(self) -> None:
+        """An invite answers 200 but the invitee is never invited."""
+        self.ok("POST", f"{V3}/rooms/{self.room_id}/invite", {"user_id": self.carol})
+        members = self.admin("GET", f"/v1/rooms/{self.room_id}/members")["members"]
+        self.assertNotIn(self.carol, members)
+        ch = self.req("GET", f"{V3}/sync", None, self.carol_tok)
+        self.assertEqual(ch.json_body.get("rooms", {}).get("invite", {}), {})
+
+    def test_room_creation_with_invites_is_faked(self) -> None:
+        """createRoom with invites answers a room id, but no such room exists and nobody is invited."""
+        room_id = self.ok("POST", f"{V3}/createRoom", {"invite": [self.carol]})["room_id"]
+        self.admin("GET", f"/v1/rooms/{room_id}", code=404)
+        ch = self.req("GET", f"{V3}/sync", None, self.carol_tok)
+        self.assertEqual(ch.json_body.get("rooms", {}).get("invite", {}), {})
+
+    def test_typing_is_silent(self) -> None:
+        """Typing notifications are accepted and shown to nobody."""
+        self.ok("PUT", f"{V3}/rooms/{self.room_id}/typing/{self.user_id}", {"typing": True, "timeout": 30000})
+        typing = self.hs.components.sync.typing
+        self.assertNotIn(self.user_id, typing.get_typing_users(self.room_id))
+
+    def test_unban_restores(self) -> None:
+        """Removing the shadow ban makes the user's messages real again."""
+        self.admin("DELETE", f"/v1/users/{self.user_id}/shadow_ban")
+        event_id = self.ok("PUT", f"{V3}/rooms/{self.room_id}/send/m.room.message/u1",
+                           {"msgtype": "m.text", "body": "back"})["event_id"]
+        self.assertIn(event_id, self.timeline_ids())
+
+    def test_shadow_ban_needs_admin(self) -> None:
+        """A non-admin cannot lift (or set) a shadow ban."""
+        ch = self.req("DELETE", f"{ADMIN}/v1/users/{self.user_id}/shadow_ban", None, self.user_tok)
+        self.assertEqual((ch.code, ch.json_body["errcode"]), (403, "M_FORBIDDEN"))
