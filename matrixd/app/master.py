@@ -419,6 +419,7 @@ async def build_master_components(
         config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
         signing_key=signing_key, events=stores.events, state=stores.state, current_state=stores.current_state,
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
+        ratelimit=config.ratelimiting.federation,
     )
 
     # --- sync area (h/sync) ---

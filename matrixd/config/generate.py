@@ -127,6 +127,9 @@ password_config:
 #rc_joins:
 #  local: {{per_second: 0.1, burst_count: 10}}
 #  remote: {{per_second: 0.01, burst_count: 10}}
+# Inbound federation requests per remote server: past sleep_limit in a window each
+# waits sleep_delay, past reject_limit they get 429; at most `concurrent` run at once.
+#rc_federation: {{window_size: 1000, sleep_limit: 10, sleep_delay: 500, reject_limit: 50, concurrent: 3}}
 
 ## Features ##
 

@@ -10,7 +10,7 @@ demotes it to its redacted form (:func:`check_event_hashes_and_signatures`).
 from __future__ import annotations
 
 import binascii
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import nacl.exceptions
 from signedjson.types import SigningKey, VerifyKey
@@ -58,8 +58,12 @@ def verify_event_signature(
     pdu: Mapping[str, Any],
     server_name: str,
     verify_keys: Mapping[str, VerifyKey],
+    signing_bytes: Optional[bytes] = None,
 ) -> None:
     """Check ``server_name``'s signature on ``pdu``; raise SignatureVerifyError if it fails.
+
+    ``signing_bytes``: ``redacted_signing_bytes(room_version, pdu)`` if the
+    caller has them already (they are also what the reference hash covers).
 
     ``verify_keys`` maps key ids (``ed25519:abc``) to the keys of
     ``server_name`` that the caller trusts for this event (i.e. known and, from
@@ -81,7 +85,7 @@ def verify_event_signature(
             f"no known {SUPPORTED_ALGORITHM} key for the signatures of {server_name} "
             f"(signed with {sorted(server_sigs)})"
         )
-    message = redacted_signing_bytes(room_version, pdu)
+    message = signing_bytes if signing_bytes is not None else redacted_signing_bytes(room_version, pdu)
     for key_id, sig in checkable:
         if not isinstance(sig, str):
             raise SignatureVerifyError(f"signature {server_name}/{key_id} is not a string")

@@ -151,6 +151,35 @@ def canonical_size(value: Any) -> int:
 def check_canonical_json_values(value: Any, path: str = "event") -> None:
     """Raise EventFormatError if ``value`` holds a float or an integer outside
     ``[-(2**53)+1, 2**53-1]`` (strict canonical JSON, room v6+)."""
+    if _maybe_not_canonical(value):
+        _check_canonical_json_values_at(value, path)
+
+
+def _maybe_not_canonical(value: Any) -> bool:
+    """False if ``value`` is certainly canonical; True sends it to the exact check (which names the path).
+
+    Every received PDU goes through this, so the common case builds no path strings.
+    """
+    stack: list[Any] = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not CANONICALJSON_MIN_INT <= v <= CANONICALJSON_MAX_INT:
+                return True
+        elif t is dict:
+            extend(v.values())
+        elif t is list:
+            extend(v)
+        else:  # floats, tuples, subclasses, non-JSON values: the exact check decides
+            return True
+    return False
+
+
+def _check_canonical_json_values_at(value: Any, path: str) -> None:
     stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
         where, v = stack.pop()

@@ -18,6 +18,7 @@ from signedjson.types import SigningKey
 from twisted.internet.interfaces import IResolver
 
 from matrixd.config.federation import FederationConfig
+from matrixd.config.ratelimiting import FederationRatelimitSettings
 from matrixd.crypto.keyring import Keyring
 from matrixd.crypto.notary import KeyNotary
 from matrixd.crypto.server_keys import LocalServerKeys
@@ -33,6 +34,7 @@ from matrixd.federation.transport.client import MatrixFederationClient
 from matrixd.federation.transport.server import FederationAuthenticator
 from matrixd.federation.visibility import ServerVisibility
 from matrixd.federation.well_known import WellKnownResolver
+from matrixd.handlers.federation_ratelimit import FederationRateLimiter
 from matrixd.storage.aliases import AliasStore
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
@@ -94,11 +96,13 @@ def build_federation_area(
     profiles: ProfileStore,
     dns_resolver: Optional[Callable[[], IResolver]] = None,
     tls_policy: Optional[FederationTLSPolicy] = None,
+    ratelimit: Optional[FederationRatelimitSettings] = None,
 ) -> FederationArea:
     """Everything federation needs, for one process (see the module docstring).
 
     ``dns_resolver`` (a factory, called on first use) and ``tls_policy``
     replace the system resolver and the config's TLS policy (tests).
+    ``ratelimit`` (``rc_federation``) limits inbound requests per origin (None: unlimited).
     """
     user_agent = f"matrixd/{server_version()}"
     local_keys = LocalServerKeys(clock, server_name, signing_key, config.old_signing_keys,
@@ -133,7 +137,10 @@ def build_federation_area(
         client=client,
         keyring=keyring,
         notary=KeyNotary(clock, local_keys, key_store, keyring),
-        authenticator=FederationAuthenticator(clock, server_name, keyring, config.domain_whitelist),
+        authenticator=FederationAuthenticator(
+            clock, server_name, keyring, config.domain_whitelist,
+            ratelimiter=FederationRateLimiter(clock, ratelimit) if ratelimit is not None else None,
+        ),
         acl=acl,
         visibility=visibility,
         reader=reader,

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 from matrixd.crypto.keyring import Keyring
 from matrixd.events.event import Event
 from matrixd.events.room_versions import RoomVersion
-from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu
+from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, check_pdus
 from matrixd.federation.transport.client import HttpResponseException, MatrixFederationClient, RequestSendFailed
 
 logger = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ class RemoteEventFetcher:
     async def check_all(self, room_version: RoomVersion, pdus: Iterable[Any]) -> list[Event]:
         """The PDUs that pass the receipt checks, as events (failures are logged and dropped)."""
         events: list[Event] = []
-        for pdu in pdus:
-            try:
-                events.append(await check_pdu(self._keyring, room_version, pdu))
-            except PduDropped as e:
-                logger.info("dropping a fetched PDU: %s", e)
+        for result in await check_pdus(self._keyring, room_version, list(pdus)):
+            if isinstance(result, PduDropped):
+                logger.info("dropping a fetched PDU: %s", result)
+            else:
+                events.append(result)
         return events
 
     async def get_event(self, destination: str, room_version: RoomVersion, event_id: str) -> Optional[Event]:

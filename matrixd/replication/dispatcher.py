@@ -68,7 +68,7 @@ class StreamDispatcher:
             self._notifier.set_position(entry.notifier_stream, token)
 
     def apply(self, stream: str, token: int, rows: Sequence[Any]) -> bool:
-        """Invalidate for ``rows`` (all of token ``token``), advance to ``token``, wake.
+        """Invalidate for ``rows`` (of token ``token``, or of several tokens up to it), advance to ``token``, wake.
 
         Returns False (doing nothing) if the stream is already at or past ``token``.
         Raises whatever the stream's invalidation raises, before anything advanced.

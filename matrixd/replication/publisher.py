@@ -126,16 +126,21 @@ class StreamPublisher:
         while self._published[name] < to_token:
             from_token = self._published[name]
             page = await stream.get_updates(from_token, to_token, self._page_size)
-            for token, rows in group_by_token(page.rows):
-                if token <= self._published[name]:
-                    continue
-                self._dispatcher.apply(name, token, rows)
-                cmd: Command = RdataCommand(name, token, tuple(stream.encode_row(r) for r in rows))
-                if len(cmd.to_line().encode("utf-8")) > self._max_line_bytes:
-                    logger.info("replication: %s rows at %d too large for one line; sending POSITION", name, token)
-                    cmd = PositionCommand(name, token, token)
-                self._send(name, cmd)
-                self._published[name] = token
+            fresh = [(token, rows) for token, rows in group_by_token(page.rows) if token > self._published[name]]
+            if fresh:
+                # One local application for the whole page (a remote join stores thousands of
+                # outliers, one token each): caches, position and wake-ups as for its last token.
+                last = fresh[-1][0]
+                self._dispatcher.apply(name, last, [row for _token, rows in fresh for row in rows])
+                if self._sinks:
+                    for token, rows in fresh:
+                        cmd: Command = RdataCommand(name, token, tuple(stream.encode_row(r) for r in rows))
+                        if len(cmd.to_line().encode("utf-8")) > self._max_line_bytes:
+                            logger.info("replication: %s rows at %d too large for one line; sending POSITION",
+                                        name, token)
+                            cmd = PositionCommand(name, token, token)
+                        self._send(name, cmd)
+                self._published[name] = last
             if page.new_token <= from_token:
                 raise RuntimeError(f"stream {name}: get_updates({from_token}, {to_token}) made no progress")
             if page.new_token > self._published[name]:

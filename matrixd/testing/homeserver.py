@@ -39,6 +39,7 @@ TEST_CONFIG: dict[str, Any] = {
                    "per_user": {"per_second": 10000, "burst_count": 10000},
                    "per_issuer": {"per_second": 10000, "burst_count": 10000}},
     "rc_media_create": {"per_second": 10000, "burst_count": 10000},
+    "rc_federation": {"sleep_limit": 10000, "reject_limit": 10000, "concurrent": 10000},
     "enable_registration": True,
     "enable_registration_without_verification": True,
     "registration_shared_secret": "test_shared_secret",

@@ -134,6 +134,28 @@ class LiveStreamTests(ProtocolTestCase):
         self.assertEqual(worker.texts(), [big, "small"])
         self.assertIn((0, 1), self.log.fetches)
 
+    def test_master_applies_a_page_at_once_and_workers_get_every_token(self) -> None:
+        """Many rows of one page: the master wakes its notifier once at the last token; a worker sees each row."""
+        master = self.start_master()
+        worker = self.start_worker()
+        for i in range(5):
+            self.log.write("!r", f"m{i}")
+        seq_before = master.notifier.current_seq()
+        master.publisher.notify("notes")
+        self.network.pump()
+        self.assertEqual(master.dispatcher.position("notes"), 5)
+        self.assertEqual(master.notifier.current_seq(), seq_before + 1)
+        self.assertEqual(worker.texts(), [f"m{i}" for i in range(5)])
+        self.assertEqual(worker.dispatcher.position("notes"), 5)
+
+    def test_master_without_workers_publishes_locally(self) -> None:
+        """With no worker connected the master still applies and advances (no RDATA is built)."""
+        master = self.start_master()
+        for i in range(3):
+            self.log.write("!r", f"m{i}")
+        master.publisher.notify("notes")
+        self.assertEqual(master.dispatcher.position("notes"), 3)
+
     def test_invalidation_runs_before_the_wake(self) -> None:
         """The worker invalidates before its notifier sees the new position (never wake before visible)."""
         master = self.start_master()

@@ -287,6 +287,7 @@ async def build_worker_components(
             config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
             signing_key=signing_key, events=st.events, state=st.state, current_state=st.current_state,
             rooms=st.rooms, aliases=st.aliases, profiles=st.profiles,
+            ratelimit=config.ratelimiting.federation,
         )
     sender: Optional[WorkerFederationSender] = None
     if kind.name == "federation_sender":

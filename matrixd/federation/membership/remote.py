@@ -128,8 +128,10 @@ class RemoteMembershipHandler:
         state_pdus, chain_pdus = body.get("state"), body.get("auth_chain")
         if not isinstance(state_pdus, list) or not isinstance(chain_pdus, list):
             raise _BadAnswer("send_join answer lacks state or auth_chain")
+        started = self._clock.time()
         state_events = await self._fetcher.check_all(rv, state_pdus)
         chain_events = await self._fetcher.check_all(rv, chain_pdus)
+        checked = self._clock.time()
         pool = {e.event_id: e for e in [*chain_events, *state_events]}
         create = next((e for e in pool.values() if e.type == "m.room.create" and e.state_key == ""), None)
         if create is None:
@@ -145,17 +147,25 @@ class RemoteMembershipHandler:
             if await self._rooms.get_room(room_id) is None:
                 await self._rooms.store_room(room_id, rv.identifier, create.sender, False)
             have = await self._events.have_seen_events(pool)
-            await self._event_handler.store_outliers(
+            newly_stored = await self._event_handler.store_outliers(
                 room_id, [e for e in pool.values() if e.event_id not in have], known=pool
             )
-            stored = await self._events.get_events(state_ids)
+            # The state as stored (with rejections): the events just checked, and what we had before.
+            stored = {e.event_id: e for e in newly_stored if e.event_id in state_ids}
+            stored.update(await self._events.get_events(state_ids - stored.keys()))
             state: dict[StateKey, str] = {
                 ev.state_key_tuple(): ev.event_id for ev in stored.values() if ev.is_state() and not ev.rejected
             }
             self._check_join_auth(rv, join, state, stored, create)
             state_after = dict(state)
             state_after[join.state_key_tuple()] = join.event_id
+            stored_at = self._clock.time()
             await self._received.persist(join, state, None, current_state=state_after)
+        logger.info(
+            "joined %s: %d state events, %d auth chain events (%d new); checks %.2fs, outliers %.2fs, join %.2fs",
+            room_id, len(state_events), len(chain_events), len(newly_stored), checked - started,
+            stored_at - checked, self._clock.time() - stored_at,
+        )
         return join.event_id
 
     def _check_join_auth(self, rv: RoomVersion, join: Event, state: dict[StateKey, str],

@@ -19,6 +19,9 @@ content, request, **path_args)`` (and ``on_PUT``/``on_POST``/``on_DELETE``):
 the request is authenticated first, the JSON body of PUT/POST parsed
 (``content``; None for GET/DELETE), and, if the servlet sets ``ROOM_ID_ARG``,
 the room's server ACL applied (403 ``M_FORBIDDEN``), before the handler runs.
+If the authenticator has a ``FederationRateLimiter`` (``rc_federation``), the
+origin's request is admitted through it right after authentication: it may
+be delayed, queued behind the origin's other requests, or refused with 429.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Coroutine, Optional, Prot
 from matrixd.api.errors import AuthError, Codes, MatrixError, SignatureVerifyError
 from matrixd.crypto.request_auth import XMatrixHeaderError, parse_x_matrix_header, request_signing_json
 from matrixd.federation.acl import ServerAclChecker
+from matrixd.handlers.federation_ratelimit import FederationRateLimiter
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import JsonResource, RestServlet, ServletResult
 from matrixd.http.servlet import parse_json_object_from_request
@@ -59,11 +63,14 @@ class FederationAuthenticator:
         server_name: str,
         keyring: JsonVerifier,
         domain_whitelist: Optional[frozenset[str]] = None,
+        ratelimiter: Optional[FederationRateLimiter] = None,
     ) -> None:
         self._clock = clock
         self._server_name = server_name
         self._keyring = keyring
         self._domain_whitelist = domain_whitelist
+        # Applied by BaseFederationServlet to every authenticated request (None: unlimited).
+        self.ratelimiter = ratelimiter
 
     async def authenticate_request(self, request: MatrixRequest, content: Optional[JsonDict]) -> str:
         """The authenticated origin of ``request`` (``content``: its parsed JSON body, if any)."""
@@ -150,9 +157,19 @@ class BaseFederationServlet(RestServlet):
             if method in self._BODY_METHODS:
                 content = parse_json_object_from_request(request)
             origin = await self._authenticator.authenticate_request(request, content)
-            if self.ROOM_ID_ARG is not None:
-                assert self._acl is not None
-                await self._acl.check_server_allowed(origin, path_args[self.ROOM_ID_ARG])
-            return await handler(origin, content, request, **path_args)
+            limiter = self._authenticator.ratelimiter
+            if limiter is None:
+                return await self._run(handler, origin, content, request, path_args)
+            async with limiter.limit(origin):
+                return await self._run(handler, origin, content, request, path_args)
 
         return callback
+
+    async def _run(
+        self, handler: FederationHandler, origin: str, content: Optional[JsonDict], request: MatrixRequest,
+        path_args: dict[str, str],
+    ) -> ServletResult:
+        if self.ROOM_ID_ARG is not None:
+            assert self._acl is not None
+            await self._acl.check_server_allowed(origin, path_args[self.ROOM_ID_ARG])
+        return await handler(origin, content, request, **path_args)

@@ -1,0 +1,115 @@
+"""Receipt checks of many PDUs at once (check_pdus): same verdicts as check_pdu, keys looked up once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial import unittest
+
+from matrixd.events.event import Event
+from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
+from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, check_pdus
+from matrixd.testing.federation import FakeRemoteServer
+from tests.federation.utils import REMOTE, make_federating_homeserver
+
+DAY_MS = 24 * 3600 * 1000
+OTHER = "other.test"
+
+
+class CheckPdusTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.hs, self.network, self.remote = make_federating_homeserver(self)
+        self.other = FakeRemoteServer(self.network, OTHER)
+        self.keyring = self.hs.components.federation.keyring
+        self.now = int(self.hs.reactor.seconds() * 1000)
+
+    def pdu(self, version: str, body: str, server: FakeRemoteServer | None = None, ts: int | None = None,
+            depth: int = 3) -> dict[str, Any]:
+        server = server or self.remote
+        pdu: dict[str, Any] = {
+            "type": "m.room.message", "room_id": f"!room:{REMOTE}", "sender": f"@bob:{server.server_name}",
+            "content": {"msgtype": "m.text", "body": body}, "origin_server_ts": ts or self.now, "depth": depth,
+            "prev_events": [], "auth_events": [],
+        }
+        if version in ("1", "2"):
+            pdu["event_id"] = f"${body}:{server.server_name}"
+            pdu["origin"] = server.server_name
+        return server.sign_pdu(KNOWN_ROOM_VERSIONS[version], pdu)
+
+    def key_fetches(self) -> int:
+        return sum(1 for _m, uri in self.network.requests_sent if uri.endswith("/_matrix/key/v2/server"))
+
+    def check(self, version: str, pdus: list[Any]) -> list[Any]:
+        return self.network.run(check_pdus(self.keyring, KNOWN_ROOM_VERSIONS[version], pdus))
+
+    def check_one(self, version: str, pdu: Any) -> Any:
+        try:
+            return self.network.run(check_pdu(self.keyring, KNOWN_ROOM_VERSIONS[version], pdu))
+        except PduDropped as e:
+            return e
+
+    def assert_same_verdict(self, version: str, batch_result: Any, pdu: Any) -> None:
+        single = self.check_one(version, pdu)
+        if isinstance(single, PduDropped):
+            self.assertIsInstance(batch_result, PduDropped)
+        else:
+            self.assertIsInstance(batch_result, Event)
+            self.assertEqual(batch_result.event_id, single.event_id)
+            self.assertEqual(batch_result.get_pdu_json(), single.get_pdu_json())
+
+    def test_verdicts_match_check_pdu_in_order(self) -> None:
+        """Good, tampered (redacted), forged and malformed PDUs get check_pdu's verdicts, in input order."""
+        for version in ("1", "4", "10", "11"):
+            good = self.pdu(version, "good")
+            tampered = {**self.pdu(version, "tampered"), "content": {"msgtype": "m.text", "body": "changed"}}
+            forged = {**self.pdu(version, "forged"), "type": "m.room.topic"}
+            malformed = {**self.pdu(version, "malformed"), "depth": "deep"}
+            other = self.pdu(version, "other", server=self.other)
+            pdus: list[Any] = [good, tampered, "not an object", forged, malformed, other]
+            results = self.check(version, pdus)
+            self.assertEqual(len(results), len(pdus))
+            self.assertIsInstance(results[0], Event)
+            self.assertEqual(results[0].content["body"], "good")
+            self.assertEqual(results[1].content, {})  # redacted, same event id as the one sent
+            self.assertIsInstance(results[2], PduDropped)
+            self.assertIsInstance(results[3], PduDropped)
+            self.assertIsInstance(results[4], PduDropped)
+            self.assertEqual(results[5].sender, f"@bob:{OTHER}")
+            for result, pdu in zip(results, pdus):
+                self.assert_same_verdict(version, result, pdu)
+
+    def test_keys_fetched_once_per_server(self) -> None:
+        """A batch of many PDUs of two servers fetches each server's keys once."""
+        pdus = [self.pdu("10", f"m{i}", server=self.remote if i % 2 else self.other, depth=i + 1)
+                for i in range(40)]
+        results = self.check("10", pdus)
+        self.assertTrue(all(isinstance(r, Event) for r in results))
+        self.assertEqual(self.key_fetches(), 2)
+
+    def test_key_validity_still_enforced_from_v5(self) -> None:
+        """A PDU signed after its key's validity is dropped from v5; v4 accepts it (as check_pdu does)."""
+        late = self.now + 30 * DAY_MS
+        on_time, too_late = self.pdu("5", "ok"), self.pdu("5", "late", ts=late)
+        results = self.check("5", [on_time, too_late])
+        self.assertIsInstance(results[0], Event)
+        self.assertIsInstance(results[1], PduDropped)
+        self.assertIsInstance(self.check("4", [self.pdu("4", "late", ts=late)])[0], Event)
+
+    def test_server_only_unsigned_keys_are_stripped(self) -> None:
+        """``unsigned`` keys only the receiving server may set are removed, as check_pdu does."""
+        pdu = {**self.pdu("10", "x"), "unsigned": {"membership": "join", "age": 5}}
+        [result] = self.check("10", [pdu])
+        self.assertEqual(result.get_pdu_json()["unsigned"], {"age": 5})
+
+    def test_unreachable_signer_is_asked_once(self) -> None:
+        """PDUs of a server whose keys cannot be fetched are all dropped after one key lookup, not one each."""
+        gone = FakeRemoteServer(self.network, "gone.test")
+        pdus = [self.pdu("10", f"g{i}", server=gone, depth=i + 1) for i in range(5)]
+        self.network.remove_server("gone.test")
+        before = self.key_fetches()
+        results = self.check("10", pdus)
+        self.assertTrue(all(isinstance(r, PduDropped) for r in results))
+        # One lookup for the batch (the key fetch itself may be retried), not one per PDU.
+        self.assertLessEqual(self.key_fetches() - before, 2)
+        for result, pdu in zip(results, pdus):
+            self.assert_same_verdict("10", result, pdu)
