@@ -110,6 +110,9 @@ SYNAPSE_SETTINGS: dict[str, Any] = {
         "destination_retry_multiplier": 1.5,
         "destination_max_retry_interval": "10s",
         "client_timeout": "20s",
+        # Transactions are retried in-request with growing delays; keep them short on loopback.
+        "max_long_retry_delay": "1s",
+        "max_short_retry_delay": "1s",
     },
     "caches": {"sync_response_cache_duration": 0},
     # Synapse's default lets only admins publish rooms to the directory.
@@ -213,9 +216,35 @@ class TestHomeserver:
     federation_url: str
     process: ServerProcess
     reactor: Any
+    # How to start the process again (restart()).
+    argv: list[str] = attrs.field(factory=list)
+    env: dict[str, str] = attrs.field(factory=dict)
 
     def stop(self) -> Optional[int]:
+        """Stop for good (drops the server's PostgreSQL database)."""
         return self.process.stop()
+
+    def kill_for_restart(self, grace_seconds: float = 10.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) but keep its data, to :meth:`start_again` later."""
+        popen = self.process.popen
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(grace_seconds)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(30)
+
+    async def start_again(self, timeout: float = 120.0) -> None:
+        """Start the process again on the same ports, config and data (after :meth:`kill_for_restart`)."""
+        if self.process.is_running():
+            raise RuntimeError(f"{self.server_name} is still running")
+        self.process.popen = _spawn(self.argv, self.process.directory, self.process.log_path, self.env)
+        try:
+            await _wait_until_serving(self, _sleeper(self.reactor), timeout)
+        except BaseException:
+            self.process.stop(grace_seconds=2)
+            raise
 
     def log_tail(self, max_bytes: int = 8000) -> str:
         return self.process.log_tail(max_bytes)
@@ -311,7 +340,8 @@ async def start_homeserver(
         if database is not None:
             database.drop()
         raise
-    popen = _spawn(argv, directory, log_path, _child_env())
+    env = _child_env()
+    popen = _spawn(argv, directory, log_path, env)
     process = ServerProcess(
         popen=popen, directory=directory, log_path=log_path, base_url=f"http://127.0.0.1:{client_port}",
         server_name=server_name, registration_shared_secret=REGISTRATION_SHARED_SECRET, database=database,
@@ -319,6 +349,7 @@ async def start_homeserver(
     server = TestHomeserver(
         kind=kind, server_name=server_name, client_url=process.base_url,
         federation_url=f"https://127.0.0.1:{federation_port}", process=process, reactor=reactor,
+        argv=argv, env=env,
     )
     try:
         await _wait_until_serving(server, sleep, timeout)

@@ -426,6 +426,31 @@ class InteropScenario(unittest.TestCase):
                                      query={"server": self.host.server_name})
         self.assertIn(room, [r["room_id"] for r in filtered["chunk"]])
 
+    async def test_servers_catch_up_after_downtime(self) -> None:
+        """Events the host sends while the guest server is down reach it once it is back (backoff, catch-up
+        and /get_missing_events); the restarted guest sends again. (Across the classes matrixd is the
+        sender and the receiver of the catch-up; only the guest restarts, to keep the suite quick.)"""
+        alice, bob = await self._users()
+        room, alias = await self._public_room(alice)
+        await bob.join(alias)
+        await self._wait_member(alice, room, bob.user_id, "join")
+        warm = await alice.send_text(room, "both up")
+        await bob.sync_until(_has_event(room, lambda e: e["event_id"] == warm))
+
+        async def has_all(client: MatrixClient, wanted: set[str]) -> bool:
+            chunk = (await client.messages(room, limit=20))["chunk"]
+            return wanted <= {e["event_id"] for e in chunk}
+
+        self.guest.kill_for_restart()
+        try:
+            sent = {await alice.send_text(room, f"while the guest was down {i}") for i in range(4)}
+        finally:
+            await self.guest.start_again()
+        await bob.wait_for(lambda: has_all(bob, sent), timeout=60, interval=0.5)
+        back = await bob.send_text(room, "the guest is back")
+        await alice.wait_for(lambda: has_all(alice, {back}), timeout=30, interval=0.5)
+        await self.assert_state_equal(alice, bob, room)
+
     def _signed_device_keys(self, client: MatrixClient) -> JsonDict:
         assert client.device_id is not None
         key = signedjson.key.generate_signing_key(client.device_id)
