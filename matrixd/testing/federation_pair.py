@@ -94,7 +94,7 @@ COMMON_SETTINGS: dict[str, Any] = {
     "trusted_key_servers": [],
     "allow_public_rooms_over_federation": True,
     "allow_profile_lookup_over_federation": True,
-    "presence": {"enabled": False},
+    "presence": {"enabled": True},
     "registration_shared_secret": REGISTRATION_SHARED_SECRET,
 }
 
@@ -268,7 +268,8 @@ class TestHomeserver:
         result = await _json_body(resp)
         if resp.code != 200:
             raise RuntimeError(f"registering {localpart} on {self.kind} failed: {resp.code} {result}")
-        return MatrixClient(self, result["user_id"], result["access_token"], result.get("device_id"))
+        return MatrixClient(self, result["user_id"], result["access_token"], result.get("device_id"),
+                            password=password)
 
 
 @attrs.define
@@ -575,7 +576,8 @@ class MatrixClient:
     user_id: str
     access_token: str
     device_id: Optional[str] = None
-    # /sync position of sync_until, and everything it has seen since the first call.
+    password: Optional[str] = None
+    # /sync position of sync and sync_until.
     since: Optional[str] = None
     _txn: Any = attrs.field(factory=lambda: itertools.count(1))
 
@@ -602,6 +604,18 @@ class MatrixClient:
         if code != 200:
             raise MatrixRequestError(method, path, code, result)
         return result
+
+    async def new_device(self) -> "MatrixClient":
+        """The same user logged in again with the password: a new device and access token."""
+        resp = await treq.post(self.server.client_url + "/_matrix/client/v3/login", json={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": self.user_id},
+            "password": self.password,
+        }, persistent=False)
+        result = await _json_body(resp)
+        if resp.code != 200:
+            raise MatrixRequestError("POST", "/_matrix/client/v3/login", resp.code, result)
+        return MatrixClient(self.server, result["user_id"], result["access_token"], result["device_id"],
+                            password=self.password)
 
     def next_txn(self) -> str:
         return f"t{next(self._txn)}-{time.monotonic_ns()}"

@@ -8,7 +8,7 @@ of both directions) and every test makes its own users and rooms on it.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import signedjson.key
 import signedjson.sign
@@ -32,6 +32,10 @@ def _has_event(room_id: str, check: Callable[[JsonDict], bool], section: str = "
     def checker(sync: JsonDict) -> Any:
         return next((e for e in timeline_events(sync, room_id, section) if check(e)), None)
     return checker
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return bool(await value == expected)
 
 
 def _state_key_map(state: list[JsonDict]) -> dict[tuple[str, str], JsonDict]:
@@ -425,6 +429,62 @@ class InteropScenario(unittest.TestCase):
                                      {"limit": 10, "filter": {"generic_search_term": "Interop"}},
                                      query={"server": self.host.server_name})
         self.assertIn(room, [r["room_id"] for r in filtered["chunk"]])
+
+    async def test_device_list_updates_and_presence(self) -> None:
+        """A new device of a host user reaches the guest server (m.device_list_update: /sync's
+        device_lists.changed, then /keys/query); presence crosses as m.presence."""
+        alice, bob = await self._users()
+        room, alias = await self._public_room(alice)
+        await bob.join(alias)
+        await self._wait_member(alice, room, bob.user_id, "join")
+        await alice.request("POST", "/_matrix/client/v3/keys/upload", {"device_keys": self._signed_device_keys(alice)})
+
+        async def devices() -> set[str]:
+            result = await bob.request("POST", "/_matrix/client/v3/keys/query", {"device_keys": {alice.user_id: []}})
+            return set(result["device_keys"].get(alice.user_id, {}))
+        self.assertEqual(await devices(), {alice.device_id})
+        await bob.sync()
+
+        second = await alice.new_device()
+        await second.request("POST", "/_matrix/client/v3/keys/upload",
+                             {"device_keys": self._signed_device_keys(second)})
+        await bob.sync_until(lambda sync: alice.user_id in sync.get("device_lists", {}).get("changed", []))
+        # The login and the key upload are two updates; the second may still be on its way.
+        expected = {alice.device_id, second.device_id}
+        await bob.wait_for(lambda: _equals(devices(), expected))
+
+        await alice.request("PUT", f"/_matrix/client/v3/presence/{alice.user_id}/status",
+                            {"presence": "online", "status_msg": "interop"})
+
+        def presence(sync: JsonDict) -> Any:
+            return next((e for e in sync.get("presence", {}).get("events", [])
+                         if e["sender"] == alice.user_id and e["content"].get("status_msg") == "interop"), None)
+        event = await bob.sync_until(presence)
+        self.assertEqual(event["content"]["presence"], "online")
+        status = await bob.request("GET", f"/_matrix/client/v3/presence/{alice.user_id}/status")
+        self.assertEqual((status["presence"], status.get("status_msg")), ("online", "interop"))
+
+    async def test_room_upgrade_followed_by_the_guest(self) -> None:
+        """The host upgrades a room: the guest server sees the tombstone, its user joins the replacement,
+        whose create event names the predecessor."""
+        alice, bob = await self._users()
+        room, alias = await self._public_room(alice)
+        await bob.join(alias)
+        await self._wait_member(alice, room, bob.user_id, "join")
+        result = await alice.request("POST", f"/_matrix/client/v3/rooms/{room}/upgrade", {"new_version": "11"})
+        new_room = result["replacement_room"]
+
+        async def tombstoned() -> Any:
+            return _state_key_map(await bob.state(room)).get(("m.room.tombstone", ""))
+        tombstone = await bob.wait_for(tombstoned)
+        self.assertEqual(tombstone["content"]["replacement_room"], new_room)
+        self.assertEqual(await bob.join(new_room, via=[self.host.server_name]), new_room)
+        await self._wait_member(alice, new_room, bob.user_id, "join")
+        create = _state_key_map(await bob.state(new_room))[("m.room.create", "")]
+        self.assertEqual(create["content"]["room_version"], "11")
+        self.assertEqual(create["content"]["predecessor"]["room_id"], room)
+        await self.assert_state_equal(alice, bob, new_room)
+        await self.assert_state_equal(alice, bob, room)
 
     async def test_servers_catch_up_after_downtime(self) -> None:
         """Events the host sends while the guest server is down reach it once it is back (backoff, catch-up
