@@ -176,14 +176,19 @@ def free_port() -> int:
 # -- Processes ---------------------------------------------------------------------------
 
 
+# Loaded here, not in the child: only async-signal-safe work may happen between fork and exec.
+try:
+    _PRCTL: Optional[Any] = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """preexec_fn: the server gets SIGTERM when the test process dies (Linux ``PR_SET_PDEATHSIG``)."""
     os.setsid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def _spawn(argv: list[str], directory: str, log_path: str, env: Mapping[str, str]) -> "subprocess.Popen[bytes]":
