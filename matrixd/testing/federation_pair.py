@@ -21,14 +21,18 @@ Every server gets:
 
 The API::
 
-    pair = await start_federation_pair(directory, sleep, kinds=("matrixd", "synapse"))
+    pair = await start_federation_pair(directory, sleep, reactor, kinds=("matrixd", "synapse"))
     try:
         alice = await pair.first.register("alice")        # -> MatrixClient
         bob = await pair.second.register("bob")
         room = await alice.create_room(preset="public_chat")
         await bob.join(room, via=[pair.first.server_name])
+        await bob.sync_until(lambda sync: ...)            # long-polls /sync until true
     finally:
         pair.stop()
+
+``pair.first.kill_for_restart()`` / ``await pair.first.start_again()`` take a
+server down and bring it back on the same ports and data.
 
 For trial tests, :func:`federation_pair_for_test` registers the cleanup
 itself, and :func:`shared_federation_pair` starts a pair once per test process
