@@ -21,14 +21,18 @@ Every server gets:
 
 The API::
 
-    pair = await start_federation_pair(directory, sleep, kinds=("matrixd", "synapse"))
+    pair = await start_federation_pair(directory, sleep, reactor, kinds=("matrixd", "synapse"))
     try:
         alice = await pair.first.register("alice")        # -> MatrixClient
         bob = await pair.second.register("bob")
         room = await alice.create_room(preset="public_chat")
         await bob.join(room, via=[pair.first.server_name])
+        await bob.sync_until(lambda sync: ...)            # long-polls /sync until true
     finally:
         pair.stop()
+
+``pair.first.kill_for_restart()`` / ``await pair.first.start_again()`` take a
+server down and bring it back on the same ports and data.
 
 For trial tests, :func:`federation_pair_for_test` registers the cleanup
 itself, and :func:`shared_federation_pair` starts a pair once per test process
@@ -94,7 +98,7 @@ COMMON_SETTINGS: dict[str, Any] = {
     "trusted_key_servers": [],
     "allow_public_rooms_over_federation": True,
     "allow_profile_lookup_over_federation": True,
-    "presence": {"enabled": False},
+    "presence": {"enabled": True},
     "registration_shared_secret": REGISTRATION_SHARED_SECRET,
 }
 
@@ -110,6 +114,9 @@ SYNAPSE_SETTINGS: dict[str, Any] = {
         "destination_retry_multiplier": 1.5,
         "destination_max_retry_interval": "10s",
         "client_timeout": "20s",
+        # Transactions are retried in-request with growing delays; keep them short on loopback.
+        "max_long_retry_delay": "1s",
+        "max_short_retry_delay": "1s",
     },
     "caches": {"sync_response_cache_duration": 0},
     # Synapse's default lets only admins publish rooms to the directory.
@@ -173,14 +180,19 @@ def free_port() -> int:
 # -- Processes ---------------------------------------------------------------------------
 
 
+# Loaded here, not in the child: only async-signal-safe work may happen between fork and exec.
+try:
+    _PRCTL: Optional[Any] = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """preexec_fn: the server gets SIGTERM when the test process dies (Linux ``PR_SET_PDEATHSIG``)."""
     os.setsid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def _spawn(argv: list[str], directory: str, log_path: str, env: Mapping[str, str]) -> "subprocess.Popen[bytes]":
@@ -213,9 +225,35 @@ class TestHomeserver:
     federation_url: str
     process: ServerProcess
     reactor: Any
+    # How to start the process again (restart()).
+    argv: list[str] = attrs.field(factory=list)
+    env: dict[str, str] = attrs.field(factory=dict)
 
     def stop(self) -> Optional[int]:
+        """Stop for good (drops the server's PostgreSQL database)."""
         return self.process.stop()
+
+    def kill_for_restart(self, grace_seconds: float = 10.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) but keep its data, to :meth:`start_again` later."""
+        popen = self.process.popen
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(grace_seconds)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(30)
+
+    async def start_again(self, timeout: float = 120.0) -> None:
+        """Start the process again on the same ports, config and data (after :meth:`kill_for_restart`)."""
+        if self.process.is_running():
+            raise RuntimeError(f"{self.server_name} is still running")
+        self.process.popen = _spawn(self.argv, self.process.directory, self.process.log_path, self.env)
+        try:
+            await _wait_until_serving(self, _sleeper(self.reactor), timeout)
+        except BaseException:
+            self.process.stop(grace_seconds=2)
+            raise
 
     def log_tail(self, max_bytes: int = 8000) -> str:
         return self.process.log_tail(max_bytes)
@@ -239,7 +277,8 @@ class TestHomeserver:
         result = await _json_body(resp)
         if resp.code != 200:
             raise RuntimeError(f"registering {localpart} on {self.kind} failed: {resp.code} {result}")
-        return MatrixClient(self, result["user_id"], result["access_token"], result.get("device_id"))
+        return MatrixClient(self, result["user_id"], result["access_token"], result.get("device_id"),
+                            password=password)
 
 
 @attrs.define
@@ -311,7 +350,8 @@ async def start_homeserver(
         if database is not None:
             database.drop()
         raise
-    popen = _spawn(argv, directory, log_path, _child_env())
+    env = _child_env()
+    popen = _spawn(argv, directory, log_path, env)
     process = ServerProcess(
         popen=popen, directory=directory, log_path=log_path, base_url=f"http://127.0.0.1:{client_port}",
         server_name=server_name, registration_shared_secret=REGISTRATION_SHARED_SECRET, database=database,
@@ -319,6 +359,7 @@ async def start_homeserver(
     server = TestHomeserver(
         kind=kind, server_name=server_name, client_url=process.base_url,
         federation_url=f"https://127.0.0.1:{federation_port}", process=process, reactor=reactor,
+        argv=argv, env=env,
     )
     try:
         await _wait_until_serving(server, sleep, timeout)
@@ -544,7 +585,8 @@ class MatrixClient:
     user_id: str
     access_token: str
     device_id: Optional[str] = None
-    # /sync position of sync_until, and everything it has seen since the first call.
+    password: Optional[str] = None
+    # /sync position of sync and sync_until.
     since: Optional[str] = None
     _txn: Any = attrs.field(factory=lambda: itertools.count(1))
 
@@ -571,6 +613,18 @@ class MatrixClient:
         if code != 200:
             raise MatrixRequestError(method, path, code, result)
         return result
+
+    async def new_device(self) -> "MatrixClient":
+        """The same user logged in again with the password: a new device and access token."""
+        resp = await treq.post(self.server.client_url + "/_matrix/client/v3/login", json={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": self.user_id},
+            "password": self.password,
+        }, persistent=False)
+        result = await _json_body(resp)
+        if resp.code != 200:
+            raise MatrixRequestError("POST", "/_matrix/client/v3/login", resp.code, result)
+        return MatrixClient(self.server, result["user_id"], result["access_token"], result["device_id"],
+                            password=self.password)
 
     def next_txn(self) -> str:
         return f"t{next(self._txn)}-{time.monotonic_ns()}"

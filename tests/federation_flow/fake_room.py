@@ -174,7 +174,13 @@ class FakeRoom:
     async def _on_send_other(self, origin: str, content: Any, request: Any, room_id: str,
                              event_id: str) -> tuple[int, JsonDict]:
         self.accept(content)
-        return 200, {"knock_room_state": []} if content.get("content", {}).get("membership") == "knock" else {}
+        if content.get("content", {}).get("membership") != "knock":
+            return 200, {}
+        stripped = [
+            {"type": ev.type, "state_key": ev.state_key, "sender": ev.sender, "content": dict(ev.content)}
+            for ev in (self.events[self.state[key]] for key in (("m.room.create", ""), ("m.room.join_rules", "")))
+        ]
+        return 200, {"knock_room_state": stripped}
 
     async def _on_backfill(self, origin: str, content: Any, request: Any, room_id: str) -> tuple[int, JsonDict]:
         """The events named by ``v`` and their ancestors, newest first, up to ``limit``."""

@@ -257,6 +257,22 @@ class RemoteJoinTestCase(unittest.TestCase):
         self.assertEqual(membership.membership, "knock")
         self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "knock")
 
+    def test_withdraw_knock_on_room_whose_id_names_no_server(self) -> None:
+        """Leaving a v12 room we knocked on (its id names no server, the knock's sender is us) goes
+        through the server of the knock's stripped state."""
+        room = self.make_room("12", join_rule="knock")
+        self.assertNotIn(":", room.room_id)
+        channel = self.hs.request("POST", f"/_matrix/client/v3/knock/{q(room.room_id)}?server_name={REMOTE}", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/leave", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(room.events[room.state[("m.room.member", self.alice)]].membership, "leave")
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(membership.membership, "leave")
+
     def test_backfill_history_before_join(self) -> None:
         """/messages past the join fetches the earlier history from the remote (/backfill)."""
         room = self.make_room()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.interop import scenario
 
 
@@ -11,9 +13,55 @@ class MatrixdHostsSynapseJoins(scenario.InteropScenario):
     KINDS = ("matrixd", "synapse")
     HOST = 0
 
+    async def test_pair_serves_federation_over_tls(self) -> None:
+        """The harness: each server's federation port speaks TLS (self-signed) and serves its own signed
+        keys under its IP-literal server name; the client port is plain HTTP."""
+        import json
+
+        import signedjson.key
+        import signedjson.sign
+        import treq
+        from twisted.internet import reactor
+
+        from matrixd.testing.federation_pair import _insecure_agent
+
+        for server in self.pair.servers:
+            self.assertTrue(server.federation_url.startswith("https://127.0.0.1:"))
+            self.assertEqual(server.server_name, "127.0.0.1:" + server.federation_url.rsplit(":", 1)[1])
+            resp = await treq.get(server.federation_url + "/_matrix/key/v2/server", agent=_insecure_agent(reactor))
+            keys = json.loads(await resp.content())
+            self.assertEqual((resp.code, keys["server_name"]), (200, server.server_name), server.kind)
+            for key_id, entry in keys["verify_keys"].items():
+                verify_key = signedjson.key.decode_verify_key_bytes(
+                    key_id, signedjson.key.decode_base64(entry["key"]))
+                signedjson.sign.verify_signed_json(keys, server.server_name, verify_key)
+            self.assertTrue(server.client_url.startswith("http://127.0.0.1:"))
+
+    async def test_space_hierarchy_of_a_matrixd_space(self) -> None:
+        """Synapse's /hierarchy of a space hosted here fetches the child rooms it is not in from matrixd
+        (``GET /_matrix/federation/v1/hierarchy``). Only in this direction: matrixd has no client-side
+        /hierarchy endpoint."""
+        alice, bob = await self._users()
+        space, space_alias = await self._public_room(alice, creation_content={"type": "m.space"})
+        child = await alice.create_room(preset="public_chat", name="child room", topic="inside the space")
+        await alice.send_state(space, "m.space.child", {"via": [self.host.server_name]}, child)
+        await bob.join(space_alias)
+        await self._wait_member(alice, space, bob.user_id, "join")
+
+        async def listed() -> Any:
+            result = await bob.request("GET", f"/_matrix/client/v1/rooms/{space}/hierarchy")
+            return {room["room_id"]: room for room in result["rooms"]} if len(result["rooms"]) > 1 else None
+        rooms = await bob.wait_for(listed)
+        self.assertEqual(set(rooms), {space, child})
+        self.assertEqual(rooms[child]["name"], "child room")
+        self.assertEqual(rooms[child]["topic"], "inside the space")
+        self.assertEqual(rooms[child]["join_rule"], "public")
+        self.assertEqual([c["state_key"] for c in rooms[space]["children_state"]], [child])
+
 
 class SynapseHostsMatrixdJoins(scenario.InteropScenario):
     """Rooms on Synapse, joined by a matrixd user."""
 
     KINDS = ("matrixd", "synapse")
     HOST = 1
+

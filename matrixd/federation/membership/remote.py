@@ -224,6 +224,9 @@ class RemoteMembershipHandler:
             candidates.append(domain_of(previous.sender) or "")
             if current.membership == "knock":
                 candidates.append(domain_of(room_id) or "")
+                # Room ids name no server from room v12: the servers of the room's stripped state
+                # (its creator's first) are the ones we know are in it.
+                candidates.extend(_stripped_state_servers(previous, "knock_room_state"))
         for server in self._candidates(candidates):
             try:
                 rv, event = await self._make_and_sign(server, "make_leave", room_id, user_id, "leave", {})
@@ -354,6 +357,16 @@ class RemoteMembershipHandler:
 
 class _BadAnswer(Exception):
     """A remote server's answer cannot be used."""
+
+
+def _stripped_state_servers(event: Event, key: str) -> list[str]:
+    """Servers of the senders in ``event.unsigned[key]`` (stripped state), the create event's first."""
+    stripped = event.unsigned.get(key)
+    if not isinstance(stripped, list):
+        return []
+    entries = [e for e in stripped if isinstance(e, dict) and isinstance(e.get("sender"), str)]
+    entries.sort(key=lambda e: e.get("type") != "m.room.create")
+    return [d for d in (domain_of(e["sender"]) for e in entries) if d]
 
 
 def _best_error(errors: list[MatrixError], fallback: str) -> MatrixError:
