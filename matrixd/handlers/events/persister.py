@@ -116,6 +116,39 @@ class EventPersister:
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
 
+    async def persist_new_messages(
+        self, events: Sequence[tuple[Event, bool]], state_before: StateMap, group_before: Optional[int]
+    ) -> list[PersistedEvent]:
+        """Persist a chain of accepted local message (non-state) events in one transaction.
+
+        ``events`` are ``(event, redaction_authorised)``; the first extends all
+        the room's forward extremities, each later one extends the one before.
+        None changes state, so all have ``state_before`` (stored as
+        ``group_before``) before and after them.
+        """
+        if not events:
+            return []
+        first = events[0][0]
+        if any(ev.is_state() for ev, _ in events):
+            raise ValueError("persist_new_messages takes message events only")
+        if group_before is None:
+            group_before = await self._state.store_state_group(
+                first.event_id, first.room_id, None, None, dict(state_before)
+            )
+        batch = [
+            (ev, EventContext(state_group=group_before, state_group_before=group_before,
+                              redaction_authorised=authorised))
+            for ev, authorised in events
+        ]
+        result = await self._writer.persist_events(batch)
+        EVENTS_PERSISTED.labels("local").inc(len(events))
+        self._announce([ev for ev, _ in events])
+        return [
+            PersistedEvent(ev, result.stream_orderings.get(ev.event_id, ev.internal_metadata.stream_ordering or 0),
+                           group_before)
+            for ev, _ in events
+        ]
+
     async def persist_received_event(
         self,
         event: Event,
