@@ -33,6 +33,7 @@ class CurrentStateStore:
         self._state_cache: LruCache[str, StateMap] = LruCache("current_state_ids", cache_size)
         self._members_cache: LruCache[str, tuple[str, ...]] = LruCache("users_in_room", cache_size)
         self._rooms_cache: LruCache[str, frozenset[str]] = LruCache("rooms_for_user", cache_size * 5)
+        self._local_memberships_cache: Optional[LruCache[str, tuple[MembershipInfo, ...]]] = None
 
     # -- invalidation -----------------------------------------------------------
 
@@ -43,7 +44,22 @@ class CurrentStateStore:
 
     def invalidate_users(self, user_ids: Iterable[str]) -> None:
         """These users' memberships changed (somewhere)."""
-        self._rooms_cache.invalidate_many(user_ids)
+        users = list(user_ids)
+        self._rooms_cache.invalidate_many(users)
+        if self._local_memberships_cache is not None:
+            self._local_memberships_cache.invalidate_many(users)
+
+    def invalidate_all_local_memberships(self) -> None:
+        """A room's membership rows were deleted wholesale (room deletion)."""
+        if self._local_memberships_cache is not None:
+            self._local_memberships_cache.clear()
+
+    def enable_writer_caches(self) -> None:
+        """Called by the event writer of this process, which invalidates every change of
+        local memberships (out-of-band ones included) through :meth:`invalidate_users`;
+        other processes do not hear of out-of-band memberships that way, so they do not cache them."""
+        if self._local_memberships_cache is None:
+            self._local_memberships_cache = LruCache("local_memberships", 10_000)
 
     # -- state ------------------------------------------------------------------
 
@@ -186,6 +202,14 @@ class CurrentStateStore:
         shows as the user's rooms.
         """
 
+        cache = self._local_memberships_cache if memberships is None else None
+        generation = 0
+        if cache is not None:
+            hit = cache.get(user_id)
+            if hit is not None:
+                return list(hit)
+            generation = cache.generation
+
         def _txn(txn: Cursor) -> list[MembershipInfo]:
             sql_text = (
                 "SELECT l.room_id, l.membership, l.event_id, m.sender, l.stream_ordering"
@@ -200,7 +224,10 @@ class CurrentStateStore:
             txn.execute(sql_text + " ORDER BY l.stream_ordering", args)
             return [MembershipInfo(r[0], user_id, r[1], r[2], r[3], int(r[4])) for r in txn]
 
-        return await self._db.run_interaction("get_local_memberships", _txn)
+        result = await self._db.run_interaction("get_local_memberships", _txn)
+        if cache is not None:
+            cache.set_if_unchanged(user_id, tuple(result), generation)
+        return result
 
     # -- for /sync ---------------------------------------------------------------
 

@@ -67,6 +67,48 @@ class EventStore:
         self._clock = clock
         self._prune = prune_event_dict
         self._cache: LruCache[str, Event] = LruCache("events", cache_size)
+        # Only in the process that writes events (see enable_writer_caches): the
+        # writer keeps them exact, so nothing else needs to invalidate them.
+        self._extremities: Optional[LruCache[str, tuple[str, ...]]] = None
+        self._recent_rows: Optional[_RecentStreamRows] = None
+
+    def enable_writer_caches(self) -> None:
+        """Called by the event writer of this process: it keeps forward extremities
+        and recent events-stream rows in memory, so readers here need not ask the
+        database for what was just written.  Never enabled where another process writes."""
+        if self._extremities is None:
+            self._extremities = LruCache("forward_extremities", 10_000)
+            self._recent_rows = _RecentStreamRows(_RECENT_ROWS)
+
+    def written_by_writer(
+        self,
+        allocated: Sequence[int],
+        rows: Sequence[EventStreamRow],
+        moved: Iterable[int],
+        extremities: Mapping[str, Sequence[str]],
+        new_events: Iterable[Event],
+    ) -> None:
+        """After the writer's commit (before its stream position advances).
+
+        ``allocated``: every events-stream id the batch took; ``rows``: the
+        events now at those ids; ``moved``: older ids whose event moved (an
+        outlier joined the timeline); ``extremities``: rooms' new forward
+        extremities; ``new_events``: events stored for the first time, cached.
+        """
+        if self._recent_rows is not None:
+            self._recent_rows.record(allocated, rows, moved)
+        if self._extremities is not None and extremities:
+            self._extremities.invalidate_many(extremities)
+            for room_id, ids in extremities.items():
+                self._extremities.set(room_id, tuple(sorted(ids)))
+        for ev in new_events:
+            if ev.event_id not in self._cache:
+                self._cache.set(ev.event_id, ev)
+
+    def invalidate_forward_extremities(self, room_id: str) -> None:
+        """A room's extremities changed outside the writer (its rows were deleted)."""
+        if self._extremities is not None:
+            self._extremities.invalidate(room_id)
 
     # -- by id ------------------------------------------------------------------
 
@@ -284,6 +326,10 @@ class EventStore:
 
     async def get_event_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
         """Events with ``from_token < stream_ordering <= to_token``, oldest first (replication catch-up)."""
+        if self._recent_rows is not None:
+            recent = self._recent_rows.get(from_token, to_token, limit)
+            if recent is not None:
+                return recent
         rows = await self._db.execute(
             "get_event_stream_rows",
             "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
@@ -314,12 +360,22 @@ class EventStore:
 
     async def get_latest_event_ids_in_room(self, room_id: str) -> list[str]:
         """The room's forward extremities (sorted): the prev_events of the next event we create."""
+        cache = self._extremities
+        generation = 0
+        if cache is not None:
+            hit = cache.get(room_id)
+            if hit is not None:
+                return list(hit)
+            generation = cache.generation
         rows = await self._db.execute(
             "get_latest_event_ids_in_room",
             "SELECT event_id FROM event_forward_extremities WHERE room_id = ? ORDER BY event_id",
             room_id,
         )
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        if cache is not None and ids:
+            cache.set_if_unchanged(room_id, tuple(ids), generation)
+        return ids
 
     async def get_backward_extremities(self, room_id: str) -> list[str]:
         """Events referenced as prev_events in the room that we do not have (backfill from here)."""
@@ -353,6 +409,54 @@ class EventStore:
             return union - common
 
         return await self._db.run_interaction("get_auth_chain_difference", _txn)
+
+
+#: How many of the latest events-stream ids the writer's process remembers rows for.
+_RECENT_ROWS = 5000
+
+
+class _RecentStreamRows:
+    """The rows at the latest events-stream ids, as the writer committed them.
+
+    Serves a range only if every id in it was recorded (ids another allocator
+    took, or ids from before this process started, send the reader to the
+    database).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        # id -> the event row there, or None for an id that carries no event.
+        self._by_id: dict[int, Optional[EventStreamRow]] = {}
+
+    def record(self, allocated: Sequence[int], rows: Sequence[EventStreamRow], moved: Iterable[int]) -> None:
+        for i in allocated:
+            if i > 0:
+                self._by_id[i] = None
+        for row in rows:
+            if row.stream_ordering > 0:
+                self._by_id[row.stream_ordering] = row
+        for i in moved:
+            if i in self._by_id:
+                self._by_id[i] = None
+        while len(self._by_id) > self._capacity:
+            del self._by_id[next(iter(self._by_id))]  # the earliest recorded
+
+    def get(self, from_token: int, to_token: int, limit: int) -> Optional[list[EventStreamRow]]:
+        lower = max(from_token, 0)
+        if to_token <= lower:
+            return []
+        if to_token - lower > len(self._by_id):
+            return None
+        out: list[EventStreamRow] = []
+        for i in range(lower + 1, to_token + 1):
+            if i not in self._by_id:
+                return None
+            row = self._by_id[i]
+            if row is not None:
+                out.append(row)
+                if len(out) >= limit:
+                    break
+        return out
 
 
 def _recent_rows_dense_txn(

@@ -27,8 +27,9 @@ from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.events.room_versions import RoomVersion
 from matrixd.events.validation import validate_client_event_fields, validate_pdu
 from matrixd.handlers.events.persister import EventPersister, PersistedEvent
-from matrixd.handlers.events.state_calc import StateCalculator
+from matrixd.handlers.events.state_calc import StateAtPoint, StateCalculator
 from matrixd.state.auth import auth_types_for_event, check_auth, get_named_level, get_user_power_level
+from matrixd.storage.cache import LruCache
 from matrixd.storage.events import EventStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.util.clock import Clock
@@ -81,6 +82,12 @@ class EventCreationHandler:
         # Group commit: message events waiting for their room's lock, and the rooms being drained.
         self._queued: dict[str, list[tuple[EventSpec, "defer.Deferred[PersistedEvent]"]]] = {}
         self._draining: set[str] = set()
+        # The state after our own latest events, keyed by the ids of the events
+        # it is after (state after given events never changes), so the next
+        # event on them needs no state lookups.
+        self._state_after: LruCache[tuple[str, ...], StateAtPoint] = LruCache(
+            "state_after_local_events", 50_000, size_of=lambda at: len(at.state_ids)
+        )
 
     @property
     def room_lock(self) -> Linearizer:
@@ -134,7 +141,7 @@ class EventCreationHandler:
         """Build, auth-check and persist a batch of message events in one transaction (lock held)."""
         room_version = await self._rooms.get_room_version(room_id)
         prev_events = await self._prev_events(room_id)
-        at = await self._state_calc.state_after_events(room_id, room_version, [e.event_id for e in prev_events])
+        at = await self._state_after_events(room_id, room_version, prev_events)
         keys: set[StateKey] = set()
         for spec, _ in batch:
             keys |= self._auth_keys(room_version, room_id, spec)
@@ -156,6 +163,7 @@ class EventCreationHandler:
         persisted = await self._persister.persist_new_messages(
             [(ev, authorised) for ev, authorised, _ in built], at.state_ids, at.state_group
         )
+        self._remember_state_after(built[-1][0], at.state_ids, persisted[-1].state_group)
         for (_, _, d), result in zip(built, persisted):
             if not d.called:
                 d.callback(result)
@@ -167,16 +175,34 @@ class EventCreationHandler:
         redaction_authorised = False
         if event.type == "m.room.redaction":
             redaction_authorised = await self._sender_can_redact_others(room_version, event, state_before)
-        return await self._persister.persist_new_event(
+        persisted = await self._persister.persist_new_event(
             event, state_before, group_before, redaction_authorised=redaction_authorised
         )
+        self._remember_state_after(event, state_before, persisted.state_group)
+        return persisted
+
+    def _remember_state_after(self, event: Event, state_before: StateMap, group_after: Optional[int]) -> None:
+        if event.rejected or group_after is None:
+            return
+        state_after = state_before
+        if event.is_state():
+            state_after = {**state_before, event.state_key_tuple(): event.event_id}
+        self._state_after.set((event.event_id,), StateAtPoint(state_after, group_after))
+
+    async def _state_after_events(self, room_id: str, room_version: RoomVersion,
+                                  prev_events: list[Event]) -> StateAtPoint:
+        key = tuple(sorted(e.event_id for e in prev_events))
+        cached = self._state_after.get(key)
+        if cached is not None:
+            return cached
+        return await self._state_calc.state_after_events(room_id, room_version, list(key))
 
     async def build(
         self, room_id: str, room_version: RoomVersion, spec: EventSpec
     ) -> tuple[Event, StateMap, Optional[int]]:
         """Build and fully auth-check an event on the room's current extremities (lock held)."""
         prev_events = await self._prev_events(room_id)
-        at = await self._state_calc.state_after_events(room_id, room_version, [e.event_id for e in prev_events])
+        at = await self._state_after_events(room_id, room_version, prev_events)
         auth_state = await self._state_calc.load_state_events(at.state_ids, self._auth_keys(room_version, room_id, spec))
         event = self.build_on(room_version, room_id, spec, prev_events, auth_state)
         return event, at.state_ids, at.state_group
