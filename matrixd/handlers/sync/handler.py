@@ -124,12 +124,9 @@ class SyncHandler:
                 await self._e2e.ack_to_device(config.user_id, config.device_id, since.to_device)
             result = await self._wait(config, since, timeout_ms, full_state)
             if self._e2e is not None and config.device_id is not None:
-                result.device_one_time_keys_count = await self._e2e.get_one_time_key_counts(
-                    config.user_id, config.device_id
-                )
-                result.device_unused_fallback_key_types = await self._e2e.get_unused_fallback_key_types(
-                    config.user_id, config.device_id
-                )
+                counts, unused = await self._e2e.get_key_counts(config.user_id, config.device_id)
+                result.device_one_time_keys_count = counts
+                result.device_unused_fallback_key_types = unused
             return result
 
     async def _wait(
