@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Collection, Iterable, Optional
 
 from matrixd.events.event import Event, StateMap
-from matrixd.storage.cache import LruCache
+from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
 from matrixd.storage.models import CurrentStateDeltaRow, MemberProfile, MembershipInfo
@@ -34,6 +34,7 @@ class CurrentStateStore:
         self._members_cache: LruCache[str, tuple[str, ...]] = LruCache("users_in_room", cache_size)
         self._rooms_cache: LruCache[str, frozenset[str]] = LruCache("rooms_for_user", cache_size * 5)
         self._local_memberships_cache: Optional[LruCache[str, tuple[MembershipInfo, ...]]] = None
+        self._recent_deltas: Optional[RecentStreamRows[CurrentStateDeltaRow]] = None
 
     # -- invalidation -----------------------------------------------------------
 
@@ -53,6 +54,8 @@ class CurrentStateStore:
         """A room's membership rows were deleted wholesale (room deletion)."""
         if self._local_memberships_cache is not None:
             self._local_memberships_cache.clear()
+        if self._recent_deltas is not None:
+            self._recent_deltas.clear()
 
     def enable_writer_caches(self) -> None:
         """Called by the event writer of this process, which invalidates every change of
@@ -60,6 +63,15 @@ class CurrentStateStore:
         other processes do not hear of out-of-band memberships that way, so they do not cache them."""
         if self._local_memberships_cache is None:
             self._local_memberships_cache = LruCache("local_memberships", 10_000)
+            self._recent_deltas = RecentStreamRows(5000)
+
+    def written_by_writer(self, allocated: Iterable[int], rows: Iterable[CurrentStateDeltaRow]) -> None:
+        """After the event writer's commit: the delta rows it wrote at the ids it allocated."""
+        if self._recent_deltas is not None:
+            by_id: dict[int, list[CurrentStateDeltaRow]] = {}
+            for row in rows:
+                by_id.setdefault(row.stream_id, []).append(row)
+            self._recent_deltas.record(allocated, by_id)
 
     # -- state ------------------------------------------------------------------
 
@@ -97,6 +109,14 @@ class CurrentStateStore:
         Only whole stream ids are returned, so a page never splits the changes
         of one batch: the last row's stream id is a safe next ``from_token``.
         """
+
+        if self._recent_deltas is not None:
+            recent = self._recent_deltas.get(from_token, to_token)
+            if recent is not None:
+                return [
+                    row for _, rows in recent[:limit]
+                    for row in sorted(rows, key=lambda r: (r.room_id, r.type, r.state_key))
+                ]
 
         def _txn(txn: Cursor) -> list[CurrentStateDeltaRow]:
             txn.execute(

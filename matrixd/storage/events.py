@@ -19,7 +19,7 @@ from typing import Any, Callable, Collection, Iterable, Literal, Mapping, NamedT
 
 from matrixd.events.event import Event, InternalMetadata, JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
-from matrixd.storage.cache import LruCache
+from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.models import EventStreamRow, TopologicalPosition
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
@@ -73,7 +73,10 @@ class EventStore:
         # Only in the process that writes events (see enable_writer_caches): the
         # writer keeps them exact, so nothing else needs to invalidate them.
         self._extremities: Optional[LruCache[str, tuple[str, ...]]] = None
-        self._recent_rows: Optional[_RecentStreamRows] = None
+        self._recent_rows: Optional[RecentStreamRows[EventStreamRow]] = None
+        # Marks of events the writer cached as written, see invalidate_events.
+        self._primed: dict[str, None] = {}
+        self._invalidation_listeners: list[Callable[[list[str]], None]] = []
 
     def enable_writer_caches(self) -> None:
         """Called by the event writer of this process: it keeps forward extremities
@@ -81,7 +84,8 @@ class EventStore:
         database for what was just written.  Never enabled where another process writes."""
         if self._extremities is None:
             self._extremities = LruCache("forward_extremities", 10_000)
-            self._recent_rows = _RecentStreamRows(_RECENT_ROWS)
+            self._recent_rows = RecentStreamRows(_RECENT_ROWS)
+
 
     def written_by_writer(
         self,
@@ -99,7 +103,11 @@ class EventStore:
         extremities; ``new_events``: events stored for the first time, cached.
         """
         if self._recent_rows is not None:
-            self._recent_rows.record(allocated, rows, moved)
+            by_id: dict[int, list[EventStreamRow]] = {}
+            for row in rows:
+                by_id.setdefault(row.stream_ordering, []).append(row)
+            self._recent_rows.record((i for i in allocated if i > 0), by_id)
+            self._recent_rows.clear_ids(moved)
         if self._extremities is not None and extremities:
             self._extremities.invalidate_many(extremities)
             for room_id, ids in extremities.items():
@@ -107,11 +115,23 @@ class EventStore:
         for ev in new_events:
             if ev.event_id not in self._cache:
                 self._cache.set(ev.event_id, ev)
+                self._primed[ev.event_id] = None
+        while len(self._primed) > _MAX_PRIMED:
+            del self._primed[next(iter(self._primed))]
+
+    def invalidate_written(self, event_ids: Iterable[str]) -> None:
+        """The writer's own invalidations (after its commit): always evict."""
+        ids = list(event_ids)
+        for event_id in ids:
+            self._primed.pop(event_id, None)
+        self._evict(ids)
 
     def invalidate_forward_extremities(self, room_id: str) -> None:
         """A room's extremities changed outside the writer (its rows were deleted)."""
         if self._extremities is not None:
             self._extremities.invalidate(room_id)
+        if self._recent_rows is not None:
+            self._recent_rows.clear()
 
     # -- by id ------------------------------------------------------------------
 
@@ -156,8 +176,29 @@ class EventStore:
         return await self._db.run_interaction("have_seen_events", _txn)
 
     def invalidate_events(self, event_ids: Iterable[str]) -> None:
-        """Forget cached copies (a redaction arrived, or an outlier joined the timeline)."""
-        self._cache.invalidate_many(event_ids)
+        """Forget cached copies (a redaction arrived, an outlier joined the timeline, events were purged)."""
+        ids = list(event_ids)
+        if self._primed:
+            # The replication dispatcher invalidates every new event's id, also in the
+            # writer's process: an event the writer just cached as written (fresh, not
+            # redacted) is spared that first, generic invalidation.  Real changes to it
+            # go through invalidate_written, which always evicts.
+            spared = [i for i in ids if i in self._primed]
+            for event_id in spared:
+                del self._primed[event_id]
+            if spared:
+                spared_set = set(spared)
+                ids = [i for i in ids if i not in spared_set]
+        self._evict(ids)
+
+    def _evict(self, ids: list[str]) -> None:
+        self._cache.invalidate_many(ids)
+        for listener in self._invalidation_listeners:
+            listener(ids)
+
+    def add_invalidation_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Also tell ``listener`` about every :meth:`invalidate_events` (caches keyed by event elsewhere)."""
+        self._invalidation_listeners.append(listener)
 
     def _fetch_events_txn(self, txn: Cursor, event_ids: Sequence[str]) -> dict[str, Event]:
         rows: dict[str, tuple[Any, ...]] = {}
@@ -332,9 +373,9 @@ class EventStore:
     async def get_event_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
         """Events with ``from_token < stream_ordering <= to_token``, oldest first (replication catch-up)."""
         if self._recent_rows is not None:
-            recent = self._recent_rows.get(from_token, to_token, limit)
+            recent = self._recent_rows.get(max(from_token, 0), to_token)
             if recent is not None:
-                return recent
+                return [row for _, rows in recent for row in rows][:limit]
         rows = await self._db.execute(
             "get_event_stream_rows",
             "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
@@ -441,50 +482,8 @@ def approx_event_size(event: Event) -> int:
 
 #: How many of the latest events-stream ids the writer's process remembers rows for.
 _RECENT_ROWS = 5000
-
-
-class _RecentStreamRows:
-    """The rows at the latest events-stream ids, as the writer committed them.
-
-    Serves a range only if every id in it was recorded (ids another allocator
-    took, or ids from before this process started, send the reader to the
-    database).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        # id -> the event row there, or None for an id that carries no event.
-        self._by_id: dict[int, Optional[EventStreamRow]] = {}
-
-    def record(self, allocated: Sequence[int], rows: Sequence[EventStreamRow], moved: Iterable[int]) -> None:
-        for i in allocated:
-            if i > 0:
-                self._by_id[i] = None
-        for row in rows:
-            if row.stream_ordering > 0:
-                self._by_id[row.stream_ordering] = row
-        for i in moved:
-            if i in self._by_id:
-                self._by_id[i] = None
-        while len(self._by_id) > self._capacity:
-            del self._by_id[next(iter(self._by_id))]  # the earliest recorded
-
-    def get(self, from_token: int, to_token: int, limit: int) -> Optional[list[EventStreamRow]]:
-        lower = max(from_token, 0)
-        if to_token <= lower:
-            return []
-        if to_token - lower > len(self._by_id):
-            return None
-        out: list[EventStreamRow] = []
-        for i in range(lower + 1, to_token + 1):
-            if i not in self._by_id:
-                return None
-            row = self._by_id[i]
-            if row is not None:
-                out.append(row)
-                if len(out) >= limit:
-                    break
-        return out
+#: Events cached by the writer whose replication invalidation is still to come.
+_MAX_PRIMED = 10_000
 
 
 def _recent_rows_dense_txn(

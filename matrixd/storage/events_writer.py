@@ -30,7 +30,7 @@ from matrixd.events.event import Event
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.models import EventContext, EventStreamRow, PersistResult, StateDelta
+from matrixd.storage.models import CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import IdentifierError, get_domain_from_id
@@ -86,6 +86,10 @@ class EventWriter:
         event_store.enable_writer_caches()
         current_state_store.enable_writer_caches()
 
+    @property
+    def event_store(self) -> EventStore:
+        return self._event_store
+
     async def persist_events(
         self,
         events_and_contexts: Sequence[tuple[Event, EventContext]],
@@ -128,6 +132,7 @@ class EventWriter:
             # Caches first, then (leaving the with-block) the stream position: a
             # reader woken at the new position must not see stale cached data.
             self._run_invalidations(invalidations)
+            self._current_state.written_by_writer([] if backfilled else ids, invalidations.delta_rows)
             self._event_store.written_by_writer(
                 [] if backfilled else ids,
                 [] if backfilled else [
@@ -144,7 +149,7 @@ class EventWriter:
 
     def _run_invalidations(self, inv: "_Invalidations") -> None:
         if inv.event_ids:
-            self._event_store.invalidate_events(inv.event_ids)
+            self._event_store.invalidate_written(inv.event_ids)
         for room_id in inv.rooms:
             self._current_state.invalidate_room(room_id)
         if inv.users:
@@ -372,12 +377,15 @@ class EventWriter:
                 for (t, sk), eid in inserts
             ],
         )
+        delta_rows = [(stream_id, room_id, t, sk, None, previous[(t, sk)]) for t, sk in deletes] + [
+            (stream_id, room_id, t, sk, eid, previous.get((t, sk))) for (t, sk), eid in inserts
+        ]
         txn.execute_batch(
             "INSERT INTO current_state_delta_stream"
             " (stream_id, room_id, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [(stream_id, room_id, t, sk, None, previous[(t, sk)]) for t, sk in deletes]
-            + [(stream_id, room_id, t, sk, eid, previous.get((t, sk))) for (t, sk), eid in inserts],
+            delta_rows,
         )
+        inv.delta_rows.extend(CurrentStateDeltaRow(*r) for r in delta_rows)
 
         changed_members = [sk for t, sk in deletes if t == "m.room.member"]
         changed_members += [sk for (t, sk), _ in inserts if t == "m.room.member"]
@@ -416,6 +424,7 @@ class _Invalidations:
         self.extremities: dict[str, list[str]] = {}
         self.moved_orderings: list[int] = []
         self.fresh: set[str] = set()
+        self.delta_rows: list[CurrentStateDeltaRow] = []
 
 
 def _insert_state_groups_txn(txn: Cursor, events: list[tuple[Event, EventContext]]) -> None:

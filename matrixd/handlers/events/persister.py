@@ -59,6 +59,7 @@ class EventPersister:
         self._notifier = notifier
         self._callbacks: list[PersistedEventCallback] = []
         self._announcer: Optional[Callable[[Sequence[Event]], None]] = None
+        writer.event_store.add_invalidation_listener(state_store.forget_events)
 
     def set_announcer(self, announcer: Callable[[Sequence[Event]], None]) -> None:
         """Replace the default announcement (wake this process's notifier directly).
@@ -111,6 +112,8 @@ class EventPersister:
             redaction_authorised=redaction_authorised,
         )
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas)
+        if event.event_id in result.stream_orderings:  # not a duplicate: its groups are these
+            self._state.remember_event_groups([(event.event_id, group_after, group_before)])
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("local").inc()
         self._announce([event])
@@ -141,6 +144,9 @@ class EventPersister:
             for ev, authorised in events
         ]
         result = await self._writer.persist_events(batch)
+        self._state.remember_event_groups(
+            (ev.event_id, group_before, group_before) for ev, _ in events if ev.event_id in result.stream_orderings
+        )
         EVENTS_PERSISTED.labels("local").inc(len(events))
         self._announce([ev for ev, _ in events])
         return [
@@ -182,6 +188,8 @@ class EventPersister:
             deltas[room_id] = StateDelta.between(old_current, new_current_state)
         ctx = EventContext(state_group=group_after, state_group_before=group_before)
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled)
+        if event.event_id in result.stream_orderings:  # not a duplicate: its groups are these
+            self._state.remember_event_groups([(event.event_id, group_after, group_before)])
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("federation").inc()
         self._announce([event])
