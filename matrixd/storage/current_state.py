@@ -65,6 +65,14 @@ class CurrentStateStore:
             self._local_memberships_cache = LruCache("local_memberships", 10_000)
             self._recent_deltas = RecentStreamRows(5000)
 
+    def no_member_changes_between(self, from_token: int, to_token: int) -> bool:
+        """True if it is known, without the database, that no room's current membership
+        changed in ``(from_token, to_token]`` (the writer's recent deltas cover the range)."""
+        if self._recent_deltas is None:
+            return False
+        recent = self._recent_deltas.get(from_token, to_token)
+        return recent is not None and not any(r.type == "m.room.member" for _, rows in recent for r in rows)
+
     def written_by_writer(self, allocated: Iterable[int], rows: Iterable[CurrentStateDeltaRow]) -> None:
         """After the event writer's commit: the delta rows it wrote at the ids it allocated."""
         if self._recent_deltas is not None:

@@ -139,6 +139,7 @@ class ToDeviceHandler:
         if done is not None and up_to_pos <= done:
             return
         await self._store.delete_messages(user_id, device_id, up_to_pos)
-        if up_to_pos > (self._acked.get(key) or 0):
+        done = self._acked.get(key)
+        if done is None or up_to_pos > done:
             self._acked.set(key, up_to_pos)
 

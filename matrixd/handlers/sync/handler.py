@@ -37,6 +37,7 @@ from matrixd.handlers.sync.types import (
 )
 from matrixd.handlers.typing import TypingHandler
 from matrixd.storage.account_data import AccountDataStore, UserAccountData
+from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.forgotten import ForgottenRoomsStore
@@ -98,6 +99,9 @@ class SyncHandler:
         self._push_rules = push_rules
         self.lazy_members = LazyMembersCache()
         self.unread_counts: Optional[UnreadCountSource] = None
+        self._unread_cache: LruCache[tuple[str, tuple[str, ...], int, int], dict[str, dict[str, tuple[int, int]]]] = (
+            LruCache("sync_unread_counts", 5000)
+        )
         self._rooms = RoomSyncer(
             events=stores.events,
             state_groups=stores.state_groups,
@@ -164,6 +168,10 @@ class SyncHandler:
         if since is None:
             self.lazy_members.reset(config.user_id, config.device_id)
         return await _SyncComputation(self, config, since, now, full_state).run()
+
+    @property
+    def unread_cache(self) -> LruCache[tuple[str, tuple[str, ...], int, int], dict[str, dict[str, tuple[int, int]]]]:
+        return self._unread_cache
 
     def set_unread_counts(self, source: UnreadCountSource) -> None:
         """Fill ``unread_notifications`` from ``source`` (the push area); without one they are zero."""
@@ -287,7 +295,16 @@ class _SyncComputation:
         source = self.h.unread_counts
         if source is None or not room_ids:
             return {}
-        return await source.get_unread_counts(self.user_id, room_ids, self.now.events)
+        # Counts at a token change only with the events (push actions are stored before
+        # an event is announced) and receipts positions: a long-poll's first pass and the
+        # previous request's woken pass usually ask for the same ones.
+        key = (self.user_id, tuple(room_ids), self.now.events, self.now.receipts)
+        cached = self.h.unread_cache.get(key)
+        if cached is not None:
+            return cached
+        counts = await source.get_unread_counts(self.user_id, room_ids, self.now.events)
+        self.h.unread_cache.set(key, counts)
+        return counts
 
     # -- memberships ----------------------------------------------------------
 
