@@ -59,12 +59,12 @@ class EventStore:
         prune_event_dict: the redaction algorithm (``matrixd.events``) used to
             build the view of redacted events.
         cache_bytes: roughly how much memory the LRU event cache may hold
-            (sizes are estimated, see :func:`approx_event_size`); about 5,000
+            (sizes are estimated, see :func:`approx_event_size`); about 3,800
             message events with the default.
     """
 
     def __init__(
-        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 20 * 2**20
+        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 16 * 2**20
     ) -> None:
         self._db = db
         self._clock = clock
@@ -74,6 +74,8 @@ class EventStore:
         # writer keeps them exact, so nothing else needs to invalidate them.
         self._extremities: Optional[LruCache[str, tuple[str, ...]]] = None
         self._recent_rows: Optional[RecentStreamRows[EventStreamRow]] = None
+        # What clients see of the same ids: (room_id, row) of visible timeline events.
+        self._recent_timeline: Optional[RecentStreamRows[tuple[str, TimelineRow]]] = None
         # Marks of events the writer cached as written, see invalidate_events.
         self._primed: dict[str, None] = {}
         self._invalidation_listeners: list[Callable[[list[str]], None]] = []
@@ -85,6 +87,7 @@ class EventStore:
         if self._extremities is None:
             self._extremities = LruCache("forward_extremities", 10_000)
             self._recent_rows = RecentStreamRows(_RECENT_ROWS)
+            self._recent_timeline = RecentStreamRows(_RECENT_ROWS)
 
 
     def written_by_writer(
@@ -94,6 +97,7 @@ class EventStore:
         moved: Iterable[int],
         extremities: Mapping[str, Sequence[str]],
         new_events: Iterable[Event],
+        timeline: Sequence[Event] = (),
     ) -> None:
         """After the writer's commit (before its stream position advances).
 
@@ -108,14 +112,21 @@ class EventStore:
                 by_id.setdefault(row.stream_ordering, []).append(row)
             self._recent_rows.record((i for i in allocated if i > 0), by_id)
             self._recent_rows.clear_ids(moved)
+        if self._recent_timeline is not None:
+            visible: dict[int, list[tuple[str, TimelineRow]]] = {}
+            for ev in timeline:
+                so = ev.internal_metadata.stream_ordering
+                if so is not None and so > 0:
+                    visible.setdefault(so, []).append((ev.room_id, TimelineRow(ev.event_id, so, int(ev.depth))))
+            self._recent_timeline.record((i for i in allocated if i > 0), visible)
+            self._recent_timeline.clear_ids(moved)
         if self._extremities is not None and extremities:
             self._extremities.invalidate_many(extremities)
             for room_id, ids in extremities.items():
                 self._extremities.set(room_id, tuple(sorted(ids)))
         for ev in new_events:
-            if ev.event_id not in self._cache:
-                self._cache.set(ev.event_id, ev)
-                self._primed[ev.event_id] = None
+            self._cache.set(ev.event_id, ev)
+            self._primed[ev.event_id] = None
         while len(self._primed) > _MAX_PRIMED:
             del self._primed[next(iter(self._primed))]
 
@@ -132,6 +143,8 @@ class EventStore:
             self._extremities.invalidate(room_id)
         if self._recent_rows is not None:
             self._recent_rows.clear()
+        if self._recent_timeline is not None:
+            self._recent_timeline.clear()
 
     # -- by id ------------------------------------------------------------------
 
@@ -189,6 +202,11 @@ class EventStore:
             if spared:
                 spared_set = set(spared)
                 ids = [i for i in ids if i not in spared_set]
+        if ids and self._recent_rows is not None and self._recent_timeline is not None:
+            # Rare here (a redaction's target, purged events): the remembered rows
+            # may name what is gone, so readers go back to the database.
+            self._recent_rows.clear()
+            self._recent_timeline.clear()
         self._evict(ids)
 
     def _evict(self, ids: list[str]) -> None:
@@ -329,6 +347,10 @@ class EventStore:
         if len(lowers) == 1 and None not in lowers:
             (lower,) = lowers
             assert lower is not None
+            if self._recent_timeline is not None and lower >= 0:
+                recent = self._recent_timeline.get(lower, max_upper)
+                if recent is not None:
+                    return _recent_rows_from_memory(recent, dict(_bounds_upper(items)), limit)
             if max_upper - lower <= _DENSE_SPAN:
                 return await self._db.run_interaction(
                     "get_recent_timeline_rows_dense", _recent_rows_dense_txn, items, lower, max_upper, limit
@@ -484,6 +506,26 @@ def approx_event_size(event: Event) -> int:
 _RECENT_ROWS = 5000
 #: Events cached by the writer whose replication invalidation is still to come.
 _MAX_PRIMED = 10_000
+
+
+def _bounds_upper(items: Sequence[tuple[str, tuple[Optional[int], int]]]) -> Iterable[tuple[str, int]]:
+    return ((room_id, up) for room_id, (_, up) in items)
+
+
+def _recent_rows_from_memory(
+    recent: Sequence[tuple[int, tuple[tuple[str, TimelineRow], ...]]], uppers: Mapping[str, int], limit: int
+) -> dict[str, list[TimelineRow]]:
+    """:func:`_recent_rows_dense_txn` over the writer's remembered rows (every id in the range known)."""
+    out: dict[str, list[TimelineRow]] = {}
+    for _, entries in reversed(recent):
+        for room_id, row in entries:
+            upper = uppers.get(room_id)
+            if upper is None or row.stream_ordering > upper:
+                continue
+            rows = out.setdefault(room_id, [])
+            if len(rows) < limit:
+                rows.append(row)
+    return out
 
 
 def _recent_rows_dense_txn(

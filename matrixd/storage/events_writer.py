@@ -144,6 +144,11 @@ class EventWriter:
                 invalidations.extremities,
                 # Fresh events are cached as stored; outliers promoted were invalidated above.
                 [ev for ev, _ in batch if ev.event_id in written and ev.event_id in invalidations.fresh],
+                [] if backfilled else [
+                    ev for ev, _ in batch
+                    if ev.event_id in written and not ev.internal_metadata.outlier and not ev.rejected
+                    and not ev.internal_metadata.soft_failed
+                ],
             )
         return PersistResult(stream_orderings=written, max_stream_ordering=ids[-1])
 
