@@ -116,7 +116,8 @@ class GroupCommitTests(unittest.TestCase):
         self.successResultOf(self._send(CAROL, "hello"))
         end = stores.stream_ids.get_current_token()
 
-        fresh_events = EventStore(self.core.db, Clock(self.reactor), prune_event_dict=lambda d, rv: prune_event_dict(rv, d))
+        fresh_events = EventStore(self.core.db, Clock(self.reactor),
+                                  prune_event_dict=lambda d, rv: prune_event_dict(rv, d))
         fresh_current = CurrentStateStore(self.core.db, Clock(self.reactor), fresh_events)
         self.txns.clear()
         mem_rows = self.run_(stores.events.get_event_stream_rows(start, end, 100))

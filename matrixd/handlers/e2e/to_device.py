@@ -46,7 +46,7 @@ class ToDeviceHandler:
         # (user, device) -> the position up to which this process last deleted its messages:
         # every message at or below it was committed then (acks come from announced tokens),
         # so acking up to it again has nothing to delete (a sync without to-device traffic).
-        self._acked: LruCache[tuple[str, str], int] = LruCache("to_device_acked", 100_000)
+        self._acked: LruCache[tuple[str, str], int] = LruCache("to_device_acked", 20_000)
 
     def current_position(self) -> int:
         return self._announcer.current_position()

@@ -60,6 +60,8 @@ TOKEN_CATCH_UP_SECONDS = 10.0
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 #: Presence stream rows read per query when catching a client up.
 _PRESENCE_PAGE = 5000
+#: ``(user, rooms, events position, receipts position) -> (weight, unread counts)``.
+UnreadCache = LruCache[tuple[str, tuple[str, ...], int, int], tuple[int, dict[str, dict[str, tuple[int, int]]]]]
 
 
 @attrs.frozen(slots=True)
@@ -99,8 +101,9 @@ class SyncHandler:
         self._push_rules = push_rules
         self.lazy_members = LazyMembersCache()
         self.unread_counts: Optional[UnreadCountSource] = None
-        self._unread_cache: LruCache[tuple[str, tuple[str, ...], int, int], dict[str, dict[str, tuple[int, int]]]] = (
-            LruCache("sync_unread_counts", 5000)
+        self._unread_cache: UnreadCache = (
+            # Weighted by rooms (key and value): entries matter only until the next event or receipt.
+            LruCache("sync_unread_counts", 20_000, size_of=lambda entry: entry[0])
         )
         self._rooms = RoomSyncer(
             events=stores.events,
@@ -170,7 +173,7 @@ class SyncHandler:
         return await _SyncComputation(self, config, since, now, full_state).run()
 
     @property
-    def unread_cache(self) -> LruCache[tuple[str, tuple[str, ...], int, int], dict[str, dict[str, tuple[int, int]]]]:
+    def unread_cache(self) -> "UnreadCache":
         return self._unread_cache
 
     def set_unread_counts(self, source: UnreadCountSource) -> None:
@@ -301,9 +304,9 @@ class _SyncComputation:
         key = (self.user_id, tuple(room_ids), self.now.events, self.now.receipts)
         cached = self.h.unread_cache.get(key)
         if cached is not None:
-            return cached
+            return cached[1]
         counts = await source.get_unread_counts(self.user_id, room_ids, self.now.events)
-        self.h.unread_cache.set(key, counts)
+        self.h.unread_cache.set(key, (1 + len(room_ids) + len(counts), counts))
         return counts
 
     # -- memberships ----------------------------------------------------------
