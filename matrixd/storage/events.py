@@ -125,7 +125,11 @@ class EventStore:
             for room_id, ids in extremities.items():
                 self._extremities.set(room_id, tuple(sorted(ids)))
         for ev in new_events:
-            self._cache.set(ev.event_id, ev)
+            # A copy sharing the repeated strings, as events read from the database do
+            # (the writer's own object holds the request's strings).
+            compact = Event(_share_strings(ev.get_pdu_json()), ev.room_version, event_id=ev.event_id,
+                            internal_metadata=ev.internal_metadata)
+            self._cache.set(ev.event_id, compact)
             self._primed[ev.event_id] = None
         while len(self._primed) > _MAX_PRIMED:
             del self._primed[next(iter(self._primed))]
