@@ -13,13 +13,19 @@ from __future__ import annotations
 import io
 import logging
 import math
-from typing import IO, Optional, Sequence
+import functools
+from typing import IO, TYPE_CHECKING, Optional, Sequence
 
 import attrs
-from PIL import Image, ImageOps, ImageSequence, features
 
 from matrixd.config.media import ThumbnailSize
 from matrixd.media.sizing import crop_region, output_size
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow (a few MiB resident) is imported by the functions that use it, so a
+# server that never thumbnails does not carry it.
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +39,13 @@ TOO_LARGE = "too_large"
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 JPEG_QUALITY = 80
-_WEBP_AVAILABLE = bool(features.check("webp"))
+
+
+@functools.lru_cache(maxsize=None)
+def _webp_available() -> bool:
+    from PIL import features
+
+    return bool(features.check("webp"))
 
 
 class ThumbnailError(Exception):
@@ -68,6 +80,8 @@ class RenderedThumbnail:
 
 
 def _open(source: IO[bytes]) -> Image.Image:
+    from PIL import Image
+
     source.seek(0)
     try:
         return Image.open(source, formats=ALLOWED_FORMATS)
@@ -148,6 +162,8 @@ def render_thumbnails(
     """
     if not sizes:
         return []
+    from PIL import Image, ImageOps
+
     with _open(source) as im:
         width, height = _logical_size(im)
         _check_pixels(width, height, max_pixels)
@@ -192,6 +208,8 @@ def render_animated_thumbnail(source: IO[bytes], size: ThumbnailSize, max_pixels
     Raises:
         NotAnImageError, ImageTooLargeError.
     """
+    from PIL import Image, ImageSequence
+
     with _open(source) as im:
         if not getattr(im, "is_animated", False):
             return None
@@ -215,7 +233,7 @@ def render_animated_thumbnail(source: IO[bytes], size: ThumbnailSize, max_pixels
         except Exception as e:
             raise NotAnImageError(f"{type(e).__name__}: {e}") from None
     buf = io.BytesIO()
-    if _WEBP_AVAILABLE:
+    if _webp_available():
         frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=durations,
                        loop=loop, quality=JPEG_QUALITY)
         media_type = "image/webp"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 import weakref
-from typing import Callable, Generic, Hashable, Iterable, Iterator, Optional, TypeVar
+from typing import Callable, Generic, Hashable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+R = TypeVar("R")
 
 _ALL_CACHES: "weakref.WeakSet[LruCache[object, object]]" = weakref.WeakSet()
 
@@ -150,3 +151,51 @@ class LruCache(Generic[K, V]):
         self._generation += 1
         self._data.clear()
         self._total = 0
+
+
+class RecentStreamRows(Generic[R]):
+    """The rows at a stream's latest ids, as the one writer of the stream committed them.
+
+    The writer records every id it allocated, with the rows it wrote there
+    (none for an id that carries no row), after its commit.  A range is served
+    only if every id in it was recorded, so ids another allocator took, ids
+    from before this process started and evicted ids all send the reader to
+    the database.  Reactor-thread only.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._by_id: dict[int, tuple[R, ...]] = {}
+
+    def record(self, allocated: Iterable[int], rows_by_id: Mapping[int, Sequence[R]]) -> None:
+        for i in allocated:
+            self._by_id[i] = tuple(rows_by_id.get(i, ()))
+        for i, rows in rows_by_id.items():
+            self._by_id[i] = tuple(rows)
+        while len(self._by_id) > self._capacity:
+            del self._by_id[next(iter(self._by_id))]  # the earliest recorded
+
+    def clear_ids(self, ids: Iterable[int]) -> None:
+        """These ids no longer hold what was recorded: they carry no row now."""
+        for i in ids:
+            if i in self._by_id:
+                self._by_id[i] = ()
+
+    def clear(self) -> None:
+        self._by_id.clear()
+
+    def get(self, from_token: int, to_token: int) -> Optional[list[tuple[int, tuple[R, ...]]]]:
+        """``[(id, rows)]`` for the ids in ``(from_token, to_token]`` that carry rows, in
+        order; None unless every id in the range was recorded."""
+        if to_token <= from_token:
+            return []
+        if to_token - from_token > len(self._by_id):
+            return None
+        out: list[tuple[int, tuple[R, ...]]] = []
+        for i in range(from_token + 1, to_token + 1):
+            rows = self._by_id.get(i)
+            if rows is None:
+                return None
+            if rows:
+                out.append((i, rows))
+        return out

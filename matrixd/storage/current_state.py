@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Collection, Iterable, Optional
 
 from matrixd.events.event import Event, StateMap
-from matrixd.storage.cache import LruCache
+from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
 from matrixd.storage.models import CurrentStateDeltaRow, MemberProfile, MembershipInfo
@@ -33,6 +33,8 @@ class CurrentStateStore:
         self._state_cache: LruCache[str, StateMap] = LruCache("current_state_ids", cache_size)
         self._members_cache: LruCache[str, tuple[str, ...]] = LruCache("users_in_room", cache_size)
         self._rooms_cache: LruCache[str, frozenset[str]] = LruCache("rooms_for_user", cache_size * 5)
+        self._local_memberships_cache: Optional[LruCache[str, tuple[MembershipInfo, ...]]] = None
+        self._recent_deltas: Optional[RecentStreamRows[CurrentStateDeltaRow]] = None
 
     # -- invalidation -----------------------------------------------------------
 
@@ -43,7 +45,41 @@ class CurrentStateStore:
 
     def invalidate_users(self, user_ids: Iterable[str]) -> None:
         """These users' memberships changed (somewhere)."""
-        self._rooms_cache.invalidate_many(user_ids)
+        users = list(user_ids)
+        self._rooms_cache.invalidate_many(users)
+        if self._local_memberships_cache is not None:
+            self._local_memberships_cache.invalidate_many(users)
+
+    def invalidate_all_local_memberships(self) -> None:
+        """A room's membership rows were deleted wholesale (room deletion)."""
+        if self._local_memberships_cache is not None:
+            self._local_memberships_cache.clear()
+        if self._recent_deltas is not None:
+            self._recent_deltas.clear()
+
+    def enable_writer_caches(self) -> None:
+        """Called by the event writer of this process, which invalidates every change of
+        local memberships (out-of-band ones included) through :meth:`invalidate_users`;
+        other processes do not hear of out-of-band memberships that way, so they do not cache them."""
+        if self._local_memberships_cache is None:
+            self._local_memberships_cache = LruCache("local_memberships", 10_000)
+            self._recent_deltas = RecentStreamRows(5000)
+
+    def no_member_changes_between(self, from_token: int, to_token: int) -> bool:
+        """True if it is known, without the database, that no room's current membership
+        changed in ``(from_token, to_token]`` (the writer's recent deltas cover the range)."""
+        if self._recent_deltas is None:
+            return False
+        recent = self._recent_deltas.get(from_token, to_token)
+        return recent is not None and not any(r.type == "m.room.member" for _, rows in recent for r in rows)
+
+    def written_by_writer(self, allocated: Iterable[int], rows: Iterable[CurrentStateDeltaRow]) -> None:
+        """After the event writer's commit: the delta rows it wrote at the ids it allocated."""
+        if self._recent_deltas is not None:
+            by_id: dict[int, list[CurrentStateDeltaRow]] = {}
+            for row in rows:
+                by_id.setdefault(row.stream_id, []).append(row)
+            self._recent_deltas.record(allocated, by_id)
 
     # -- state ------------------------------------------------------------------
 
@@ -81,6 +117,14 @@ class CurrentStateStore:
         Only whole stream ids are returned, so a page never splits the changes
         of one batch: the last row's stream id is a safe next ``from_token``.
         """
+
+        if self._recent_deltas is not None:
+            recent = self._recent_deltas.get(from_token, to_token)
+            if recent is not None:
+                return [
+                    row for _, rows in recent[:limit]
+                    for row in sorted(rows, key=lambda r: (r.room_id, r.type, r.state_key))
+                ]
 
         def _txn(txn: Cursor) -> list[CurrentStateDeltaRow]:
             txn.execute(
@@ -193,6 +237,14 @@ class CurrentStateStore:
         shows as the user's rooms.
         """
 
+        cache = self._local_memberships_cache if memberships is None else None
+        generation = 0
+        if cache is not None:
+            hit = cache.get(user_id)
+            if hit is not None:
+                return list(hit)
+            generation = cache.generation
+
         def _txn(txn: Cursor) -> list[MembershipInfo]:
             sql_text = (
                 "SELECT l.room_id, l.membership, l.event_id, m.sender, l.stream_ordering"
@@ -207,7 +259,10 @@ class CurrentStateStore:
             txn.execute(sql_text + " ORDER BY l.stream_ordering", args)
             return [MembershipInfo(r[0], user_id, r[1], r[2], r[3], int(r[4])) for r in txn]
 
-        return await self._db.run_interaction("get_local_memberships", _txn)
+        result = await self._db.run_interaction("get_local_memberships", _txn)
+        if cache is not None:
+            cache.set_if_unchanged(user_id, tuple(result), generation)
+        return result
 
     # -- for /sync ---------------------------------------------------------------
 

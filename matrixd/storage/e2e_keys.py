@@ -210,6 +210,25 @@ class E2EKeyStore:
 
         await self._db.run_interaction("set_fallback_keys", _txn)
 
+    async def get_key_counts_for_sync(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """:meth:`count_one_time_keys` and :meth:`get_unused_fallback_key_types` in one transaction."""
+
+        def _txn(txn: Cursor) -> tuple[dict[str, int], list[str]]:
+            txn.execute(
+                "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ?"
+                " GROUP BY algorithm",
+                (user_id, device_id),
+            )
+            counts = {r[0]: int(r[1]) for r in txn}
+            txn.execute(
+                "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND NOT used"
+                " ORDER BY algorithm",
+                (user_id, device_id),
+            )
+            return counts, [r[0] for r in txn]
+
+        return await self._db.run_interaction("get_key_counts_for_sync", _txn)
+
     async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self._db.execute(
             "get_unused_fallback_key_types",

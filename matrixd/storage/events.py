@@ -14,11 +14,12 @@ in other processes.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Callable, Collection, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence
 
 from matrixd.events.event import Event, InternalMetadata, JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
-from matrixd.storage.cache import LruCache
+from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.models import EventStreamRow, TopologicalPosition
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
@@ -57,16 +58,97 @@ class EventStore:
         clock: the clock (unused by reads today; kept for uniformity of stores).
         prune_event_dict: the redaction algorithm (``matrixd.events``) used to
             build the view of redacted events.
-        cache_size: how many events the LRU cache holds.
+        cache_bytes: roughly how much memory the LRU event cache may hold
+            (sizes are estimated, see :func:`approx_event_size`); about 5,700
+            message events with the default.
     """
 
     def __init__(
-        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_size: int = 10_000
+        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 12 * 2**20
     ) -> None:
         self._db = db
         self._clock = clock
         self._prune = prune_event_dict
-        self._cache: LruCache[str, Event] = LruCache("events", cache_size)
+        self._cache: LruCache[str, Event] = LruCache("events", cache_bytes, size_of=approx_event_size)
+        # Only in the process that writes events (see enable_writer_caches): the
+        # writer keeps them exact, so nothing else needs to invalidate them.
+        self._extremities: Optional[LruCache[str, tuple[str, ...]]] = None
+        self._recent_rows: Optional[RecentStreamRows[EventStreamRow]] = None
+        # What clients see of the same ids: (room_id, row) of visible timeline events.
+        self._recent_timeline: Optional[RecentStreamRows[tuple[str, TimelineRow]]] = None
+        # Marks of events the writer cached as written, see invalidate_events.
+        self._primed: dict[str, None] = {}
+        self._invalidation_listeners: list[Callable[[list[str]], None]] = []
+
+    def enable_writer_caches(self) -> None:
+        """Called by the event writer of this process: it keeps forward extremities
+        and recent events-stream rows in memory, so readers here need not ask the
+        database for what was just written.  Never enabled where another process writes."""
+        if self._extremities is None:
+            self._extremities = LruCache("forward_extremities", 10_000)
+            self._recent_rows = RecentStreamRows(_RECENT_ROWS)
+            self._recent_timeline = RecentStreamRows(_RECENT_ROWS)
+
+
+    def written_by_writer(
+        self,
+        allocated: Sequence[int],
+        rows: Sequence[EventStreamRow],
+        moved: Iterable[int],
+        extremities: Mapping[str, Sequence[str]],
+        new_events: Iterable[Event],
+        timeline: Sequence[Event] = (),
+    ) -> None:
+        """After the writer's commit (before its stream position advances).
+
+        ``allocated``: every events-stream id the batch took; ``rows``: the
+        events now at those ids; ``moved``: older ids whose event moved (an
+        outlier joined the timeline); ``extremities``: rooms' new forward
+        extremities; ``new_events``: events stored for the first time, cached.
+        """
+        if self._recent_rows is not None:
+            by_id: dict[int, list[EventStreamRow]] = {}
+            for row in rows:
+                by_id.setdefault(row.stream_ordering, []).append(row)
+            self._recent_rows.record((i for i in allocated if i > 0), by_id)
+            self._recent_rows.clear_ids(moved)
+        if self._recent_timeline is not None:
+            visible: dict[int, list[tuple[str, TimelineRow]]] = {}
+            for ev in timeline:
+                so = ev.internal_metadata.stream_ordering
+                if so is not None and so > 0:
+                    visible.setdefault(so, []).append((ev.room_id, TimelineRow(ev.event_id, so, int(ev.depth))))
+            self._recent_timeline.record((i for i in allocated if i > 0), visible)
+            self._recent_timeline.clear_ids(moved)
+        if self._extremities is not None and extremities:
+            self._extremities.invalidate_many(extremities)
+            for room_id, ids in extremities.items():
+                self._extremities.set(room_id, tuple(sorted(ids)))
+        for ev in new_events:
+            # A copy sharing the repeated strings, as events read from the database do
+            # (the writer's own object holds the request's strings).
+            compact = Event(_share_strings(ev.get_pdu_json()), ev.room_version, event_id=ev.event_id,
+                            internal_metadata=ev.internal_metadata)
+            self._cache.set(ev.event_id, compact)
+            self._primed[ev.event_id] = None
+        while len(self._primed) > _MAX_PRIMED:
+            del self._primed[next(iter(self._primed))]
+
+    def invalidate_written(self, event_ids: Iterable[str]) -> None:
+        """The writer's own invalidations (after its commit): always evict."""
+        ids = list(event_ids)
+        for event_id in ids:
+            self._primed.pop(event_id, None)
+        self._evict(ids)
+
+    def invalidate_forward_extremities(self, room_id: str) -> None:
+        """A room's extremities changed outside the writer (its rows were deleted)."""
+        if self._extremities is not None:
+            self._extremities.invalidate(room_id)
+        if self._recent_rows is not None:
+            self._recent_rows.clear()
+        if self._recent_timeline is not None:
+            self._recent_timeline.clear()
 
     # -- by id ------------------------------------------------------------------
 
@@ -111,8 +193,34 @@ class EventStore:
         return await self._db.run_interaction("have_seen_events", _txn)
 
     def invalidate_events(self, event_ids: Iterable[str]) -> None:
-        """Forget cached copies (a redaction arrived, or an outlier joined the timeline)."""
-        self._cache.invalidate_many(event_ids)
+        """Forget cached copies (a redaction arrived, an outlier joined the timeline, events were purged)."""
+        ids = list(event_ids)
+        if self._primed:
+            # The replication dispatcher invalidates every new event's id, also in the
+            # writer's process: an event the writer just cached as written (fresh, not
+            # redacted) is spared that first, generic invalidation.  Real changes to it
+            # go through invalidate_written, which always evicts.
+            spared = [i for i in ids if i in self._primed]
+            for event_id in spared:
+                del self._primed[event_id]
+            if spared:
+                spared_set = set(spared)
+                ids = [i for i in ids if i not in spared_set]
+        if ids and self._recent_rows is not None and self._recent_timeline is not None:
+            # Rare here (a redaction's target, purged events): the remembered rows
+            # may name what is gone, so readers go back to the database.
+            self._recent_rows.clear()
+            self._recent_timeline.clear()
+        self._evict(ids)
+
+    def _evict(self, ids: list[str]) -> None:
+        self._cache.invalidate_many(ids)
+        for listener in self._invalidation_listeners:
+            listener(ids)
+
+    def add_invalidation_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Also tell ``listener`` about every :meth:`invalidate_events` (caches keyed by event elsewhere)."""
+        self._invalidation_listeners.append(listener)
 
     def _fetch_events_txn(self, txn: Cursor, event_ids: Sequence[str]) -> dict[str, Event]:
         rows: dict[str, tuple[Any, ...]] = {}
@@ -142,7 +250,7 @@ class EventStore:
         room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
         if room_version is None:
             raise RuntimeError(f"event {event_id} is stored with unknown room version {room_version_id!r}")
-        pdu: JsonDict = json.loads(pdu_json)
+        pdu = _share_strings(json.loads(pdu_json))
         metadata = InternalMetadata.from_dict(json.loads(metadata_json))
         metadata.stream_ordering = int(stream_ordering)
         metadata.outlier = bool(outlier)
@@ -241,6 +349,10 @@ class EventStore:
         if len(lowers) == 1 and None not in lowers:
             (lower,) = lowers
             assert lower is not None
+            if self._recent_timeline is not None and lower >= 0:
+                recent = self._recent_timeline.get(lower, max_upper)
+                if recent is not None:
+                    return _recent_rows_from_memory(recent, dict(_bounds_upper(items)), limit)
             if max_upper - lower <= _DENSE_SPAN:
                 return await self._db.run_interaction(
                     "get_recent_timeline_rows_dense", _recent_rows_dense_txn, items, lower, max_upper, limit
@@ -284,6 +396,10 @@ class EventStore:
 
     async def get_event_stream_rows(self, from_token: int, to_token: int, limit: int) -> list[EventStreamRow]:
         """Events with ``from_token < stream_ordering <= to_token``, oldest first (replication catch-up)."""
+        if self._recent_rows is not None:
+            recent = self._recent_rows.get(max(from_token, 0), to_token)
+            if recent is not None:
+                return [row for _, rows in recent for row in rows][:limit]
         rows = await self._db.execute(
             "get_event_stream_rows",
             "SELECT stream_ordering, event_id, room_id, type, state_key, sender, outlier FROM events"
@@ -314,12 +430,22 @@ class EventStore:
 
     async def get_latest_event_ids_in_room(self, room_id: str) -> list[str]:
         """The room's forward extremities (sorted): the prev_events of the next event we create."""
+        cache = self._extremities
+        generation = 0
+        if cache is not None:
+            hit = cache.get(room_id)
+            if hit is not None:
+                return list(hit)
+            generation = cache.generation
         rows = await self._db.execute(
             "get_latest_event_ids_in_room",
             "SELECT event_id FROM event_forward_extremities WHERE room_id = ? ORDER BY event_id",
             room_id,
         )
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        if cache is not None and ids:
+            cache.set_if_unchanged(room_id, tuple(ids), generation)
+        return ids
 
     async def get_backward_extremities(self, room_id: str) -> list[str]:
         """Events referenced as prev_events in the room that we do not have (backfill from here)."""
@@ -353,6 +479,78 @@ class EventStore:
             return union - common
 
         return await self._db.run_interaction("get_auth_chain_difference", _txn)
+
+
+_intern = sys.intern
+
+
+#: Top-level PDU fields whose string values repeat across a room's events.
+_SHARED_VALUES = ("room_id", "sender", "type", "origin")
+#: Top-level PDU fields that are lists of event ids (auth events repeat across a room's events).
+_SHARED_ID_LISTS = ("auth_events", "prev_events")
+
+
+def _share_strings(pdu: JsonDict) -> JsonDict:
+    """Intern what every event repeats (its keys, room, sender, type, cited event ids),
+    so cached events share one copy of each: about a third of a message event's memory."""
+    out: JsonDict = {}
+    for key, value in pdu.items():
+        key = _intern(key)
+        if isinstance(value, str) and key in _SHARED_VALUES:
+            value = _intern(value)
+        elif key in _SHARED_ID_LISTS and isinstance(value, list):
+            value = [_intern(v) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, dict) and key in ("content", "hashes", "signatures"):
+            value = {_intern(k): v for k, v in value.items()}
+        out[key] = value
+    return out
+
+
+def approx_event_size(event: Event) -> int:
+    """A rough estimate of an event's memory in bytes, cheap enough for every cache insert.
+
+    A stored message event (about 0.7 KB of JSON) takes about 2.2 KB as Python
+    objects once its repeated strings are shared (3.6 KB without): the dicts
+    and strings of its PDU, its metadata and the wrapper.
+    """
+    pdu = event.get_pdu_json()
+    size = 900 + 80 * len(pdu)
+    for key in _SHARED_ID_LISTS:
+        ids = pdu.get(key)
+        if isinstance(ids, list):
+            size += 30 * len(ids)
+    content = pdu.get("content")
+    if isinstance(content, dict):
+        size += 100 * len(content)
+        for value in content.values():
+            size += len(value) if isinstance(value, str) else 200
+    return size
+
+
+#: How many of the latest events-stream ids the writer's process remembers rows for.
+_RECENT_ROWS = 5000
+#: Events cached by the writer whose replication invalidation is still to come.
+_MAX_PRIMED = 10_000
+
+
+def _bounds_upper(items: Sequence[tuple[str, tuple[Optional[int], int]]]) -> Iterable[tuple[str, int]]:
+    return ((room_id, up) for room_id, (_, up) in items)
+
+
+def _recent_rows_from_memory(
+    recent: Sequence[tuple[int, tuple[tuple[str, TimelineRow], ...]]], uppers: Mapping[str, int], limit: int
+) -> dict[str, list[TimelineRow]]:
+    """:func:`_recent_rows_dense_txn` over the writer's remembered rows (every id in the range known)."""
+    out: dict[str, list[TimelineRow]] = {}
+    for _, entries in reversed(recent):
+        for room_id, row in entries:
+            upper = uppers.get(room_id)
+            if upper is None or row.stream_ordering > upper:
+                continue
+            rows = out.setdefault(room_id, [])
+            if len(rows) < limit:
+                rows.append(row)
+    return out
 
 
 def _recent_rows_dense_txn(

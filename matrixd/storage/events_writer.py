@@ -30,7 +30,7 @@ from matrixd.events.event import Event
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.models import EventContext, PersistResult, StateDelta
+from matrixd.storage.models import CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import IdentifierError, get_domain_from_id
@@ -88,6 +88,12 @@ class EventWriter:
         self._backfill_ids = backfill_ids
         self._event_store = event_store
         self._current_state = current_state_store
+        event_store.enable_writer_caches()
+        current_state_store.enable_writer_caches()
+
+    @property
+    def event_store(self) -> EventStore:
+        return self._event_store
 
     async def persist_events(
         self,
@@ -130,17 +136,35 @@ class EventWriter:
                 "persist_events", self._persist_txn, batch, orderings, backfilled, deltas, ids[-1], now,
                 extra_writes,
             )
+            for ev, _ in batch:
+                if ev.event_id in written:
+                    ev.internal_metadata.stream_ordering = written[ev.event_id]
             # Caches first, then (leaving the with-block) the stream position: a
             # reader woken at the new position must not see stale cached data.
             self._run_invalidations(invalidations)
-        for ev, _ in batch:
-            if ev.event_id in written:
-                ev.internal_metadata.stream_ordering = written[ev.event_id]
+            self._current_state.written_by_writer([] if backfilled else ids, invalidations.delta_rows)
+            self._event_store.written_by_writer(
+                [] if backfilled else ids,
+                [] if backfilled else [
+                    EventStreamRow(written[ev.event_id], ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
+                                   bool(ev.internal_metadata.outlier))
+                    for ev, _ in batch if ev.event_id in written
+                ],
+                invalidations.moved_orderings,
+                invalidations.extremities,
+                # Fresh events are cached as stored; outliers promoted were invalidated above.
+                [ev for ev, _ in batch if ev.event_id in written and ev.event_id in invalidations.fresh],
+                [] if backfilled else [
+                    ev for ev, _ in batch
+                    if ev.event_id in written and not ev.internal_metadata.outlier and not ev.rejected
+                    and not ev.internal_metadata.soft_failed
+                ],
+            )
         return PersistResult(stream_orderings=written, max_stream_ordering=ids[-1])
 
     def _run_invalidations(self, inv: "_Invalidations") -> None:
         if inv.event_ids:
-            self._event_store.invalidate_events(inv.event_ids)
+            self._event_store.invalidate_written(inv.event_ids)
         for room_id in inv.rooms:
             self._current_state.invalidate_room(room_id)
         if inv.users:
@@ -178,10 +202,14 @@ class EventWriter:
     ) -> tuple[dict[str, int], "_Invalidations"]:
         inv = _Invalidations()
         existing: dict[str, bool] = {}
+        old_orderings: dict[str, int] = {}
         for chunk in batch_iter([ev.event_id for ev, _ in batch], IN_LIST_BATCH):
             clause, args = in_list_clause(txn.engine, "event_id", chunk)
-            txn.execute(f"SELECT event_id, outlier FROM events WHERE {clause}", args)
-            existing.update((r[0], bool(r[1])) for r in txn)
+            txn.execute(f"SELECT event_id, outlier, stream_ordering FROM events WHERE {clause}", args)
+            for event_id, outlier, stream_ordering in txn:
+                existing[event_id] = bool(outlier)
+                if outlier and stream_ordering is not None:
+                    old_orderings[event_id] = int(stream_ordering)
 
         new: list[tuple[Event, EventContext]] = []
         promoted: list[tuple[Event, EventContext]] = []
@@ -195,6 +223,15 @@ class EventWriter:
         self._client_txn_ids_txn(txn, new, now)
         self._promote_outliers_txn(txn, promoted, orderings)
         inv.event_ids.update(ev.event_id for ev, _ in promoted)
+        inv.moved_orderings.extend(old_orderings[ev.event_id] for ev, _ in promoted if ev.event_id in old_orderings)
+        # A new event is cached as written unless a redaction of it is already stored.
+        inv.fresh.update(ev.event_id for ev, _ in new)
+        if new:
+            targets = [ev.event_id for ev, _ in new]
+            for chunk in batch_iter(targets, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "redacts", chunk)
+                txn.execute(f"SELECT redacts FROM redactions WHERE {clause}", args)
+                inv.fresh.difference_update(r[0] for r in txn)
         inv.event_ids.update(ev.redacts for ev, _ in new if ev.redacts is not None and not ev.rejected)
 
         timeline = [ev for ev, _ in new + promoted if not ev.internal_metadata.outlier]
@@ -204,7 +241,9 @@ class EventWriter:
         for room_id, room_events in by_room.items():
             accepted = [e for e in room_events if not e.rejected and not e.internal_metadata.soft_failed]
             if not backfilled:
-                _update_forward_extremities_txn(txn, room_id, accepted)
+                extremities = _update_forward_extremities_txn(txn, room_id, accepted)
+                if extremities is not None:
+                    inv.extremities[room_id] = extremities
             _update_backward_extremities_txn(txn, room_id, accepted)
 
         self._out_of_band_memberships_txn(txn, new, orderings, inv)
@@ -356,12 +395,15 @@ class EventWriter:
                 for (t, sk), eid in inserts
             ],
         )
+        delta_rows = [(stream_id, room_id, t, sk, None, previous[(t, sk)]) for t, sk in deletes] + [
+            (stream_id, room_id, t, sk, eid, previous.get((t, sk))) for (t, sk), eid in inserts
+        ]
         txn.execute_batch(
             "INSERT INTO current_state_delta_stream"
             " (stream_id, room_id, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [(stream_id, room_id, t, sk, None, previous[(t, sk)]) for t, sk in deletes]
-            + [(stream_id, room_id, t, sk, eid, previous.get((t, sk))) for (t, sk), eid in inserts],
+            delta_rows,
         )
+        inv.delta_rows.extend(CurrentStateDeltaRow(*r) for r in delta_rows)
 
         changed_members = [sk for t, sk in deletes if t == "m.room.member"]
         changed_members += [sk for (t, sk), _ in inserts if t == "m.room.member"]
@@ -395,6 +437,12 @@ class _Invalidations:
         self.event_ids: set[str] = set()
         self.rooms: set[str] = set()
         self.users: set[str] = set()
+        #: Writer-side caches to update: rooms' forward extremities, ids whose
+        #: event moved away, and new events safe to cache as written.
+        self.extremities: dict[str, list[str]] = {}
+        self.moved_orderings: list[int] = []
+        self.fresh: set[str] = set()
+        self.delta_rows: list[CurrentStateDeltaRow] = []
 
 
 def _insert_state_groups_txn(txn: Cursor, events: list[tuple[Event, EventContext]]) -> None:
@@ -410,10 +458,13 @@ def _insert_state_groups_txn(txn: Cursor, events: list[tuple[Event, EventContext
     )
 
 
-def _update_forward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Event]) -> None:
-    """Leaves of the DAG: new accepted events replace the prev events they reference."""
+def _update_forward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Event]) -> Optional[list[str]]:
+    """Leaves of the DAG: new accepted events replace the prev events they reference.
+
+    Returns the room's extremities now (None if no accepted events were given).
+    """
     if not accepted:
-        return
+        return None
     txn.execute("SELECT event_id FROM event_forward_extremities WHERE room_id = ?", (room_id,))
     old = {r[0] for r in txn}
     new_ids = [e.event_id for e in accepted]
@@ -432,7 +483,7 @@ def _update_forward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Ev
         referenced.update(r[0] for r in txn)
     candidates -= referenced
     if candidates == old:
-        return
+        return sorted(old)
     txn.execute_batch(
         "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
         [(room_id, e) for e in sorted(old - candidates)],
@@ -441,6 +492,7 @@ def _update_forward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Ev
         "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
         [(room_id, e) for e in sorted(candidates - old)],
     )
+    return sorted(candidates)
 
 
 def _update_backward_extremities_txn(txn: Cursor, room_id: str, accepted: list[Event]) -> None:

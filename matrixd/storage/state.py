@@ -52,6 +52,21 @@ class StateGroupStore:
         self._snapshot_interval = snapshot_interval
         self._ids = get_sequence_generator(db, "state_group_id_seq", "state_groups", "id")
         self._cache: LruCache[int, StateMap] = LruCache("state_groups", cache_entries, size_of=len)
+        # (event id, before?) -> state group: immutable once written, so only
+        # deleted events (admin purges) need forgetting, see forget_events.
+        self._event_groups: LruCache[tuple[str, bool], int] = LruCache("event_to_state_groups", 20_000)
+
+    def remember_event_groups(self, rows: Iterable[tuple[str, Optional[int], Optional[int]]]) -> None:
+        """``(event_id, state group after, state group before)`` of events just persisted."""
+        for event_id, after, before in rows:
+            if after is not None:
+                self._event_groups.set((event_id, False), after)
+            if before is not None:
+                self._event_groups.set((event_id, True), before)
+
+    def forget_events(self, event_ids: Iterable[str]) -> None:
+        """The events were deleted (or changed): drop their cached groups."""
+        self._event_groups.invalidate_many(k for e in event_ids for k in ((e, False), (e, True)))
 
     # -- writing ----------------------------------------------------------------
 
@@ -164,7 +179,17 @@ class StateGroupStore:
     async def get_state_groups_for_events(self, event_ids: Iterable[str], *, before: bool = False) -> dict[str, int]:
         """``{event_id: state group}`` after (or, with ``before``, before) each event that has one."""
         column = "state_group_before" if before else "state_group"
-        ids = list(dict.fromkeys(event_ids))
+        found_cached: dict[str, int] = {}
+        ids: list[str] = []
+        for event_id in dict.fromkeys(event_ids):
+            hit = self._event_groups.get((event_id, before))
+            if hit is not None:
+                found_cached[event_id] = hit
+            else:
+                ids.append(event_id)
+        if not ids:
+            return found_cached
+        generation = self._event_groups.generation
 
         def _txn(txn: Cursor) -> dict[str, int]:
             found: dict[str, int] = {}
@@ -177,7 +202,12 @@ class StateGroupStore:
                 found.update((r[0], int(r[1])) for r in txn)
             return found
 
-        return await self._db.run_interaction("get_state_groups_for_events", _txn)
+        found = await self._db.run_interaction("get_state_groups_for_events", _txn)
+        if generation == self._event_groups.generation:
+            for event_id, group in found.items():
+                self._event_groups.set((event_id, before), group)
+        found.update(found_cached)
+        return found
 
     async def get_state_ids_for_event(self, event_id: str, *, before: bool = False) -> Optional[StateMap]:
         """The state after (or before) an event, None if the event has no state group."""

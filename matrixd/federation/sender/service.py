@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 EVENTS_BATCH = 100
 #: The ``federation_stream_positions`` name of the master's outbox (``matrixd.storage.federation_outbox``).
 OUTBOX = "federation_outbox"
+#: How far the stored events position may fall behind when nothing was queued for remote servers.
+EVENTS_POSITION_LAG = 1000
 DEVICE_LISTS_BATCH = 500
 #: How long one notifier wait lasts before the watcher looks again (seconds).
 WATCH_TIMEOUT_S = 60.0
@@ -107,6 +109,7 @@ class FederationSenderService:
         self._started = False
         self._stopped = False
         self._events_pos = 0
+        self._events_pos_stored = 0
         self._device_lists_pos = 0
         self._single_flight: dict[str, tuple[bool, bool]] = {}
         self._watches: list["defer.Deferred[None]"] = []
@@ -130,6 +133,7 @@ class FederationSenderService:
             events_pos = self._events_position()
             await self._store.set_stream_position("events", events_pos)
         self._events_pos = events_pos
+        self._events_pos_stored = events_pos
         lists_pos = await self._store.get_stream_position("device_lists")
         if lists_pos is None:
             lists_pos = self._device_lists_position()
@@ -291,7 +295,12 @@ class FederationSenderService:
                 for destination in await self._destinations_for_event(event):
                     queued.append((destination, event.room_id, row.stream_ordering, event.event_id))
                     to_send.append((destination, event, row.stream_ordering))
-            await self._store.record_events_queued(queued, new_pos)
+            # With nothing queued the stored position may lag (a restart re-reads those
+            # events and again finds no remote server): a write per local message in a
+            # room without remote members would cost a commit each.
+            if queued or new_pos - self._events_pos_stored >= EVENTS_POSITION_LAG:
+                await self._store.record_events_queued(queued, new_pos)
+                self._events_pos_stored = new_pos
             self._events_pos = new_pos
             woken: set[str] = set()
             for destination, event, ordering in to_send:

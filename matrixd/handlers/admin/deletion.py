@@ -161,6 +161,8 @@ class RoomDeletionHandler:
         members = await self._current.get_users_in_room(room_id)
         await self._store.delete_room_rows(room_id)
         self._current.invalidate_room(room_id)
+        self._events.invalidate_forward_extremities(room_id)
+        self._current.invalidate_all_local_memberships()
         self._current.invalidate_users(members)
         return False
 

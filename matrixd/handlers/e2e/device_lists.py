@@ -116,7 +116,9 @@ class DeviceListChanges:
             if users:
                 shared_now = await shared()
                 changed = {u for u in users if u in shared_now or u == user_id}
-        if to_token.events > from_token.events:
+        if to_token.events > from_token.events and not self._current.no_member_changes_between(
+            from_token.events, to_token.events
+        ):
             joined_rooms = sorted(await self._current.get_rooms_for_user(user_id))
             deltas = await self._store.get_membership_changes(user_id, joined_rooms, from_token.events,
                                                               to_token.events)

@@ -53,6 +53,12 @@ class E2ESyncSource:
         counts.setdefault(SIGNED_CURVE25519, 0)
         return counts
 
+    async def get_key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """Both of :meth:`get_one_time_key_counts` and :meth:`get_unused_fallback_key_types`, in one read."""
+        counts, unused = await self._keys.get_key_counts_for_sync(user_id, device_id)
+        counts.setdefault(SIGNED_CURVE25519, 0)
+        return counts, unused
+
     async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self._keys.get_unused_fallback_key_types(user_id, device_id)
 

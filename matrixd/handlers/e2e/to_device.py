@@ -15,6 +15,7 @@ from matrixd.api.errors import Codes, MatrixError
 from matrixd.handlers.e2e.announce import StreamAnnouncer
 from matrixd.handlers.e2e.signing import invalid_param, require_dict
 from matrixd.storage.accounts import DeviceStore
+from matrixd.storage.cache import LruCache
 from matrixd.storage.e2e_keys import canonical
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.storage.to_device import ToDeviceStore
@@ -42,6 +43,10 @@ class ToDeviceHandler:
         self._announcer = StreamAnnouncer(StreamName.TO_DEVICE, stream_ids, notifier)
         self._max_bytes = max_message_bytes
         self._txn_lock = Linearizer("to_device_txn")
+        # (user, device) -> the position up to which this process last deleted its messages:
+        # every message at or below it was committed then (acks come from announced tokens),
+        # so acking up to it again has nothing to delete (a sync without to-device traffic).
+        self._acked: LruCache[tuple[str, str], int] = LruCache("to_device_acked", 20_000)
 
     def current_position(self) -> int:
         return self._announcer.current_position()
@@ -129,5 +134,12 @@ class ToDeviceHandler:
         return [ev for _, ev in rows], to_pos
 
     async def ack(self, user_id: str, device_id: str, up_to_pos: int) -> None:
+        key = (user_id, device_id)
+        done = self._acked.get(key)
+        if done is not None and up_to_pos <= done:
+            return
         await self._store.delete_messages(user_id, device_id, up_to_pos)
+        done = self._acked.get(key)
+        if done is None or up_to_pos > done:
+            self._acked.set(key, up_to_pos)
 

@@ -4,6 +4,13 @@ cite the right auth events, check the full auth rules, persist.
 Creation and persistence for one room are serialised by a per-room lock, so
 each new event extends exactly what the previous one left and the state
 before it is the room's current state.
+
+Message (non-state) events are group-committed: requests for a room queue up
+while the room's lock is held, and whoever next takes the lock builds every
+queued event in turn, each on the one before it (same state, as messages do
+not change state), auth-checks each, and persists them together in one
+transaction.  A request whose event fails validation or auth gets its own
+error; the others go on.  Sequential senders see batches of one.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 import attrs
 from signedjson.types import SigningKey
+from twisted.internet import defer
 
 from matrixd.api.errors import AuthError, MatrixError
 from matrixd.events.builder import create_local_event
@@ -20,8 +28,9 @@ from matrixd.events.room_versions import RoomVersion
 from matrixd.events.validation import validate_client_event_fields, validate_pdu
 from matrixd.handlers.events.persister import EventPersister, PersistedEvent
 from matrixd.handlers.events.redaction_power import sender_can_redact_others
-from matrixd.handlers.events.state_calc import StateCalculator
+from matrixd.handlers.events.state_calc import StateAtPoint, StateCalculator
 from matrixd.state.auth import auth_types_for_event, check_auth
+from matrixd.storage.cache import LruCache
 from matrixd.storage.events import EventStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.util.clock import Clock
@@ -30,6 +39,8 @@ from matrixd.util.linearizer import Linearizer
 # Forward extremities cited by one new event (the spec caps prev_events at 20).
 MAX_PREV_EVENTS = 10
 MAX_DEPTH = 2**63 - 1
+#: Most queued message events persisted in one group commit.
+MAX_GROUP_COMMIT = 100
 
 
 @attrs.frozen(slots=True)
@@ -69,6 +80,15 @@ class EventCreationHandler:
         self._state_calc = state_calc
         self._persister = persister
         self._room_lock = room_lock
+        # Group commit: message events waiting for their room's lock, and the rooms being drained.
+        self._queued: dict[str, list[tuple[EventSpec, "defer.Deferred[PersistedEvent]"]]] = {}
+        self._draining: set[str] = set()
+        # The state after our own latest events, keyed by the ids of the events
+        # it is after (state after given events never changes), so the next
+        # event on them needs no state lookups.
+        self._state_after: LruCache[tuple[str, ...], StateAtPoint] = LruCache(
+            "state_after_local_events", 50_000, size_of=lambda at: len(at.state_ids)
+        )
 
     @property
     def room_lock(self) -> Linearizer:
@@ -79,9 +99,75 @@ class EventCreationHandler:
         return self._persister
 
     async def send(self, room_id: str, spec: EventSpec) -> PersistedEvent:
-        """Build, auth-check and persist ``spec`` in ``room_id`` (taking the room lock)."""
-        async with self._room_lock.queue(room_id):
-            return await self.send_locked(room_id, spec)
+        """Build, auth-check and persist ``spec`` in ``room_id`` (taking the room lock).
+
+        Message events join the room's group commit (see the module docstring).
+        """
+        if spec.state_key is not None:
+            async with self._room_lock.queue(room_id):
+                return await self.send_locked(room_id, spec)
+        d: defer.Deferred[PersistedEvent] = defer.Deferred()
+        self._queued.setdefault(room_id, []).append((spec, d))
+        if room_id not in self._draining:
+            self._draining.add(room_id)
+            defer.ensureDeferred(self._drain(room_id))
+        return await d
+
+    async def _drain(self, room_id: str) -> None:
+        """Take the room lock and group-commit what is queued, until nothing is."""
+        try:
+            while self._queued.get(room_id):
+                async with self._room_lock.queue(room_id):
+                    # Taken once the lock is ours, so what queued while we waited joins the batch.
+                    queued = self._queued.get(room_id, [])
+                    batch, rest = queued[:MAX_GROUP_COMMIT], queued[MAX_GROUP_COMMIT:]
+                    if rest:
+                        self._queued[room_id] = rest
+                    else:
+                        self._queued.pop(room_id, None)
+                    try:
+                        await self._send_batch_locked(room_id, batch)
+                    except Exception as e:  # noqa: BLE001 - every waiter must hear of it
+                        for _, d in batch:
+                            _fail(d, e)
+        finally:
+            self._draining.discard(room_id)
+            if self._queued.get(room_id):  # an exception escaped the loop; never strand waiters
+                for _, d in self._queued.pop(room_id):
+                    _fail(d, RuntimeError("event creation stopped"))
+
+    async def _send_batch_locked(
+        self, room_id: str, batch: list[tuple[EventSpec, "defer.Deferred[PersistedEvent]"]]
+    ) -> None:
+        """Build, auth-check and persist a batch of message events in one transaction (lock held)."""
+        room_version = await self._rooms.get_room_version(room_id)
+        prev_events = await self._prev_events(room_id)
+        at = await self._state_after_events(room_id, room_version, prev_events)
+        keys: set[StateKey] = set()
+        for spec, _ in batch:
+            keys |= self._auth_keys(room_version, room_id, spec)
+        auth_state = await self._state_calc.load_state_events(at.state_ids, keys)
+        built: list[tuple[Event, bool, defer.Deferred[PersistedEvent]]] = []
+        for spec, d in batch:
+            try:
+                event = self.build_on(room_version, room_id, spec, prev_events, auth_state)
+                redaction_authorised = False
+                if event.type == "m.room.redaction":
+                    redaction_authorised = await self._sender_can_redact_others(room_version, event, at.state_ids)
+            except Exception as e:  # noqa: BLE001 - this request's own error
+                _fail(d, e)
+                continue
+            built.append((event, redaction_authorised, d))
+            prev_events = [event]
+        if not built:
+            return
+        persisted = await self._persister.persist_new_messages(
+            [(ev, authorised) for ev, authorised, _ in built], at.state_ids, at.state_group
+        )
+        self._remember_state_after(built[-1][0], at.state_ids, persisted[-1].state_group)
+        for (_, _, d), result in zip(built, persisted):
+            if not d.called:
+                d.callback(result)
 
     async def send_locked(self, room_id: str, spec: EventSpec) -> PersistedEvent:
         """As :meth:`send`, for callers already holding the room lock."""
@@ -90,23 +176,46 @@ class EventCreationHandler:
         redaction_authorised = False
         if event.type == "m.room.redaction":
             redaction_authorised = await self._sender_can_redact_others(room_version, event, state_before)
-        return await self._persister.persist_new_event(
+        persisted = await self._persister.persist_new_event(
             event, state_before, group_before, redaction_authorised=redaction_authorised
         )
+        self._remember_state_after(event, state_before, persisted.state_group)
+        return persisted
+
+    def _remember_state_after(self, event: Event, state_before: StateMap, group_after: Optional[int]) -> None:
+        if event.rejected or group_after is None:
+            return
+        state_after = state_before
+        if event.is_state():
+            state_after = {**state_before, event.state_key_tuple(): event.event_id}
+        self._state_after.set((event.event_id,), StateAtPoint(state_after, group_after))
+
+    async def _state_after_events(self, room_id: str, room_version: RoomVersion,
+                                  prev_events: list[Event]) -> StateAtPoint:
+        key = tuple(sorted(e.event_id for e in prev_events))
+        cached = self._state_after.get(key)
+        if cached is not None:
+            return cached
+        return await self._state_calc.state_after_events(room_id, room_version, list(key))
 
     async def build(
         self, room_id: str, room_version: RoomVersion, spec: EventSpec
     ) -> tuple[Event, StateMap, Optional[int]]:
         """Build and fully auth-check an event on the room's current extremities (lock held)."""
+        prev_events = await self._prev_events(room_id)
+        at = await self._state_after_events(room_id, room_version, prev_events)
+        auth_state = await self._state_calc.load_state_events(at.state_ids, self._auth_keys(room_version, room_id, spec))
+        event = self.build_on(room_version, room_id, spec, prev_events, auth_state)
+        return event, at.state_ids, at.state_group
+
+    async def _prev_events(self, room_id: str) -> list[Event]:
+        """The forward extremities a new event cites (the deepest MAX_PREV_EVENTS of them)."""
         prev_ids = await self._events.get_latest_event_ids_in_room(room_id)
         prev_events = list((await self._events.get_events(prev_ids)).values())
         if len(prev_events) > MAX_PREV_EVENTS:
             prev_events.sort(key=lambda e: e.depth, reverse=True)
             prev_events = prev_events[:MAX_PREV_EVENTS]
-        at = await self._state_calc.state_after_events(room_id, room_version, [e.event_id for e in prev_events])
-        auth_state = await self._state_calc.load_state_events(at.state_ids, self._auth_keys(room_version, room_id, spec))
-        event = self.build_on(room_version, room_id, spec, prev_events, auth_state)
-        return event, at.state_ids, at.state_group
+        return prev_events
 
     def _auth_keys(self, room_version: RoomVersion, room_id: str, spec: EventSpec) -> set[StateKey]:
         draft = Event(
@@ -193,6 +302,11 @@ class EventCreationHandler:
     async def _sender_can_redact_others(self, room_version: RoomVersion, event: Event, state: StateMap) -> bool:
         """Whether the redaction's sender reaches the redact level (needed to redact others' events)."""
         return await sender_can_redact_others(self._state_calc, room_version, event, state)
+
+
+def _fail(d: "defer.Deferred[PersistedEvent]", err: BaseException) -> None:
+    if not d.called:
+        d.errback(err)
 
 
 def invalid_room_state_error(err: AuthError) -> MatrixError:

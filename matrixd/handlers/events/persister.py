@@ -9,13 +9,14 @@ same announcement.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import Awaitable, Callable, Mapping, Optional, Sequence
 
 import attrs
 from prometheus_client import Counter
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.current_state import CurrentStateStore
+from matrixd.storage.database import Cursor
 from matrixd.storage.events_writer import EventWriter, ExtraTxnWrites
 from matrixd.storage.models import EventContext, StateDelta
 from matrixd.storage.state import StateGroupStore
@@ -85,6 +86,7 @@ class EventPersister:
         self._callbacks: list[PersistedEventCallback] = []
         self._announcer: Optional[Callable[[Sequence[Event]], None]] = None
         self._pre_persist: Optional[PrePersistHook] = None
+        writer.event_store.add_invalidation_listener(state_store.forget_events)
 
     def set_announcer(self, announcer: Callable[[Sequence[Event]], None]) -> None:
         """Replace the default announcement (wake this process's notifier directly).
@@ -145,11 +147,56 @@ class EventPersister:
         )
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas,
                                                    extra_writes=await self._extra_writes(event))
+        if event.event_id in result.stream_orderings:  # not a duplicate: its groups are these
+            self._state.remember_event_groups([(event.event_id, group_after, group_before)])
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("local").inc()
         count_persisted([event], local=True)
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
+
+    async def persist_new_messages(
+        self, events: Sequence[tuple[Event, bool]], state_before: StateMap, group_before: Optional[int]
+    ) -> list[PersistedEvent]:
+        """Persist a chain of accepted local message (non-state) events in one transaction.
+
+        ``events`` are ``(event, redaction_authorised)``; the first extends all
+        the room's forward extremities, each later one extends the one before.
+        None changes state, so all have ``state_before`` (stored as
+        ``group_before``) before and after them.
+        """
+        if not events:
+            return []
+        first = events[0][0]
+        if any(ev.is_state() for ev, _ in events):
+            raise ValueError("persist_new_messages takes message events only")
+        if group_before is None:
+            group_before = await self._state.store_state_group(
+                first.event_id, first.room_id, None, None, dict(state_before)
+            )
+        batch = [
+            (ev, EventContext(state_group=group_before, state_group_before=group_before,
+                              redaction_authorised=authorised))
+            for ev, authorised in events
+        ]
+        writes = [w for w in [await self._extra_writes(ev) for ev, _ in events] if w is not None]
+
+        def extra_writes(txn: Cursor, orderings: Mapping[str, int]) -> None:
+            for write in writes:  # each writes only its own event's rows (keyed by event id)
+                write(txn, orderings)
+
+        result = await self._writer.persist_events(batch, extra_writes=extra_writes if writes else None)
+        self._state.remember_event_groups(
+            (ev.event_id, group_before, group_before) for ev, _ in events if ev.event_id in result.stream_orderings
+        )
+        EVENTS_PERSISTED.labels("local").inc(len(events))
+        count_persisted([ev for ev, _ in events], local=True)
+        self._announce([ev for ev, _ in events])
+        return [
+            PersistedEvent(ev, result.stream_orderings.get(ev.event_id, ev.internal_metadata.stream_ordering or 0),
+                           group_before)
+            for ev, _ in events
+        ]
 
     async def persist_received_event(
         self,
@@ -188,6 +235,8 @@ class EventPersister:
         extra = None if backfilled else await self._extra_writes(event)
         result = await self._writer.persist_events([(event, ctx)], state_delta_by_room=deltas, backfilled=backfilled,
                                                    extra_writes=extra)
+        if event.event_id in result.stream_orderings:  # not a duplicate: its groups are these
+            self._state.remember_event_groups([(event.event_id, group_after, group_before)])
         stream_ordering = result.stream_orderings.get(event.event_id, event.internal_metadata.stream_ordering or 0)
         EVENTS_PERSISTED.labels("federation").inc()
         count_persisted([event], local=False)

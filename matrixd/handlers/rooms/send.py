@@ -79,16 +79,20 @@ class EventSendHandler:
                 existing = await self._txn_ids.get_event_id_for_txn(requester.user_id, device_key, txn_id)
                 if existing is not None:
                     return existing
-                event_id = await self._send(requester, room_id, event_type, content, state_key, redacts, txn_id,
-                                            origin_server_ts)
-                await self._txn_ids.store_txn(requester.user_id, device_key, txn_id, room_id, event_id)
+                event_id, created = await self._send(requester, room_id, event_type, content, state_key, redacts,
+                                                     txn_id, origin_server_ts)
+                if not created:
+                    # A new event recorded the transaction id in its own persisting transaction.
+                    await self._txn_ids.store_txn(requester.user_id, device_key, txn_id, room_id, event_id)
                 return event_id
-        return await self._send(requester, room_id, event_type, content, state_key, redacts,
-                                origin_server_ts=origin_server_ts)
+        event_id, _ = await self._send(requester, room_id, event_type, content, state_key, redacts,
+                                       origin_server_ts=origin_server_ts)
+        return event_id
 
     async def _send(self, requester: Requester, room_id: str, event_type: str, content: Mapping[str, Any],
                     state_key: Optional[str], redacts: Optional[str], txn_id: Optional[str] = None,
-                    origin_server_ts: Optional[int] = None) -> str:
+                    origin_server_ts: Optional[int] = None) -> tuple[str, bool]:
+        """The event id, and whether a new event was created (False: an identical state event stood)."""
         if await self._rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if self._ratelimiter is not None and not (
@@ -98,19 +102,19 @@ class EventSendHandler:
             self._ratelimiter.ratelimit(requester.user_id, config=override)
         if requester.shadow_banned:
             # Shadow-banned: the request looks successful but nothing enters the room.
-            return fake_event_id()
+            return fake_event_id(), False  # the transaction id still maps to it (retries look alike)
         if state_key is not None:
             # Sending the same state again is a no-op that returns the current event (spec: idempotent PUT).
             current = await self._current.get_current_state_event(room_id, event_type, state_key)
             if current is not None and current.sender == requester.user_id and current.content == dict(content):
-                return current.event_id
+                return current.event_id, False
         if redacts is not None:
             await self._check_can_redact(requester, room_id, redacts)
         persisted = await self._creation.send(
             room_id, EventSpec(event_type, requester.user_id, content, state_key, redacts,
                                txn_id=txn_id, device_id=requester.device_id, origin_server_ts=origin_server_ts)
         )
-        return persisted.event.event_id
+        return persisted.event.event_id, True
 
     async def _check_can_redact(self, requester: Requester, room_id: str, redacts: str) -> None:
         """Redacting another user's event needs the redact level; the auth rules do not check that."""

@@ -38,6 +38,7 @@ from matrixd.handlers.sync.types import (
 )
 from matrixd.handlers.typing import TypingHandler
 from matrixd.storage.account_data import AccountDataStore, UserAccountData
+from matrixd.storage.cache import LruCache
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.forgotten import ForgottenRoomsStore
@@ -60,6 +61,8 @@ TOKEN_CATCH_UP_SECONDS = 10.0
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 #: Presence stream rows read per query when catching a client up.
 _PRESENCE_PAGE = 5000
+#: ``(user, rooms, events position, receipts position) -> (weight, unread counts)``.
+UnreadCache = LruCache[tuple[str, tuple[str, ...], int, int], tuple[int, dict[str, dict[str, tuple[int, int]]]]]
 
 
 @attrs.frozen(slots=True)
@@ -99,6 +102,10 @@ class SyncHandler:
         self._push_rules = push_rules
         self.lazy_members = LazyMembersCache()
         self.unread_counts: Optional[UnreadCountSource] = None
+        self._unread_cache: UnreadCache = (
+            # Weighted by rooms (key and value): entries matter only until the next event or receipt.
+            LruCache("sync_unread_counts", 20_000, size_of=lambda entry: entry[0])
+        )
         self._rooms = RoomSyncer(
             events=stores.events,
             state_groups=stores.state_groups,
@@ -129,12 +136,9 @@ class SyncHandler:
             if not result.is_empty():
                 SYNC_NONEMPTY.labels(kind).inc()
             if self._e2e is not None and config.device_id is not None:
-                result.device_one_time_keys_count = await self._e2e.get_one_time_key_counts(
-                    config.user_id, config.device_id
-                )
-                result.device_unused_fallback_key_types = await self._e2e.get_unused_fallback_key_types(
-                    config.user_id, config.device_id
-                )
+                counts, unused = await self._e2e.get_key_counts(config.user_id, config.device_id)
+                result.device_one_time_keys_count = counts
+                result.device_unused_fallback_key_types = unused
             return result
 
     async def _wait(
@@ -173,6 +177,10 @@ class SyncHandler:
         if since is None:
             self.lazy_members.reset(config.user_id, config.device_id)
         return await _SyncComputation(self, config, since, now, full_state).run()
+
+    @property
+    def unread_cache(self) -> "UnreadCache":
+        return self._unread_cache
 
     def set_unread_counts(self, source: UnreadCountSource) -> None:
         """Fill ``unread_notifications`` from ``source`` (the push area); without one they are zero."""
@@ -296,7 +304,16 @@ class _SyncComputation:
         source = self.h.unread_counts
         if source is None or not room_ids:
             return {}
-        return await source.get_unread_counts(self.user_id, room_ids, self.now.events)
+        # Counts at a token change only with the events (push actions are stored before
+        # an event is announced) and receipts positions: a long-poll's first pass and the
+        # previous request's woken pass usually ask for the same ones.
+        key = (self.user_id, tuple(room_ids), self.now.events, self.now.receipts)
+        cached = self.h.unread_cache.get(key)
+        if cached is not None:
+            return cached[1]
+        counts = await source.get_unread_counts(self.user_id, room_ids, self.now.events)
+        self.h.unread_cache.set(key, (1 + len(room_ids) + len(counts), counts))
+        return counts
 
     # -- memberships ----------------------------------------------------------
 
