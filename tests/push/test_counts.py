@@ -276,3 +276,36 @@ class ConsistencyTests(SyncTestCase):
         self.membership(alice, carol, room, "invite")
         self.assertEqual(separate_txns(), before + 1)
         self.assertEqual(self.sync(ctok)["rooms"]["invite"].keys(), {room})
+
+    def test_group_committed_messages_get_their_actions_in_the_same_transaction(self) -> None:
+        """Messages queued behind the room lock persist together; each one's push actions commit with them."""
+        from prometheus_client import REGISTRY
+        from twisted.internet import defer
+
+        from matrixd.handlers.events.creation import EventSpec
+
+        def separate_txns() -> float:
+            value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
+            return value or 0.0
+
+        alice, _ = self.user("alice")
+        bob, btok = self.user("bob")
+        room = self.create_room(alice, preset="public_chat")
+        self.join(bob, room)
+        before = separate_txns()
+        lock = self.core.creation.room_lock.queue(room)
+        self.hs.run(lock.__aenter__())
+        queued = [
+            defer.ensureDeferred(self.core.creation.send(
+                room, EventSpec("m.room.message", alice, {"msgtype": "m.text", "body": f"m{i}"})))
+            for i in range(3)
+        ]
+        self.assertFalse(any(d.called for d in queued))
+        self.hs.run(lock.__aexit__(None, None, None))
+        self.hs.advance(0.1)
+        for d in queued:
+            self.successResultOf(d)
+        self.assertEqual(separate_txns(), before)
+        body = self.sync(btok)
+        self.assertEqual(body["rooms"]["join"][room]["unread_notifications"],
+                         {"notification_count": 3, "highlight_count": 0})
