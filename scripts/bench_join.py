@@ -141,12 +141,17 @@ class KindSetup:
                 log(f"{self.kind}: room of {size} members ready in {time.monotonic() - t0:.0f}s")
 
 
+def _py_spy() -> str:
+    """py-spy on the PATH, else the one installed next to this interpreter (the venv)."""
+    return shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+
+
 def start_profilers(pids: dict[str, int], directory: str, label: str) -> list["subprocess.Popen[bytes]"]:
     """py-spy sampling each of ``pids`` into ``<directory>/<label>-<name>.txt`` (collapsed stacks)."""
     os.makedirs(directory, exist_ok=True)
     return [
         subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
+            [_py_spy(), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
              "--output", os.path.join(directory, f"{label}-{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
