@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import attrs
 
@@ -20,6 +20,8 @@ from matrixd.types import JsonDict
 
 #: Stands for the rule owner's user id in the templates of the default rules.
 USER_PLACEHOLDER = "[the user's Matrix ID]"
+#: Stands for the localpart of the rule owner's user id (the pattern of ``.m.rule.contains_user_name``).
+LOCALPART_PLACEHOLDER = "[the local part of the user's Matrix ID]"
 _MISSING = object()
 _WORD_CHARS = "A-Za-z0-9_"
 _MAX_SAFE_INT = 2**53 - 1
@@ -73,6 +75,41 @@ class PowerLevelsNeeded(Exception):
     """
 
 
+@functools.lru_cache(maxsize=4096)
+def _word_regex(text: str) -> "re.Pattern[str]":
+    """``text`` itself (case-insensitive) between word boundaries (``contains_display_name``)."""
+    return re.compile(f"(?<![{_WORD_CHARS}]){re.escape(text)}(?![{_WORD_CHARS}])", re.IGNORECASE)
+
+
+def localpart_of(user_id: str) -> str:
+    """The localpart of ``@localpart:server`` (the whole id without its sigil if it has no colon)."""
+    return user_id[1:].split(":", 1)[0]
+
+
+@attrs.frozen(slots=True)
+class MentionIndex:
+    """The local members' legacy mention targets, built once per room state.
+
+    Pairs of (case-folded text, lower-cased user id): a member can only be
+    mentioned by name or localpart if the folded text occurs in the folded
+    body, which narrows the users evaluated one by one to a few.
+    """
+
+    display_names: tuple[tuple[str, str], ...]
+    localparts: tuple[tuple[str, str], ...]
+    #: Some localpart holds a glob character (historical ids): it may match text it does not contain.
+    glob_localparts: bool = False
+
+    @classmethod
+    def build(cls, names: Mapping[str, Optional[str]], local_users: Iterable[str]) -> "MentionIndex":
+        localparts = tuple((localpart_of(u).casefold(), u.lower()) for u in local_users)
+        return cls(
+            tuple((n.casefold(), u.lower()) for u, n in names.items() if n),
+            localparts,
+            any("*" in lp or "?" in lp for lp, _ in localparts),
+        )
+
+
 @attrs.define
 class EventFacts:
     """What conditions read about one event, computed once per event."""
@@ -86,7 +123,28 @@ class EventFacts:
     memo: dict[int, bool] = attrs.field(factory=dict)
     #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
     outcomes: dict[tuple[int, tuple[bool, ...]], Any] = attrs.field(factory=dict)
+    #: The room's mention targets (None: unknown, user-dependent body conditions cannot narrow).
+    mentions: Optional[MentionIndex] = None
     _values: dict[str, Any] = attrs.field(factory=dict)
+    _folded_body: Optional[str] = None
+    _has_mentions: Optional[bool] = None
+
+    @property
+    def has_mentions(self) -> bool:
+        """Whether the content has an ``m.mentions`` property (of any value): legacy mention rules are off."""
+        if self._has_mentions is None:
+            content = self.event.get("content")
+            self._has_mentions = isinstance(content, dict) and "m.mentions" in content
+        return self._has_mentions
+
+    def folded_body(self) -> Optional[str]:
+        """``content.body`` case-folded, None if it is not a string."""
+        if self._folded_body is None:
+            body = self.value("content.body")
+            if not isinstance(body, str):
+                return None
+            self._folded_body = body.casefold()
+        return self._folded_body
 
     def value(self, key: str, path: Optional[tuple[str, ...]] = None) -> Any:
         """The property at the dotted path (``path``: the key already split), or ``_MISSING``."""
@@ -191,6 +249,16 @@ class PropertyContains(Condition):
         return frozenset(v.lower() for v in found if isinstance(v, str))
 
 
+def _narrow(facts: EventFacts, targets: Optional[tuple[tuple[str, str], ...]]) -> Optional[frozenset[str]]:
+    """The users some of whose folded target text occurs in the folded body (a superset of the matches)."""
+    body = facts.folded_body()
+    if body is None:
+        return frozenset()
+    if targets is None:
+        return None
+    return frozenset(u for text, u in targets if text in body)
+
+
 class ContainsDisplayName(Condition):
     user_dependent = True
 
@@ -198,10 +266,34 @@ class ContainsDisplayName(Condition):
         body = facts.value("content.body")
         if not isinstance(body, str) or not user.display_name:
             return False
-        regex = re.compile(
-            f"(?<![{_WORD_CHARS}]){re.escape(user.display_name)}(?![{_WORD_CHARS}])", re.IGNORECASE
-        )
-        return regex.search(body) is not None
+        return _word_regex(user.display_name).search(body) is not None
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        return _narrow(facts, facts.mentions.display_names if facts.mentions is not None else None)
+
+
+class ContainsLocalpart(Condition):
+    """``content.body`` matches the user's localpart as a glob on word boundaries (``.m.rule.contains_user_name``).
+
+    The same test as an ``event_match`` on ``content.body`` whose pattern is the localpart.
+    """
+
+    user_dependent = True
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        body = facts.value("content.body")
+        if not isinstance(body, str):
+            return False
+        localpart = localpart_of(user.user_id)
+        return bool(localpart) and glob_matches(localpart, body, word_boundary=True)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        index = facts.mentions
+        if index is None:
+            return None if facts.folded_body() is not None else frozenset()
+        if index.glob_localparts:
+            return None
+        return _narrow(facts, index.localparts)
 
 
 _COMPARATORS: dict[str, Callable[[int, int], bool]] = {

@@ -34,7 +34,19 @@ TABLE: list[tuple[str, dict[str, Any], int, float, list[Any]]] = [
     ("notice", msg(msgtype="m.notice"), 2, 0, []),
     ("user mention", msg(**{"m.mentions": {"user_ids": [ME]}}), 5, 0, ["notify", SOUND, HIGHLIGHT]),
     ("someone else's mention", msg(**{"m.mentions": {"user_ids": ["@x:test"]}}), 5, 0, ["notify"]),
-    ("body naming me is no mention", msg(body="@me:test hello"), 5, 0, ["notify"]),
+    # The legacy rules (spec v1.7-v1.16) for content without m.mentions; any m.mentions turns them off.
+    ("body naming my localpart", msg(body="@me:test hello"), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("localpart on word boundaries only", msg(body="meme time"), 5, 0, ["notify"]),
+    ("localpart any case", msg(body="hey ME!"), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("localpart with empty m.mentions", msg(body="@me:test hello", **{"m.mentions": {}}), 5, 0, ["notify"]),
+    ("body naming my display name", msg(body="hi Mister Me."), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("display name inside a word", msg(body="hi Mister Meow"), 5, 0, ["notify"]),
+    ("display name with m.mentions", msg(body="hi mister me", **{"m.mentions": {"user_ids": []}}), 5, 0,
+     ["notify"]),
+    ("@room by moderator", msg(body="@room lunch"), 5, 50, ["notify", HIGHLIGHT]),
+    ("@room by nobody", msg(body="@room lunch"), 5, 0, ["notify"]),
+    ("@room inside a word", msg(body="x@roomy"), 5, 50, ["notify"]),
+    ("@room with m.mentions", msg(body="@room lunch", **{"m.mentions": {}}), 5, 50, ["notify"]),
     ("room mention by moderator", msg(**{"m.mentions": {"room": True}}), 5, 50, ["notify", HIGHLIGHT]),
     ("room mention by nobody", msg(**{"m.mentions": {"room": True}}), 5, 0, ["notify"]),
     ("encrypted in a group", ev("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}), 5, 0, ["notify"]),
@@ -65,7 +77,7 @@ class DefaultRulesTests(unittest.TestCase):
         ruleset = self.compiler.compile(ME, stored or UserPushRules())
         facts = EventFacts(event=event, member_count=members, sender_power=power,
                            notification_levels={"room": 50})
-        return list(ruleset.evaluate(facts, UserFacts(ME)).actions)
+        return list(ruleset.evaluate(facts, UserFacts(ME, "Mister Me")).actions)
 
     def test_table(self) -> None:
         """Each sample event gets the actions of the first default rule that matches it."""
