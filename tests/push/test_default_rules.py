@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.conditions import EventFacts, MentionIndex, UserFacts
 from matrixd.push.evaluator import RulesetCompiler, parse_actions
 from matrixd.storage.push_rules import StoredPushRule, UserPushRules
 
@@ -136,3 +136,41 @@ class DefaultRulesTests(unittest.TestCase):
         self.assertEqual(self.evaluate(ev("org.other", {}), 5, 0, stored), [])
         # The default rules pinned to m.room.message still apply to it whatever its case.
         self.assertEqual(self.evaluate({**msg(), "type": "M.Room.Message"}, 5, 0), ["notify"])
+
+
+class LegacyMentionCandidatesTests(unittest.TestCase):
+    """The legacy mention conditions narrow the users evaluated one by one, never dropping a match."""
+
+    def setUp(self) -> None:
+        self.ruleset = RulesetCompiler().compile(ME, UserPushRules())
+        self.names = {"@me:test": "Mister Me", "@ann:test": "Ann", "@x.y:test": None, "@other:test": "Ó Brádaigh"}
+
+    def facts(self, content: dict[str, Any], index: bool = True) -> EventFacts:
+        event = {"type": "m.room.message", "sender": "@z:test", "room_id": "!r:test", "content": content}
+        return EventFacts(event=event, member_count=5, sender_power=0, notification_levels={"room": 50},
+                          mentions=MentionIndex.build(self.names, self.names) if index else None)
+
+    def test_candidates_are_a_superset_of_matches(self) -> None:
+        bodies = ["hi mister me", "ANN?", "x.y: ping", "xx.y", "ó brádaigh!", "nothing", "annex", "me"]
+        for body in bodies:
+            facts = self.facts({"msgtype": "m.text", "body": body})
+            candidates = self.ruleset.candidates(facts)
+            assert candidates is not None
+            for user, name in self.names.items():
+                highlight = self.ruleset.evaluate(facts, UserFacts(user, name)).highlight
+                if highlight:
+                    self.assertIn(user.lower(), candidates, body)
+                if user.lower() not in candidates:
+                    self.assertEqual(self.ruleset.evaluate(facts, UserFacts(user, name)),
+                                     self.ruleset.base(facts), body)
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "ann"})), {"@ann:test"})
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "x.y"})), {"@x.y:test"})
+
+    def test_without_index_or_with_mentions(self) -> None:
+        """No index: anyone may match a body; m.mentions: only the mentioned users are candidates."""
+        self.assertIsNone(self.ruleset.candidates(self.facts({"body": "ann"}, index=False)))
+        self.assertEqual(self.ruleset.candidates(self.facts({"body": "ann", "m.mentions": {}}, index=False)),
+                         frozenset())
+        self.assertEqual(self.ruleset.candidates(self.facts({"body": "ann", "m.mentions": {"user_ids": [ME]}})),
+                         {ME})
+        self.assertEqual(self.ruleset.candidates(self.facts({"membership": "join"}, index=False)), frozenset())
