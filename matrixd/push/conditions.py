@@ -86,17 +86,59 @@ def localpart_of(user_id: str) -> str:
     return user_id[1:].split(":", 1)[0]
 
 
-@attrs.frozen(slots=True)
-class MentionIndex:
-    """The local members' legacy mention targets, built once per room state.
+_WORD_RUN = re.compile(f"[{_WORD_CHARS}]+")
+_Pairs = tuple[tuple[str, str], ...]
 
-    Pairs of (case-folded text, lower-cased user id): a member can only be
-    mentioned by name or localpart if the folded text occurs in the folded
-    body, which narrows the users evaluated one by one to a few.
+
+@attrs.frozen(slots=True)
+class MentionTargets:
+    """Texts (display names or localparts) of users, indexed to find which may occur in a body.
+
+    Pairs are (case-folded text, lower-cased user id).  An ASCII text that
+    starts with a word character can only match an ASCII body on word
+    boundaries where the body has its leading word as a whole word, so those
+    are looked up by that word; the other texts (and every text, for a
+    non-ASCII body) are tested as substrings of the case-folded body.  The
+    result is a superset of the users the regex test matches.
     """
 
-    display_names: tuple[tuple[str, str], ...]
-    localparts: tuple[tuple[str, str], ...]
+    pairs: _Pairs
+    by_word: dict[str, _Pairs]
+    other: _Pairs
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[str, str]]) -> "MentionTargets":
+        all_pairs = tuple(pairs)
+        by_word: dict[str, list[tuple[str, str]]] = {}
+        other: list[tuple[str, str]] = []
+        for text, user in all_pairs:
+            lead = _WORD_RUN.match(text) if text.isascii() else None
+            if lead is None:
+                other.append((text, user))
+            else:
+                by_word.setdefault(lead.group(), []).append((text, user))
+        return cls(all_pairs, {w: tuple(p) for w, p in by_word.items()}, tuple(other))
+
+    def find(self, facts: "EventFacts", body: str) -> frozenset[str]:
+        """The users whose text may match ``body`` (already case-folded)."""
+        words = facts.body_words()
+        if words is None:
+            return frozenset(u for text, u in self.pairs if text in body)
+        found = {u for text, u in self.other if text in body}
+        by_word = self.by_word
+        for word in words:
+            for text, u in by_word.get(word, ()):
+                if text in body:
+                    found.add(u)
+        return frozenset(found)
+
+
+@attrs.frozen(slots=True)
+class MentionIndex:
+    """The local members' legacy mention targets (display names, localparts), built once per room state."""
+
+    display_names: MentionTargets
+    localparts: MentionTargets
     #: Some localpart holds a glob character (historical ids): it may match text it does not contain.
     glob_localparts: bool = False
 
@@ -104,8 +146,8 @@ class MentionIndex:
     def build(cls, names: Mapping[str, Optional[str]], local_users: Iterable[str]) -> "MentionIndex":
         localparts = tuple((localpart_of(u).casefold(), u.lower()) for u in local_users)
         return cls(
-            tuple((n.casefold(), u.lower()) for u, n in names.items() if n),
-            localparts,
+            MentionTargets.build((n.casefold(), u.lower()) for u, n in names.items() if n),
+            MentionTargets.build(localparts),
             any("*" in lp or "?" in lp for lp, _ in localparts),
         )
 
@@ -128,6 +170,7 @@ class EventFacts:
     _values: dict[str, Any] = attrs.field(factory=dict)
     _folded_body: Optional[str] = None
     _has_mentions: Optional[bool] = None
+    _body_words: Optional[frozenset[str]] = None
 
     @property
     def has_mentions(self) -> bool:
@@ -145,6 +188,15 @@ class EventFacts:
                 return None
             self._folded_body = body.casefold()
         return self._folded_body
+
+    def body_words(self) -> Optional[frozenset[str]]:
+        """The lower-case word runs of an ASCII ``content.body`` (None: no body, or not ASCII)."""
+        if self._body_words is None:
+            body = self.folded_body()
+            if body is None or not body.isascii():
+                return None
+            self._body_words = frozenset(_WORD_RUN.findall(body))
+        return self._body_words
 
     def value(self, key: str, path: Optional[tuple[str, ...]] = None) -> Any:
         """The property at the dotted path (``path``: the key already split), or ``_MISSING``."""
@@ -249,14 +301,14 @@ class PropertyContains(Condition):
         return frozenset(v.lower() for v in found if isinstance(v, str))
 
 
-def _narrow(facts: EventFacts, targets: Optional[tuple[tuple[str, str], ...]]) -> Optional[frozenset[str]]:
-    """The users some of whose folded target text occurs in the folded body (a superset of the matches)."""
+def _narrow(facts: EventFacts, targets: Optional[MentionTargets]) -> Optional[frozenset[str]]:
+    """The users whose target text may occur in the body on word boundaries (a superset of the matches)."""
     body = facts.folded_body()
     if body is None:
         return frozenset()
     if targets is None:
         return None
-    return frozenset(u for text, u in targets if text in body)
+    return targets.find(facts, body)
 
 
 class ContainsDisplayName(Condition):

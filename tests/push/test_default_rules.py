@@ -143,7 +143,8 @@ class LegacyMentionCandidatesTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.ruleset = RulesetCompiler().compile(ME, UserPushRules())
-        self.names = {"@me:test": "Mister Me", "@ann:test": "Ann", "@x.y:test": None, "@other:test": "Ó Brádaigh"}
+        self.names = {"@me:test": "Mister Me", "@ann:test": "Ann", "@x.y:test": None, "@other:test": "Ó Brádaigh",
+                      "@bot:test": "~Bot~"}
 
     def facts(self, content: dict[str, Any], index: bool = True) -> EventFacts:
         event = {"type": "m.room.message", "sender": "@z:test", "room_id": "!r:test", "content": content}
@@ -151,7 +152,8 @@ class LegacyMentionCandidatesTests(unittest.TestCase):
                           mentions=MentionIndex.build(self.names, self.names) if index else None)
 
     def test_candidates_are_a_superset_of_matches(self) -> None:
-        bodies = ["hi mister me", "ANN?", "x.y: ping", "xx.y", "ó brádaigh!", "nothing", "annex", "me"]
+        bodies = ["hi mister me", "ANN?", "x.y: ping", "xx.y", "ó brádaigh!", "nothing", "annex", "me",
+                  "ann ✓", "héllo ~bot~", "a~BOT~b", "mister me ✓"]
         for body in bodies:
             facts = self.facts({"msgtype": "m.text", "body": body})
             candidates = self.ruleset.candidates(facts)
@@ -165,6 +167,8 @@ class LegacyMentionCandidatesTests(unittest.TestCase):
                                      self.ruleset.base(facts), body)
         self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "ann"})), {"@ann:test"})
         self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "x.y"})), {"@x.y:test"})
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "ann ✓ ~bot~"})),
+                         {"@ann:test", "@bot:test"})
 
     def test_without_index_or_with_mentions(self) -> None:
         """No index: anyone may match a body; m.mentions: only the mentioned users are candidates."""
