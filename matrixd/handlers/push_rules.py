@@ -4,6 +4,13 @@
 only the user id differs between users, so the rules are built per user from
 templates.  User-defined rules take precedence over the defaults of the same
 kind, except ``.m.rule.master``, which always comes first.
+
+The legacy mention rules ``.m.rule.contains_display_name``,
+``.m.rule.roomnotif`` and ``.m.rule.contains_user_name`` were dropped from the
+predefined rules in spec v1.17 but are kept here exactly as v1.7-v1.16 define
+them: clients that do not send ``m.mentions`` still rely on them.  As those
+versions say, they do not apply to events whose content has ``m.mentions``
+(see ``matrixd.push.evaluator.LEGACY_MENTION_RULES``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from matrixd.api.errors import Codes, InvalidParamError, MatrixError, NotFoundError
 from matrixd.handlers.sync.announcer import StreamAnnouncer
-from matrixd.push.conditions import validate_condition
+from matrixd.push.conditions import LOCALPART_PLACEHOLDER, USER_PLACEHOLDER, localpart_of, validate_condition
 from matrixd.storage.push_rules import PushRulesStore, RuleNotFound, UserPushRules
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
@@ -23,7 +30,8 @@ T = TypeVar("T")
 
 #: Rule kinds in evaluation order.
 RULE_KINDS = ("override", "content", "room", "sender", "underride")
-_USER_ID = "[the user's Matrix ID]"
+_USER_ID = USER_PLACEHOLDER
+_LOCALPART = LOCALPART_PLACEHOLDER
 
 _SOUND_DEFAULT = {"set_tweak": "sound", "value": "default"}
 
@@ -56,10 +64,23 @@ _DEFAULT_OVERRIDE: list[JsonDict] = [
         ],
         "actions": ["notify", _SOUND_DEFAULT, {"set_tweak": "highlight"}],
     },
+    {  # legacy (spec v1.7-v1.16), off for events with m.mentions
+        "rule_id": ".m.rule.contains_display_name",
+        "conditions": [{"kind": "contains_display_name"}],
+        "actions": ["notify", _SOUND_DEFAULT, {"set_tweak": "highlight"}],
+    },
     {
         "rule_id": ".m.rule.is_room_mention",
         "conditions": [
             {"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": True},
+            {"kind": "sender_notification_permission", "key": "room"},
+        ],
+        "actions": ["notify", {"set_tweak": "highlight"}],
+    },
+    {  # legacy (spec v1.7-v1.16), off for events with m.mentions
+        "rule_id": ".m.rule.roomnotif",
+        "conditions": [
+            {"kind": "event_match", "key": "content.body", "pattern": "@room"},
             {"kind": "sender_notification_permission", "key": "room"},
         ],
         "actions": ["notify", {"set_tweak": "highlight"}],
@@ -89,6 +110,14 @@ _DEFAULT_OVERRIDE: list[JsonDict] = [
         "rule_id": ".m.rule.suppress_edits",
         "conditions": [{"kind": "event_property_is", "key": "content.m\\.relates_to.rel_type", "value": "m.replace"}],
         "actions": [],
+    },
+]
+
+_DEFAULT_CONTENT: list[JsonDict] = [
+    {  # legacy (spec v1.7-v1.16), off for events with m.mentions
+        "rule_id": ".m.rule.contains_user_name",
+        "pattern": _LOCALPART,
+        "actions": ["notify", _SOUND_DEFAULT, {"set_tweak": "highlight"}],
     },
 ]
 
@@ -128,7 +157,7 @@ _DEFAULT_UNDERRIDE: list[JsonDict] = [
 
 _DEFAULTS: dict[str, list[JsonDict]] = {
     "override": _DEFAULT_OVERRIDE,
-    "content": [],
+    "content": _DEFAULT_CONTENT,
     "room": [],
     "sender": [],
     "underride": _DEFAULT_UNDERRIDE,
@@ -138,6 +167,8 @@ _DEFAULTS: dict[str, list[JsonDict]] = {
 def _fill(value: Any, user_id: str) -> Any:
     if value == _USER_ID:
         return user_id
+    if value == _LOCALPART and user_id != _USER_ID:  # the compiled default rules keep the placeholder
+        return localpart_of(user_id)
     if isinstance(value, dict):
         return {k: _fill(v, user_id) for k, v in value.items()}
     if isinstance(value, list):

@@ -22,8 +22,8 @@ from typing import Awaitable, Callable, Mapping, Optional, Sequence
 import attrs
 from twisted.internet import defer
 
-from matrixd.events.event import Event
-from matrixd.push.conditions import EventFacts, PowerLevelsNeeded, UserFacts
+from matrixd.events.event import Event, StateMap
+from matrixd.push.conditions import EventFacts, MentionIndex, PowerLevelsNeeded, UserFacts
 from matrixd.push.evaluator import NO_ACTION, Actions, CompiledRuleset, RulesetCompiler
 from matrixd.state.auth.levels import get_notification_level, user_level
 from matrixd.storage.current_state import CurrentStateStore
@@ -123,6 +123,8 @@ class PushActionGenerator:
         self._rulesets: dict[str, CompiledRuleset] = {}
         self._generation = 0  # bumped by every invalidation: a load racing one is not cached
         self._plans: dict[str, _RoomPlan] = {}
+        #: Per room: its members' display names and mention index, for the current state map they came from.
+        self._mentions: dict[str, tuple[StateMap, dict[str, Optional[str]], MentionIndex]] = {}
         self._listeners: list[ActionsListener] = []
         self._tail: "defer.Deferred[None]" = defer.succeed(None)
         #: Events evaluated by :meth:`prepare` (None: nobody to evaluate for), until announced.
@@ -288,17 +290,37 @@ class PushActionGenerator:
         invitee_rs: Optional[CompiledRuleset] = None
         if invitee is not None:
             invitee_rs = (await self._rulesets_for([invitee]))[invitee]
-        if any(g.ruleset.needs_display_name for g in plan.groups) or (
-            invitee_rs is not None and invitee_rs.needs_display_name
+        if any(g.ruleset.needs_mention_index for g in plan.groups) or (
+            invitee_rs is not None and invitee_rs.needs_mention_index
         ):
-            profiles = await self._current_state.get_joined_member_profiles(event.room_id)
-            names = {u: p.displayname for u, p in profiles.items()}
+            names, facts.mentions = await self._mention_targets(event.room_id)
 
         try:
             return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
         except PowerLevelsNeeded:
             await self._load_power_levels(event, facts)
             return self._evaluate(event, facts, plan, invitee, invitee_rs, names)
+
+    async def _mention_targets(self, room_id: str) -> tuple[dict[str, Optional[str]], MentionIndex]:
+        """The joined members' display names and the local ones' :class:`MentionIndex`.
+
+        Kept while the room's current state map (one object until any state
+        changes, display names included) stays the same: most events cost a
+        cache look-up, not a query.
+        """
+        state = await self._current_state.get_current_state_ids(room_id)
+        cached = self._mentions.get(room_id)
+        if cached is not None and cached[0] is state:
+            return cached[1], cached[2]
+        profiles = await self._current_state.get_joined_member_profiles(room_id)
+        names = {u: p.displayname for u, p in profiles.items()}
+        local = [u for u in names if u.endswith(self._suffix)]
+        index = MentionIndex.build({u: names[u] for u in local}, local)
+        if await self._current_state.get_current_state_ids(room_id) is state:  # no change raced the query
+            if len(self._mentions) >= _MAX_PLANS:
+                self._mentions.clear()
+            self._mentions[room_id] = (state, names, index)
+        return names, index
 
     def _evaluate(
         self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import attrs
 
@@ -20,6 +20,8 @@ from matrixd.types import JsonDict
 
 #: Stands for the rule owner's user id in the templates of the default rules.
 USER_PLACEHOLDER = "[the user's Matrix ID]"
+#: Stands for the localpart of the rule owner's user id (the pattern of ``.m.rule.contains_user_name``).
+LOCALPART_PLACEHOLDER = "[the local part of the user's Matrix ID]"
 _MISSING = object()
 _WORD_CHARS = "A-Za-z0-9_"
 _MAX_SAFE_INT = 2**53 - 1
@@ -73,6 +75,83 @@ class PowerLevelsNeeded(Exception):
     """
 
 
+@functools.lru_cache(maxsize=4096)
+def _word_regex(text: str) -> "re.Pattern[str]":
+    """``text`` itself (case-insensitive) between word boundaries (``contains_display_name``)."""
+    return re.compile(f"(?<![{_WORD_CHARS}]){re.escape(text)}(?![{_WORD_CHARS}])", re.IGNORECASE)
+
+
+def localpart_of(user_id: str) -> str:
+    """The localpart of ``@localpart:server`` (the whole id without its sigil if it has no colon)."""
+    return user_id[1:].split(":", 1)[0]
+
+
+_WORD_RUN = re.compile(f"[{_WORD_CHARS}]+")
+_Pairs = tuple[tuple[str, str], ...]
+
+
+@attrs.frozen(slots=True)
+class MentionTargets:
+    """Texts (display names or localparts) of users, indexed to find which may occur in a body.
+
+    Pairs are (case-folded text, lower-cased user id).  An ASCII text that
+    starts with a word character can only match an ASCII body on word
+    boundaries where the body has its leading word as a whole word, so those
+    are looked up by that word; the other texts (and every text, for a
+    non-ASCII body) are tested as substrings of the case-folded body.  The
+    result is a superset of the users the regex test matches.
+    """
+
+    pairs: _Pairs
+    by_word: dict[str, _Pairs]
+    other: _Pairs
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[str, str]]) -> "MentionTargets":
+        all_pairs = tuple(pairs)
+        by_word: dict[str, list[tuple[str, str]]] = {}
+        other: list[tuple[str, str]] = []
+        for text, user in all_pairs:
+            lead = _WORD_RUN.match(text) if text.isascii() else None
+            if lead is None:
+                other.append((text, user))
+            else:
+                by_word.setdefault(lead.group(), []).append((text, user))
+        return cls(all_pairs, {w: tuple(p) for w, p in by_word.items()}, tuple(other))
+
+    def find(self, facts: "EventFacts", body: str) -> frozenset[str]:
+        """The users whose text may match ``body`` (already case-folded)."""
+        words = facts.body_words()
+        if words is None:
+            return frozenset(u for text, u in self.pairs if text in body)
+        found = {u for text, u in self.other if text in body}
+        by_word = self.by_word
+        for word in words:
+            for text, u in by_word.get(word, ()):
+                if text in body:
+                    found.add(u)
+        return frozenset(found)
+
+
+@attrs.frozen(slots=True)
+class MentionIndex:
+    """The local members' legacy mention targets (display names, localparts), built once per room state."""
+
+    display_names: MentionTargets
+    localparts: MentionTargets
+    #: Some localpart holds a glob character (historical ids): it may match text it does not contain.
+    glob_localparts: bool = False
+
+    @classmethod
+    def build(cls, names: Mapping[str, Optional[str]], local_users: Iterable[str]) -> "MentionIndex":
+        localparts = tuple((localpart_of(u).casefold(), u.lower()) for u in local_users)
+        return cls(
+            MentionTargets.build((n.casefold(), u.lower()) for u, n in names.items() if n),
+            MentionTargets.build(localparts),
+            any("*" in lp or "?" in lp for lp, _ in localparts),
+        )
+
+
 @attrs.define
 class EventFacts:
     """What conditions read about one event, computed once per event."""
@@ -86,7 +165,38 @@ class EventFacts:
     memo: dict[int, bool] = attrs.field(factory=dict)
     #: Outcomes by (ruleset id, answers of its user-dependent conditions); see ``CompiledRuleset``.
     outcomes: dict[tuple[int, tuple[bool, ...]], Any] = attrs.field(factory=dict)
+    #: The room's mention targets (None: unknown, user-dependent body conditions cannot narrow).
+    mentions: Optional[MentionIndex] = None
     _values: dict[str, Any] = attrs.field(factory=dict)
+    _folded_body: Optional[str] = None
+    _has_mentions: Optional[bool] = None
+    _body_words: Optional[frozenset[str]] = None
+
+    @property
+    def has_mentions(self) -> bool:
+        """Whether the content has an ``m.mentions`` property (of any value): legacy mention rules are off."""
+        if self._has_mentions is None:
+            content = self.event.get("content")
+            self._has_mentions = isinstance(content, dict) and "m.mentions" in content
+        return self._has_mentions
+
+    def folded_body(self) -> Optional[str]:
+        """``content.body`` case-folded, None if it is not a string."""
+        if self._folded_body is None:
+            body = self.value("content.body")
+            if not isinstance(body, str):
+                return None
+            self._folded_body = body.casefold()
+        return self._folded_body
+
+    def body_words(self) -> Optional[frozenset[str]]:
+        """The lower-case word runs of an ASCII ``content.body`` (None: no body, or not ASCII)."""
+        if self._body_words is None:
+            body = self.folded_body()
+            if body is None or not body.isascii():
+                return None
+            self._body_words = frozenset(_WORD_RUN.findall(body))
+        return self._body_words
 
     def value(self, key: str, path: Optional[tuple[str, ...]] = None) -> Any:
         """The property at the dotted path (``path``: the key already split), or ``_MISSING``."""
@@ -191,6 +301,16 @@ class PropertyContains(Condition):
         return frozenset(v.lower() for v in found if isinstance(v, str))
 
 
+def _narrow(facts: EventFacts, targets: Optional[MentionTargets]) -> Optional[frozenset[str]]:
+    """The users whose target text may occur in the body on word boundaries (a superset of the matches)."""
+    body = facts.folded_body()
+    if body is None:
+        return frozenset()
+    if targets is None:
+        return None
+    return targets.find(facts, body)
+
+
 class ContainsDisplayName(Condition):
     user_dependent = True
 
@@ -198,10 +318,34 @@ class ContainsDisplayName(Condition):
         body = facts.value("content.body")
         if not isinstance(body, str) or not user.display_name:
             return False
-        regex = re.compile(
-            f"(?<![{_WORD_CHARS}]){re.escape(user.display_name)}(?![{_WORD_CHARS}])", re.IGNORECASE
-        )
-        return regex.search(body) is not None
+        return _word_regex(user.display_name).search(body) is not None
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        return _narrow(facts, facts.mentions.display_names if facts.mentions is not None else None)
+
+
+class ContainsLocalpart(Condition):
+    """``content.body`` matches the user's localpart as a glob on word boundaries (``.m.rule.contains_user_name``).
+
+    The same test as an ``event_match`` on ``content.body`` whose pattern is the localpart.
+    """
+
+    user_dependent = True
+
+    def matches(self, facts: EventFacts, user: UserFacts) -> bool:
+        body = facts.value("content.body")
+        if not isinstance(body, str):
+            return False
+        localpart = localpart_of(user.user_id)
+        return bool(localpart) and glob_matches(localpart, body, word_boundary=True)
+
+    def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
+        index = facts.mentions
+        if index is None:
+            return None if facts.folded_body() is not None else frozenset()
+        if index.glob_localparts:
+            return None
+        return _narrow(facts, index.localparts)
 
 
 _COMPARATORS: dict[str, Callable[[int, int], bool]] = {

@@ -17,9 +17,11 @@ import attrs
 
 from matrixd.handlers.push_rules import RULE_KINDS, merge_push_rules
 from matrixd.push.conditions import (
+    LOCALPART_PLACEHOLDER,
     USER_PLACEHOLDER,
     Condition,
     ContainsDisplayName,
+    ContainsLocalpart,
     EventFacts,
     EventMatch,
     UserFacts,
@@ -55,21 +57,35 @@ def parse_actions(actions: Sequence[Any]) -> Actions:
     return Actions(notify, highlight, tuple(actions), json.dumps(list(actions), separators=(",", ":")))
 
 
+#: The pre-v1.17 default rules that intentional mentions replace (MSC3952, spec v1.7): they do not
+#: match an event whose content has an ``m.mentions`` property.
+LEGACY_MENTION_RULES = frozenset({".m.rule.contains_display_name", ".m.rule.contains_user_name", ".m.rule.roomnotif"})
+
+
 @attrs.frozen(slots=True)
 class CompiledRule:
     rule_id: str
     conditions: tuple[Condition, ...]
     actions: Actions
     needs_display_name: bool
+    #: Skipped for events with ``m.mentions`` (a server-default legacy mention rule).
+    legacy_mention: bool = False
+
+    @property
+    def needs_mention_index(self) -> bool:
+        """A condition can narrow its candidates with the room's :class:`MentionIndex`."""
+        return any(isinstance(c, (ContainsDisplayName, ContainsLocalpart)) for c in self.conditions)
 
 
 def compile_rule(kind: str, rule: JsonDict) -> CompiledRule:
     """One rule of any kind as a list of conditions (content, room and sender rules included)."""
     rule_id = rule["rule_id"]
+    is_default = rule.get("default") is True
     if kind == "content":
         pattern = rule.get("pattern")
         conds: list[Condition] = [
-            EventMatch("content.body", pattern) if isinstance(pattern, str) else compile_condition(None)
+            ContainsLocalpart() if is_default and pattern == LOCALPART_PLACEHOLDER
+            else EventMatch("content.body", pattern) if isinstance(pattern, str) else compile_condition(None)
         ]
     elif kind == "room":
         conds = [compile_condition({"kind": "event_match", "key": "room_id", "pattern": rule_id})]
@@ -82,6 +98,7 @@ def compile_rule(kind: str, rule: JsonDict) -> CompiledRule:
         conditions=tuple(conds),
         actions=parse_actions(rule.get("actions") or []),
         needs_display_name=any(isinstance(c, ContainsDisplayName) for c in conds),
+        legacy_mention=is_default and rule_id in LEGACY_MENTION_RULES,
     )
 
 
@@ -98,12 +115,18 @@ class CompiledRuleset:
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
         self.needs_display_name = any(r.needs_display_name for r in self.rules)
+        self.needs_mention_index = any(r.needs_mention_index for r in self.rules)
         user_conds: dict[int, Condition] = {}
+        outside_legacy: set[int] = set()
         for rule in self.rules:
             for cond in rule.conditions:
                 if cond.user_dependent:
                     user_conds.setdefault(id(cond), cond)
+                    if not rule.legacy_mention:
+                        outside_legacy.add(id(cond))
         self._user_conds = tuple(user_conds.values())
+        # With m.mentions the legacy rules are skipped: conditions only they use cannot change an outcome.
+        self._user_conds_with_mentions = tuple(c for c in self._user_conds if id(c) in outside_legacy)
         # Rules with an ``event_match`` on ``type`` against a literal only apply to that type:
         # most events are walked through a third of the default rules.
         self._rule_types = tuple(_literal_type(r) for r in self.rules)
@@ -127,7 +150,7 @@ class CompiledRuleset:
     def candidates(self, facts: EventFacts) -> Optional[frozenset[str]]:
         """Lower-cased ids of the users whose outcome may differ from :meth:`base` (None: anyone's may)."""
         out: set[str] = set()
-        for cond in self._user_conds:
+        for cond in self._user_conds_with_mentions if facts.has_mentions else self._user_conds:
             found = cond.candidates(facts)
             if found is None:
                 return None
@@ -153,7 +176,10 @@ class CompiledRuleset:
 
     def _walk(self, facts: EventFacts, user_answers: dict[int, bool]) -> Actions:
         memo = facts.memo
+        has_mentions = facts.has_mentions
         for rule in self._rules_for(facts):
+            if has_mentions and rule.legacy_mention:
+                continue
             for cond in rule.conditions:
                 key = id(cond)
                 if cond.user_dependent:

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from matrixd.push.conditions import EventFacts, UserFacts
+from matrixd.push.conditions import EventFacts, MentionIndex, UserFacts
 from matrixd.push.evaluator import RulesetCompiler, parse_actions
 from matrixd.storage.push_rules import StoredPushRule, UserPushRules
 
@@ -34,7 +34,19 @@ TABLE: list[tuple[str, dict[str, Any], int, float, list[Any]]] = [
     ("notice", msg(msgtype="m.notice"), 2, 0, []),
     ("user mention", msg(**{"m.mentions": {"user_ids": [ME]}}), 5, 0, ["notify", SOUND, HIGHLIGHT]),
     ("someone else's mention", msg(**{"m.mentions": {"user_ids": ["@x:test"]}}), 5, 0, ["notify"]),
-    ("body naming me is no mention", msg(body="@me:test hello"), 5, 0, ["notify"]),
+    # The legacy rules (spec v1.7-v1.16) for content without m.mentions; any m.mentions turns them off.
+    ("body naming my localpart", msg(body="@me:test hello"), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("localpart on word boundaries only", msg(body="meme time"), 5, 0, ["notify"]),
+    ("localpart any case", msg(body="hey ME!"), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("localpart with empty m.mentions", msg(body="@me:test hello", **{"m.mentions": {}}), 5, 0, ["notify"]),
+    ("body naming my display name", msg(body="hi Mister Me."), 5, 0, ["notify", SOUND, HIGHLIGHT]),
+    ("display name inside a word", msg(body="hi Mister Meow"), 5, 0, ["notify"]),
+    ("display name with m.mentions", msg(body="hi mister me", **{"m.mentions": {"user_ids": []}}), 5, 0,
+     ["notify"]),
+    ("@room by moderator", msg(body="@room lunch"), 5, 50, ["notify", HIGHLIGHT]),
+    ("@room by nobody", msg(body="@room lunch"), 5, 0, ["notify"]),
+    ("@room inside a word", msg(body="x@roomy"), 5, 50, ["notify"]),
+    ("@room with m.mentions", msg(body="@room lunch", **{"m.mentions": {}}), 5, 50, ["notify"]),
     ("room mention by moderator", msg(**{"m.mentions": {"room": True}}), 5, 50, ["notify", HIGHLIGHT]),
     ("room mention by nobody", msg(**{"m.mentions": {"room": True}}), 5, 0, ["notify"]),
     ("encrypted in a group", ev("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}), 5, 0, ["notify"]),
@@ -65,7 +77,7 @@ class DefaultRulesTests(unittest.TestCase):
         ruleset = self.compiler.compile(ME, stored or UserPushRules())
         facts = EventFacts(event=event, member_count=members, sender_power=power,
                            notification_levels={"room": 50})
-        return list(ruleset.evaluate(facts, UserFacts(ME)).actions)
+        return list(ruleset.evaluate(facts, UserFacts(ME, "Mister Me")).actions)
 
     def test_table(self) -> None:
         """Each sample event gets the actions of the first default rule that matches it."""
@@ -124,3 +136,45 @@ class DefaultRulesTests(unittest.TestCase):
         self.assertEqual(self.evaluate(ev("org.other", {}), 5, 0, stored), [])
         # The default rules pinned to m.room.message still apply to it whatever its case.
         self.assertEqual(self.evaluate({**msg(), "type": "M.Room.Message"}, 5, 0), ["notify"])
+
+
+class LegacyMentionCandidatesTests(unittest.TestCase):
+    """The legacy mention conditions narrow the users evaluated one by one, never dropping a match."""
+
+    def setUp(self) -> None:
+        self.ruleset = RulesetCompiler().compile(ME, UserPushRules())
+        self.names = {"@me:test": "Mister Me", "@ann:test": "Ann", "@x.y:test": None, "@other:test": "Ó Brádaigh",
+                      "@bot:test": "~Bot~"}
+
+    def facts(self, content: dict[str, Any], index: bool = True) -> EventFacts:
+        event = {"type": "m.room.message", "sender": "@z:test", "room_id": "!r:test", "content": content}
+        return EventFacts(event=event, member_count=5, sender_power=0, notification_levels={"room": 50},
+                          mentions=MentionIndex.build(self.names, self.names) if index else None)
+
+    def test_candidates_are_a_superset_of_matches(self) -> None:
+        bodies = ["hi mister me", "ANN?", "x.y: ping", "xx.y", "ó brádaigh!", "nothing", "annex", "me",
+                  "ann ✓", "héllo ~bot~", "a~BOT~b", "mister me ✓"]
+        for body in bodies:
+            facts = self.facts({"msgtype": "m.text", "body": body})
+            candidates = self.ruleset.candidates(facts)
+            assert candidates is not None
+            for user, name in self.names.items():
+                highlight = self.ruleset.evaluate(facts, UserFacts(user, name)).highlight
+                if highlight:
+                    self.assertIn(user.lower(), candidates, body)
+                if user.lower() not in candidates:
+                    self.assertEqual(self.ruleset.evaluate(facts, UserFacts(user, name)),
+                                     self.ruleset.base(facts), body)
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "ann"})), {"@ann:test"})
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "x.y"})), {"@x.y:test"})
+        self.assertEqual(self.ruleset.candidates(self.facts({"msgtype": "m.text", "body": "ann ✓ ~bot~"})),
+                         {"@ann:test", "@bot:test"})
+
+    def test_without_index_or_with_mentions(self) -> None:
+        """No index: anyone may match a body; m.mentions: only the mentioned users are candidates."""
+        self.assertIsNone(self.ruleset.candidates(self.facts({"body": "ann"}, index=False)))
+        self.assertEqual(self.ruleset.candidates(self.facts({"body": "ann", "m.mentions": {}}, index=False)),
+                         frozenset())
+        self.assertEqual(self.ruleset.candidates(self.facts({"body": "ann", "m.mentions": {"user_ids": [ME]}})),
+                         {ME})
+        self.assertEqual(self.ruleset.candidates(self.facts({"membership": "join"}, index=False)), frozenset())

@@ -16,7 +16,8 @@ SPEC_DEFINITIONS = "/work/shared/matrix-spec/data/api/client-server/definitions"
 
 OVERRIDE_ORDER = [
     ".m.rule.master", ".m.rule.suppress_notices", ".m.rule.invite_for_me", ".m.rule.member_event",
-    ".m.rule.is_user_mention", ".m.rule.is_room_mention", ".m.rule.tombstone", ".m.rule.reaction",
+    ".m.rule.is_user_mention", ".m.rule.contains_display_name", ".m.rule.is_room_mention", ".m.rule.roomnotif",
+    ".m.rule.tombstone", ".m.rule.reaction",
     ".m.rule.room.server_acl", ".m.rule.suppress_edits",
 ]
 UNDERRIDE_ORDER = [
@@ -51,8 +52,9 @@ class PushRulesTests(SyncTestCase):
         self.assertEqual(set(ruleset), {"override", "content", "room", "sender", "underride"})
         self.assertEqual([r["rule_id"] for r in ruleset["override"]], OVERRIDE_ORDER)
         self.assertEqual([r["rule_id"] for r in ruleset["underride"]], UNDERRIDE_ORDER)
-        self.assertEqual((ruleset["content"], ruleset["room"], ruleset["sender"]), ([], [], []))
-        for kind in ("override", "underride"):
+        self.assertEqual([r["rule_id"] for r in ruleset["content"]], [".m.rule.contains_user_name"])
+        self.assertEqual((ruleset["room"], ruleset["sender"]), ([], []))
+        for kind in ("override", "content", "underride"):
             for rule in ruleset[kind]:
                 self.assertIs(rule["default"], True)
                 self.assertIs(rule["enabled"], rule["rule_id"] != ".m.rule.master")
