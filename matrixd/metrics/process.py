@@ -21,25 +21,29 @@ from typing import Any, Callable
 
 from prometheus_client import Gauge, Histogram
 
-TICK_TIME = Histogram(
-    "python_twisted_reactor_tick_time", "Seconds spent running due calls in one reactor iteration",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
-)
-PENDING_CALLS = Gauge("python_twisted_reactor_pending_calls", "Timed calls waiting in the reactor")
-GC_TIME = Histogram(
-    "python_gc_time", "Seconds one garbage collection took, by generation", ["gen"],
-    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
-
 _installed = False
 
 
 def install_process_metrics(reactor: Any) -> None:
-    """Time the reactor's iterations and the GC's collections (idempotent)."""
+    """Time the reactor's iterations and the GC's collections (idempotent).
+
+    The metrics are registered here, not at import, so that importing matrixd
+    (tests do, next to Synapse's own modules in the differential tests)
+    registers no process-wide names.
+    """
     global _installed
     if _installed:
         return
     _installed = True
+    tick_time = Histogram(
+        "python_twisted_reactor_tick_time", "Seconds spent running due calls in one reactor iteration",
+        buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+    )
+    pending_calls = Gauge("python_twisted_reactor_pending_calls", "Timed calls waiting in the reactor")
+    gc_time = Histogram(
+        "python_gc_time", "Seconds one garbage collection took, by generation", ["gen"],
+        buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    )
     run_until_current: Callable[[], None] = reactor.runUntilCurrent
 
     def timed_run_until_current() -> None:
@@ -47,10 +51,10 @@ def install_process_metrics(reactor: Any) -> None:
         try:
             run_until_current()
         finally:
-            TICK_TIME.observe(time.perf_counter() - start)
+            tick_time.observe(time.perf_counter() - start)
 
     reactor.runUntilCurrent = timed_run_until_current
-    PENDING_CALLS.set_function(lambda: len(reactor.getDelayedCalls()))
+    pending_calls.set_function(lambda: len(reactor.getDelayedCalls()))
 
     started: dict[int, float] = {}
 
@@ -59,6 +63,6 @@ def install_process_metrics(reactor: Any) -> None:
         if phase == "start":
             started[generation] = time.perf_counter()
         elif generation in started:
-            GC_TIME.labels(str(generation)).observe(time.perf_counter() - started.pop(generation))
+            gc_time.labels(str(generation)).observe(time.perf_counter() - started.pop(generation))
 
     gc.callbacks.append(on_gc)
