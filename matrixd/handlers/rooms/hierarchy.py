@@ -38,9 +38,9 @@ MAX_SESSIONS = 1000
 
 
 class RemoteSpaceHierarchy(Protocol):
-    """Another server's ``GET /_matrix/federation/v1/hierarchy/{roomId}`` answer (raises on failure)."""
+    """Another server's ``GET /_matrix/federation/v1/hierarchy/{roomId}`` answer (None if it gave none)."""
 
-    async def get_hierarchy(self, destination: str, room_id: str, suggested_only: bool) -> JsonDict: ...
+    async def get_hierarchy(self, destination: str, room_id: str, suggested_only: bool) -> Optional[JsonDict]: ...
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -179,20 +179,23 @@ class SpaceHierarchyHandler:
         for server in pending.via:
             if server == self._server_name:
                 continue
-            try:
-                answer = await self._remote.get_hierarchy(server, pending.room_id, suggested_only)
-            except Exception as e:  # an unreachable or refusing server: try the next one
-                logger.info("hierarchy of %s from %s failed: %s", pending.room_id, server, e)
-                continue
-            room = answer.get("room") if isinstance(answer, dict) else None
+            answer = await self._remote.get_hierarchy(server, pending.room_id, suggested_only)
+            if answer is None:
+                continue  # an unreachable or refusing server: try the next one
+            room = answer.get("room")
             if not isinstance(room, dict) or room.get("room_id") != pending.room_id:
                 logger.info("hierarchy of %s from %s: answer is not about that room", pending.room_id, server)
                 continue
-            for child in answer.get("children") or []:
-                if isinstance(child, dict) and isinstance(child.get("room_id"), str):
+            # Only what the answer says about the room's own children is taken.
+            state = room.get("children_state")
+            child_ids = {c.get("state_key") for c in state if isinstance(c, dict)} if isinstance(state, list) else set()
+            children = answer.get("children")
+            for child in children if isinstance(children, list) else []:
+                if isinstance(child, dict) and child.get("room_id") in child_ids:
                     remote_children.setdefault(child["room_id"], child)
-            for child_id in answer.get("inaccessible_children") or []:
-                if isinstance(child_id, str):
+            hidden = answer.get("inaccessible_children")
+            for child_id in hidden if isinstance(hidden, list) else []:
+                if child_id in child_ids:
                     inaccessible.add(child_id)
             return room
         return None
