@@ -464,7 +464,7 @@ async def build_master_components(
     account_area.profile.set_remote_profiles(federation_out.profiles)
     rooms.aliases.set_remote_resolver(federation_out.aliases)
     rooms.directory.set_remote_directory(federation.remote_directory)
-    rooms.hierarchy.set_remote(FederationHierarchyClient(federation.client))
+    rooms.hierarchy.set_remote(FederationHierarchyClient(federation.client, clock))
     # -- end federation out --------------------------------------------------------------------
 
     # -- federation event flow: inbound /send, membership over federation, backfill --

@@ -265,6 +265,15 @@ class RemoteHierarchyTestCase(unittest.TestCase):
         self.assertEqual(body["rooms"][2]["name"], "Remote room")
         self.assertEqual(body["rooms"][2]["children_state"], [])
 
+    def test_remote_answer_cached(self) -> None:
+        """A second walk within the cache lifetime does not ask the remote again; after it, it does."""
+        self.client_get(hierarchy_path(self.space))
+        self.client_get(hierarchy_path(self.space))
+        self.assertEqual(len(self.asked), 1)
+        self.hs.advance(5 * 60 + 1)
+        self.client_get(hierarchy_path(self.space))
+        self.assertEqual(len(self.asked), 2)
+
     def test_suggested_only_passed_on(self) -> None:
         """suggested_only is passed to the remote server."""
         self.client_get(hierarchy_path(self.space, suggested_only=True))
