@@ -101,6 +101,10 @@ from matrixd.handlers.rooms.aliases import RoomAliasHandler
 from matrixd.handlers.rooms.area import RoomsArea
 from matrixd.handlers.rooms.context import EventContextHandler
 from matrixd.handlers.rooms.directory import RoomDirectoryHandler
+from matrixd.handlers.rooms.hierarchy import SpaceHierarchyHandler
+from matrixd.handlers.rooms.space_summary import SpaceRoomSummaries
+from matrixd.federation.hierarchy_client import FederationHierarchyClient
+from matrixd.rest.client.hierarchy import SpaceHierarchyServlet
 from matrixd.handlers.rooms.members import RoomMembersHandler
 from matrixd.handlers.rooms.membership_requests import MembershipRatelimits, MembershipRequestHandler
 from matrixd.handlers.rooms.messages import PaginationHandler
@@ -460,6 +464,7 @@ async def build_master_components(
     account_area.profile.set_remote_profiles(federation_out.profiles)
     rooms.aliases.set_remote_resolver(federation_out.aliases)
     rooms.directory.set_remote_directory(federation.remote_directory)
+    rooms.hierarchy.set_remote(FederationHierarchyClient(federation.client, clock))
     # -- end federation out --------------------------------------------------------------------
 
     # -- federation event flow: inbound /send, membership over federation, backfill --
@@ -606,6 +611,10 @@ def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomC
         reports=ReportHandler(server_name=config.server.server_name, reports=reports_store, rooms=st.rooms,
                               events=st.events, current_state=st.current_state, users=users,
                               visibility=visibility),
+        hierarchy=SpaceHierarchyHandler(
+            server_name=config.server.server_name, clock=clock, current_state=st.current_state,
+            summaries=SpaceRoomSummaries(rooms=st.rooms, events=st.events, current_state=st.current_state),
+        ),
     )
     return rooms
 
@@ -683,6 +692,7 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
         OpenIdUserInfoServlet(fo.openid),
         HierarchyServlet(fed.authenticator, fed.acl, fo.hierarchy),
     ]
+    client.append(SpaceHierarchyServlet(c.auth, c.rooms.hierarchy))  # its pagination state is per process
     client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
     # -- federation event flow: /send, make/send join, leave, knock, invite --
     federation.extend(federation_flow_servlets(fed, c.federation_flow))

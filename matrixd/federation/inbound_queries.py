@@ -8,12 +8,10 @@ its user-signing key, leaves the server).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Optional
-
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
-from matrixd.events.event import Event
 from matrixd.federation.visibility import ServerVisibility, domain_or_none
 from matrixd.handlers.e2e.keys import E2EKeysHandler
+from matrixd.handlers.rooms.space_summary import JOINABLE_RULES, SpaceRoomSummaries
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.federation_sender import FederationSenderStore, OpenIdTokenStore
@@ -23,8 +21,6 @@ from matrixd.util.clock import Clock
 
 #: The viewer of federation key queries: matches no user.
 _NOBODY = Requester(user_id="", device_id=None, access_token_id=None)
-SPACE_CHILD = "m.space.child"
-_JOINABLE_RULES = frozenset({"public", "knock", "knock_restricted"})
 
 
 def _bad(msg: str) -> MatrixError:
@@ -117,93 +113,28 @@ class SpaceHierarchy:
     def __init__(self, *, rooms: RoomStore, events: EventStore, current_state: CurrentStateStore,
                  visibility: ServerVisibility) -> None:
         self._rooms = rooms
-        self._events = events
-        self._current = current_state
         self._visibility = visibility
+        self._summaries = SpaceRoomSummaries(rooms=rooms, events=events, current_state=current_state)
 
     async def get_hierarchy(self, origin: str, room_id: str, suggested_only: bool) -> JsonDict:
         if await self._rooms.get_room(room_id) is None or not await self._accessible(origin, room_id):
             raise NotFoundError("Unknown room")
-        children_state = await self._children_state(room_id, suggested_only)
-        room = await self._summary(room_id)
-        room["children_state"] = [_stripped(e) for e in children_state]
+        room = await self._summaries.summary(room_id, suggested_only=suggested_only)
         children: list[JsonDict] = []
         inaccessible: list[str] = []
-        for event in children_state:
-            child_id = event.state_key
-            assert child_id is not None
-            if await self._rooms.get_room(child_id) is None or not await self._current.get_users_in_room(child_id):
+        for child in room["children_state"]:
+            child_id = child["state_key"]
+            if not await self._summaries.is_known(child_id):
                 continue  # we cannot describe it: left out, as the spec asks
             if await self._accessible(origin, child_id):
-                summary = await self._summary(child_id)
-                summary["children_state"] = [_stripped(e) for e in await self._children_state(child_id, False)]
-                children.append(summary)
+                children.append(await self._summaries.summary(child_id))
             else:
                 inaccessible.append(child_id)
         return {"room": room, "children": children, "inaccessible_children": inaccessible}
 
-    async def _state_content(self, room_id: str, event_type: str) -> JsonDict:
-        event = await self._current.get_current_state_event(room_id, event_type, "")
-        return dict(event.content) if event is not None else {}
-
     async def _accessible(self, origin: str, room_id: str) -> bool:
         """Whether ``origin`` could peek or join: world-readable, a joinable rule, or already in the room."""
-        if await self._visibility.is_room_world_readable(room_id):
+        if await self._summaries.is_world_readable(room_id):
             return True
-        join_rule = (await self._state_content(room_id, "m.room.join_rules")).get("join_rule")
-        return join_rule in _JOINABLE_RULES or await self._visibility.is_host_in_room(origin, room_id)
-
-    async def _children_state(self, room_id: str, suggested_only: bool) -> list[Event]:
-        state = await self._current.get_current_state_ids(room_id)
-        ids = [eid for (etype, _sk), eid in sorted(state.items()) if etype == SPACE_CHILD]
-        found = await self._events.get_events(ids)
-        out = []
-        for eid in ids:
-            event = found.get(eid)
-            if event is None:
-                continue
-            via = event.content.get("via")
-            if not isinstance(via, list) or not via or not all(isinstance(v, str) for v in via):
-                continue  # no via: the child relation was removed
-            if suggested_only and event.content.get("suggested") is not True:
-                continue
-            out.append(event)
-        return out
-
-    async def _summary(self, room_id: str) -> JsonDict:
-        create = await self._state_content(room_id, "m.room.create")
-        join_rules = await self._state_content(room_id, "m.room.join_rules")
-        info = await self._rooms.get_room(room_id)
-        summary: JsonDict = {
-            "room_id": room_id,
-            "num_joined_members": len(await self._current.get_users_in_room(room_id)),
-            "world_readable": await self._visibility.is_room_world_readable(room_id),
-            "guest_can_join": (await self._state_content(room_id, "m.room.guest_access")).get("guest_access")
-            == "can_join",
-            "join_rule": join_rules.get("join_rule", "invite"),
-        }
-        if info is not None:
-            summary["room_version"] = info.room_version
-        optional: list[tuple[str, str, str]] = [
-            ("name", "m.room.name", "name"), ("topic", "m.room.topic", "topic"),
-            ("avatar_url", "m.room.avatar", "url"), ("canonical_alias", "m.room.canonical_alias", "alias"),
-            ("encryption", "m.room.encryption", "algorithm"),
-        ]
-        for field, event_type, key in optional:
-            value: Any = (await self._state_content(room_id, event_type)).get(key)
-            if isinstance(value, str) and value:
-                summary[field] = value
-        room_type: Optional[Any] = create.get("type")
-        if isinstance(room_type, str):
-            summary["room_type"] = room_type
-        allow = join_rules.get("allow")
-        if isinstance(allow, list):
-            summary["allowed_room_ids"] = sorted({a["room_id"] for a in allow if isinstance(a, dict)
-                                                  and a.get("type") == "m.room_membership"
-                                                  and isinstance(a.get("room_id"), str)})
-        return summary
-
-
-def _stripped(event: Event) -> JsonDict:
-    return {"type": event.type, "state_key": event.state_key, "content": dict(event.content), "sender": event.sender,
-            "origin_server_ts": event.origin_server_ts}
+        return (await self._summaries.join_rule(room_id) in JOINABLE_RULES
+                or await self._visibility.is_host_in_room(origin, room_id))

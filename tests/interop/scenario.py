@@ -107,6 +107,26 @@ class InteropScenario(unittest.TestCase):
 
     # -- the scenario ---------------------------------------------------------------------------
 
+    async def test_space_hierarchy_across_servers(self) -> None:
+        """The guest's client /hierarchy of a space hosted on the other server describes the child room
+        the guest server is not in, as fetched from the host (``GET /_matrix/federation/v1/hierarchy``)."""
+        alice, bob = await self._users()
+        space, space_alias = await self._public_room(alice, creation_content={"type": "m.space"})
+        child = await alice.create_room(preset="public_chat", name="child room", topic="inside the space")
+        await alice.send_state(space, "m.space.child", {"via": [self.host.server_name]}, child)
+        await bob.join(space_alias)
+        await self._wait_member(alice, space, bob.user_id, "join")
+
+        async def listed() -> Any:
+            result = await bob.request("GET", f"/_matrix/client/v1/rooms/{space}/hierarchy")
+            return {room["room_id"]: room for room in result["rooms"]} if len(result["rooms"]) > 1 else None
+        rooms = await bob.wait_for(listed)
+        self.assertEqual(set(rooms), {space, child})
+        self.assertEqual(rooms[child]["name"], "child room")
+        self.assertEqual(rooms[child]["topic"], "inside the space")
+        self.assertEqual(rooms[child]["join_rule"], "public")
+        self.assertEqual([c["state_key"] for c in rooms[space]["children_state"]], [child])
+
     async def test_join_by_alias_then_messages_typing_receipts_both_ways(self) -> None:
         """The guest's user joins the host's room by alias; messages, typing and receipts cross both ways."""
         alice, bob = await self._users()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.interop import scenario
 
 
@@ -36,27 +34,6 @@ class MatrixdHostsSynapseJoins(scenario.InteropScenario):
                     key_id, signedjson.key.decode_base64(entry["key"]))
                 signedjson.sign.verify_signed_json(keys, server.server_name, verify_key)
             self.assertTrue(server.client_url.startswith("http://127.0.0.1:"))
-
-    async def test_space_hierarchy_of_a_matrixd_space(self) -> None:
-        """Synapse's /hierarchy of a space hosted here fetches the child rooms it is not in from matrixd
-        (``GET /_matrix/federation/v1/hierarchy``). Only in this direction: matrixd has no client-side
-        /hierarchy endpoint."""
-        alice, bob = await self._users()
-        space, space_alias = await self._public_room(alice, creation_content={"type": "m.space"})
-        child = await alice.create_room(preset="public_chat", name="child room", topic="inside the space")
-        await alice.send_state(space, "m.space.child", {"via": [self.host.server_name]}, child)
-        await bob.join(space_alias)
-        await self._wait_member(alice, space, bob.user_id, "join")
-
-        async def listed() -> Any:
-            result = await bob.request("GET", f"/_matrix/client/v1/rooms/{space}/hierarchy")
-            return {room["room_id"]: room for room in result["rooms"]} if len(result["rooms"]) > 1 else None
-        rooms = await bob.wait_for(listed)
-        self.assertEqual(set(rooms), {space, child})
-        self.assertEqual(rooms[child]["name"], "child room")
-        self.assertEqual(rooms[child]["topic"], "inside the space")
-        self.assertEqual(rooms[child]["join_rule"], "public")
-        self.assertEqual([c["state_key"] for c in rooms[space]["children_state"]], [child])
 
 
 class SynapseHostsMatrixdJoins(scenario.InteropScenario):

@@ -8,6 +8,7 @@ from matrixd.handlers.rooms.access import RoomAccessChecker
 from matrixd.handlers.rooms.aliases import RoomAliasHandler
 from matrixd.handlers.rooms.context import EventContextHandler
 from matrixd.handlers.rooms.directory import RoomDirectoryHandler
+from matrixd.handlers.rooms.hierarchy import SpaceHierarchyHandler
 from matrixd.handlers.rooms.members import RoomMembersHandler
 from matrixd.handlers.rooms.membership_requests import MembershipRequestHandler
 from matrixd.handlers.rooms.messages import PaginationHandler
@@ -40,3 +41,4 @@ class RoomsArea:
     directory: RoomDirectoryHandler
     upgrade: RoomUpgradeHandler
     reports: ReportHandler
+    hierarchy: SpaceHierarchyHandler
