@@ -234,6 +234,14 @@ class BroadcastRowTests(SyncTestCase):
         self.assertEqual(badge, 3)
 
 
+def separate_push_txns() -> float:
+    """How many transactions of their own push actions have taken (none for messages: they commit with the event)."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
+    return value or 0.0
+
+
 class ConsistencyTests(SyncTestCase):
     def test_long_poll_woken_by_event_counts_it(self) -> None:
         """The /sync woken by a message already counts it (actions are stored before the announcement)."""
@@ -255,44 +263,33 @@ class ConsistencyTests(SyncTestCase):
     def test_message_actions_written_in_the_event_transaction(self) -> None:
         """A message's push actions commit with the event (no transaction of their own); member events'
         actions are stored after the event, before its announcement."""
-        from prometheus_client import REGISTRY
-
-        def separate_txns() -> float:
-            value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
-            return value or 0.0
-
         alice, _ = self.user("alice")
         bob, btok = self.user("bob")
         room = self.create_room(alice, preset="public_chat")
         self.join(bob, room)
-        before = separate_txns()
+        before = separate_push_txns()
         self.send(alice, room, "one")
         self.send(alice, room, "two")
-        self.assertEqual(separate_txns(), before)
+        self.assertEqual(separate_push_txns(), before)
         body = self.sync(btok)
         self.assertEqual(body["rooms"]["join"][room]["unread_notifications"],
                          {"notification_count": 2, "highlight_count": 0})
         carol, ctok = self.user("carol")
         self.membership(alice, carol, room, "invite")
-        self.assertEqual(separate_txns(), before + 1)
+        self.assertEqual(separate_push_txns(), before + 1)
         self.assertEqual(self.sync(ctok)["rooms"]["invite"].keys(), {room})
 
     def test_group_committed_messages_get_their_actions_in_the_same_transaction(self) -> None:
         """Messages queued behind the room lock persist together; each one's push actions commit with them."""
-        from prometheus_client import REGISTRY
         from twisted.internet import defer
 
         from matrixd.handlers.events.creation import EventSpec
-
-        def separate_txns() -> float:
-            value = REGISTRY.get_sample_value("matrixd_db_txn_duration_seconds_count", {"desc": "add_push_actions"})
-            return value or 0.0
 
         alice, _ = self.user("alice")
         bob, btok = self.user("bob")
         room = self.create_room(alice, preset="public_chat")
         self.join(bob, room)
-        before = separate_txns()
+        before = separate_push_txns()
         lock = self.core.creation.room_lock.queue(room)
         self.hs.run(lock.__aenter__())
         queued = [
@@ -305,7 +302,7 @@ class ConsistencyTests(SyncTestCase):
         self.hs.advance(0.1)
         for d in queued:
             self.successResultOf(d)
-        self.assertEqual(separate_txns(), before)
+        self.assertEqual(separate_push_txns(), before)
         body = self.sync(btok)
         self.assertEqual(body["rooms"]["join"][room]["unread_notifications"],
                          {"notification_count": 3, "highlight_count": 0})

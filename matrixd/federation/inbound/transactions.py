@@ -39,6 +39,18 @@ MAX_PDUS = 50
 MAX_EDUS = 100
 
 
+
+def transaction_contents(body: JsonDict) -> tuple[list[Any], list[Any]]:
+    """A ``/send`` body's PDUs and EDUs, checked against the spec's shape and limits (400 otherwise)."""
+    pdus = body.get("pdus", [])
+    edus = body.get("edus", [])
+    if not isinstance(pdus, list) or not isinstance(edus, list):
+        raise MatrixError(400, "pdus and edus must be lists", Codes.BAD_JSON)
+    if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+        raise MatrixError(400, f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs",
+                          Codes.BAD_JSON)
+    return pdus, edus
+
 class TransactionHandler:
     def __init__(
         self,
@@ -59,13 +71,7 @@ class TransactionHandler:
         self._txn_lock = Linearizer("federation_txn")
 
     async def on_transaction(self, origin: str, txn_id: str, body: JsonDict) -> JsonDict:
-        pdus = body.get("pdus", [])
-        edus = body.get("edus", [])
-        if not isinstance(pdus, list) or not isinstance(edus, list):
-            raise MatrixError(400, "pdus and edus must be lists", Codes.BAD_JSON)
-        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
-            raise MatrixError(400, f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs",
-                              Codes.BAD_JSON)
+        pdus, edus = transaction_contents(body)
         async with self._txn_lock.queue((origin, txn_id)):
             previous = await self._store.get_response(origin, txn_id)
             if previous is not None:

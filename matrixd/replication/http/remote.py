@@ -26,8 +26,7 @@ from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.rooms.send import EventSendHandler
 from matrixd.handlers.typing import TypingHandler
 from matrixd.events.event import Event
-from matrixd.federation.inbound.transactions import MAX_EDUS, MAX_PDUS, TransactionHandler
-from matrixd.api.errors import Codes, MatrixError
+from matrixd.federation.inbound.transactions import TransactionHandler, transaction_contents
 from matrixd.replication.http import writes
 from matrixd.replication.http.client import RemoteWriter
 from matrixd.streams.notifier import Notifier
@@ -256,13 +255,7 @@ class RemoteTransactionHandler(TransactionHandler):
         self._writer = writer
 
     async def on_transaction(self, origin: str, txn_id: str, body: JsonDict) -> JsonDict:
-        pdus = body.get("pdus", [])
-        edus = body.get("edus", [])
-        if not isinstance(pdus, list) or not isinstance(edus, list):
-            raise MatrixError(400, "pdus and edus must be lists", Codes.BAD_JSON)
-        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
-            raise MatrixError(400, f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs",
-                              Codes.BAD_JSON)
+        pdus, edus = transaction_contents(body)
         return await self._writer.write(writes.FEDERATION_TRANSACTION, {
             "origin": origin, "txn_id": txn_id, "body": {"pdus": pdus, "edus": edus},
         })
