@@ -278,6 +278,44 @@ class InboundTransactionTestCase(unittest.TestCase):
         latest = self.hs.run(self.st.events.get_latest_event_ids_in_room(self.room_id))
         self.assertEqual(sorted(latest), sorted([local, topic.event_id]))
 
+    def test_current_state_is_the_resolution_of_all_extremities(self) -> None:
+        """A local moderator names the room (N1); a remote admin demotes him (P2, after N1) while he renames
+        it (N2, after N1). Each event received on P2's branch leaves the room's state the resolution of the
+        states at every forward extremity (no name: both names fail against P2), not the current state
+        resolved against the branch (in v2.1 that brings N1 back once P2 is no longer conflicted)."""
+        carol, _ = self.hs.create_user("carol")
+        self.local_send(self.alice, "m.room.power_levels",
+                        {"users": {BOB: 100, carol: 50}, "state_default": 50}, "")
+        self.join_bob()
+        self.local_send(carol, "m.room.member", {"membership": "join"}, carol)
+        n1 = self.stored(self.local_send(carol, "m.room.name", {"name": "one"}, ""))
+        assert n1 is not None
+        state_at_n1 = self.hs.run(self.st.current_state.get_current_state_ids(self.room_id))
+        self.local_send(carol, "m.room.name", {"name": "two"}, "")  # N2, after N1
+        demote = self.event(BOB, "m.room.power_levels", {"users": {BOB: 100, carol: 0}, "state_default": 50}, "",
+                            prev_events=[n1], state=state_at_n1, ts=1)
+        state_after_p2 = {**state_at_n1, ("m.room.power_levels", ""): demote.event_id}
+        merge_a = self.event(BOB, "m.room.message", {"msgtype": "m.text", "body": "after"},
+                             prev_events=[demote], state=state_after_p2, ts=2)
+        core = self.hs.components.core
+        rv = self.hs.run(self.st.rooms.get_room_version(self.room_id))
+
+        def assert_current_is_resolved() -> None:
+            current = self.hs.run(self.st.current_state.get_current_state_ids(self.room_id))
+            self.assertNotIn(("m.room.name", ""), current)
+            self.assertEqual(current[("m.room.power_levels", "")], demote.event_id)
+            extremities = self.hs.run(self.st.events.get_latest_event_ids_in_room(self.room_id))
+            at = self.hs.run(core.state_calc.state_after_events(self.room_id, rv, extremities))
+            self.assertEqual(dict(current), dict(at.state_ids))
+
+        for ev in (demote, merge_a):
+            self.assertEqual(self.send(ev), {ev.event_id: {}})
+            assert_current_is_resolved()
+        # A local event merging the forks sees (and keeps) the same state.
+        merge_b = self.local_send(carol, "m.room.message", {"msgtype": "m.text", "body": "merged"})
+        self.assertEqual(self.hs.run(self.st.events.get_latest_event_ids_in_room(self.room_id)), [merge_b])
+        assert_current_is_resolved()
+
     def test_remote_redactions_of_local_events_follow_power(self) -> None:
         """A received redaction of another server's event applies when its sender may redact (power level
         in the state before it), and not otherwise (room v3+ "Handling redactions")."""

@@ -234,7 +234,7 @@ class FederationEventHandler:
             event.internal_metadata.rejected_reason = f"auth: {e.msg}"
 
     async def _check_soft_fail(self, event: Event, state_before: StateMap) -> None:
-        """Check against the room's state as it will be: the current state merged with the event's branch."""
+        """Check against the room's state as it will be: the other extremities' states and the event's, resolved."""
         current = await self._current.get_current_state_ids(event.room_id)
         if not current or dict(current) == dict(state_before):
             return
@@ -242,7 +242,9 @@ class FederationEventHandler:
         extremities = set(await self._events.get_latest_event_ids_in_room(event.room_id))
         against: StateMap = current
         if not extremities <= set(event.prev_event_ids()):
-            against = await self._state_calc.resolve(event.room_id, rv, [current, state_before])
+            against = await self._state_calc.resolve_with_extremities(
+                event.room_id, rv, sorted(extremities - set(event.prev_event_ids())), state_before
+            )
         keys = set(auth_types_for_event(rv, event)) | {CREATE_KEY}
         state_events = await self._state_calc.load_state_events(against, keys)
         create = state_events.get(CREATE_KEY) or await self._create_event(rv, event.room_id, [])

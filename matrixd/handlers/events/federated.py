@@ -3,8 +3,9 @@
 A local event always extends every forward extremity, so the state after it
 is the new current state.  A received event may extend only some of them (or
 an old part of the DAG); the room's state is then the resolution of the
-current state and the state after the event.  Rejected, soft-failed and
-backfilled events never change the current state.  Callers hold the room lock.
+states after the other forward extremities and the state after the event
+(not of the current state, itself a resolution, against the latter).
+Rejected, soft-failed and backfilled events never change the current state.  Callers hold the room lock.
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ class ReceivedEventPersister:
                 if extremities <= set(event.prev_event_ids()):
                     new_current = state_after
                 else:
-                    old = await self._current.get_current_state_ids(event.room_id)
-                    new_current = await self._state_calc.resolve(
-                        event.room_id, event.room_version, [old, state_after], {event.event_id: event}
+                    # The other leaves stay extremities: the room's state is the resolution of the
+                    # states at all of them, as a later merge event will compute it.
+                    others = extremities - set(event.prev_event_ids())
+                    new_current = await self._state_calc.resolve_with_extremities(
+                        event.room_id, event.room_version, sorted(others), state_after, {event.event_id: event}
                     )
         redaction_authorised = False
         if event.type == "m.room.redaction" and not event.rejected:

@@ -49,6 +49,33 @@ class StateCalculator:
         )
         return StateAtPoint(resolved, None)
 
+    async def state_sets_after_events(self, room_id: str, event_ids: Collection[str]) -> list[StateMap]:
+        """The distinct states after each of ``event_ids`` (unresolved; one per state group)."""
+        if not event_ids:
+            return []
+        groups = await self._state.get_state_groups_for_events(event_ids)
+        missing = [e for e in event_ids if e not in groups]
+        if missing:
+            raise RuntimeError(f"no state known after events {missing} in {room_id}")
+        by_group = await self._state.get_state_ids_for_groups(sorted(set(groups.values())))
+        return list(by_group.values())
+
+    async def resolve_with_extremities(
+        self, room_id: str, room_version: RoomVersion, extremities: Collection[str], state: StateMap,
+        extra_events: Optional[Mapping[str, Event]] = None,
+    ) -> StateMap:
+        """The room's state with a branch whose state is ``state`` joined to the forward ``extremities``.
+
+        Resolves the states after each extremity together with ``state``: the
+        state a merge event on all of them will see.  (Resolving the *current*
+        state, itself a resolution, against ``state`` is not the same: in v2.1
+        the iterative auth checks start from an empty map, so an event beaten
+        by a power change in one fork can win again once that change is
+        unconflicted.)
+        """
+        sets = await self.state_sets_after_events(room_id, extremities)
+        return await self.resolve(room_id, room_version, [*sets, state], extra_events)
+
     async def resolve(self, room_id: str, room_version: RoomVersion, state_sets: Sequence[StateMap],
                       extra_events: Optional[Mapping[str, Event]] = None) -> StateMap:
         """Resolve ``state_sets`` (e.g. the current state and the state after a received event).
