@@ -301,8 +301,9 @@ class MatrixFederationClient:
         attempt = 0
         while True:
             try:
-                code, response_headers, response_body = await self._attempt(method, url, headers, body, attempt_timeout, limit,
-                                                           destination)
+                code, response_headers, response_body = await self._attempt(
+                    method, url, headers, body, attempt_timeout, limit, destination
+                )
             except RequestSendFailed as e:
                 if not e.can_retry or attempt >= max_retries:
                     raise
