@@ -81,7 +81,7 @@ class FederationMediaFetcher:
     def __init__(self, client: MatrixFederationClient, reactor: Any, redirect_agent: Optional[IAgent] = None) -> None:
         self._client = client
         self._reactor = reactor
-        self._redirect_agent = redirect_agent
+        self.redirect_agent = redirect_agent
 
     async def fetch_media(
         self, server_name: str, media_id: str, sink: MediaSink, *, max_size: int, timeout_ms: int
@@ -135,11 +135,11 @@ class FederationMediaFetcher:
     async def _fetch_location(
         self, server_name: str, location: str, sink: MediaSink, max_size: int, timeout: float
     ) -> RemoteMediaMetadata:
-        if self._redirect_agent is None or urlsplit(location).scheme.lower() != "https":
+        if self.redirect_agent is None or urlsplit(location).scheme.lower() != "https":
             raise MatrixError(502, f"{server_name} redirected the media to a location we do not follow",
                               Codes.UNKNOWN)
         try:
-            d = self._redirect_agent.request(b"GET", location.encode("ascii"), Headers({b"User-Agent": [b"matrixd"]}))
+            d = self.redirect_agent.request(b"GET", location.encode("ascii"), Headers({b"User-Agent": [b"matrixd"]}))
             d.addTimeout(timeout, self._reactor)
             response = await d
             body_d = read_body_limited(response, max_size)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.trial import unittest
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+from zope.interface import implementer
+
+from matrixd.federation.media_client import FederationMediaFetcher
 
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import respond_with_bytes
@@ -230,6 +239,78 @@ class FetchOverFederationTestCase(unittest.TestCase):
         self.remote.handle("GET", f"{FED}/download/(?P<media_id>[^/]+)", handler)
         channel = self.download("redirected")
         self.assertEqual(channel.code, 502, channel.result_body)
+
+
+@implementer(IResponse)
+class _CannedResponse:
+    def __init__(self, code: int, body: bytes, headers: dict[bytes, list[bytes]]) -> None:
+        self.code = code
+        self.phrase = b"OK"
+        self.version = (b"HTTP", 1, 1)
+        self.headers = Headers(headers)
+        self.length = len(body)
+        self.request = None
+        self.previousResponse = None
+        self._body = body
+
+    def deliverBody(self, protocol: Protocol) -> None:
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+    def setPreviousResponse(self, response: Any) -> None:
+        pass
+
+
+class _CannedAgent:
+    """An HTTPS "CDN": answers every URL from ``files``, recording what was asked."""
+
+    def __init__(self, files: dict[bytes, tuple[bytes, bytes]]) -> None:
+        self.files = files
+        self.requested: list[bytes] = []
+
+    def request(self, method: bytes, uri: bytes, headers: Any = None, bodyProducer: Any = None) -> Any:
+        self.requested.append(uri)
+        if uri not in self.files:
+            return defer.succeed(_CannedResponse(404, b"", {}))
+        data, media_type = self.files[uri]
+        return defer.succeed(_CannedResponse(200, data, {
+            b"Content-Type": [media_type], b"Content-Disposition": [b'attachment; filename="cdn.bin"'],
+        }))
+
+
+class FollowLocationTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.hs, self.network, self.remote = make_federating_homeserver(
+            self, {"media_store_path": os.path.abspath(self.mktemp())}
+        )
+        _, self.token = self.hs.create_user("alice")
+        self.cdn = _CannedAgent({b"https://cdn.remote.test/m/1?sig=abc": (b"bytes from the cdn", b"text/plain")})
+        c = self.hs.components
+        c.media.repository.set_remote(FederationMediaFetcher(c.federation.client, self.hs.reactor, self.cdn))
+
+        async def handler(origin: str, content: Any, request: MatrixRequest, media_id: str) -> None:
+            body = (b"--b\r\nContent-Type: application/json\r\n\r\n{}\r\n--b\r\n"
+                    b"Location: https://cdn.remote.test/m/" + media_id.encode() + b"?sig=abc\r\n\r\n\r\n--b--\r\n")
+            respond_with_bytes(request, 200, body, b"multipart/mixed; boundary=b")
+
+        self.remote.handle("GET", f"{FED}/download/(?P<media_id>[^/]+)", handler)
+
+    def download(self, media_id: str) -> FakeChannel:
+        return self.hs.request("GET", f"{CLIENT}/download/{REMOTE}/{media_id}", access_token=self.token)
+
+    def test_location_is_followed(self) -> None:
+        channel = self.download("1")
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(channel.result_body, b"bytes from the cdn")
+        self.assertEqual(channel.headers.getRawHeaders(b"Content-Type"), [b"text/plain"])
+        self.assertEqual(self.cdn.requested, [b"https://cdn.remote.test/m/1?sig=abc"])
+        cached = self.hs.run(self.hs.components.media.store.get_remote_media(REMOTE, "1"))
+        assert cached is not None
+        self.assertEqual(cached.upload_name, "cdn.bin")
+
+    def test_location_404_is_404(self) -> None:
+        channel = self.download("2")
+        self.assertEqual((channel.code, channel.json_body["errcode"]), (404, "M_NOT_FOUND"))
 
 
 class MultipartParserTestCase(unittest.TestCase):
