@@ -29,7 +29,12 @@ from twisted.web.iweb import IAgent
 
 from matrixd.api.errors import Codes, MatrixError, NotFoundError
 from matrixd.federation.transport.body import BodyTooLargeError, read_body_limited
-from matrixd.federation.transport.client import HttpResponseException, MatrixFederationClient, RequestSendFailed
+from matrixd.federation.transport.client import (
+    HttpResponseException,
+    MatrixFederationClient,
+    RequestSendFailed,
+    ResponseTooLargeError,
+)
 from matrixd.media.headers import DEFAULT_MEDIA_TYPE, filename_from_disposition
 from matrixd.media.multipart import MultipartError, parse_media_multipart
 from matrixd.media.remote import MediaSink, RemoteMediaMetadata
@@ -162,7 +167,7 @@ class FederationMediaFetcher:
 
     @staticmethod
     def _send_failed(server_name: str, e: RequestSendFailed) -> MatrixError:
-        if "larger than" in e.reason:
+        if isinstance(e, ResponseTooLargeError):
             return _too_large()
         logger.info("fetching media from %s failed: %s", server_name, e.reason)
         return MatrixError(502, f"Could not fetch the media from {server_name}: {e.reason}", Codes.UNKNOWN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any, Optional
 
@@ -35,8 +36,6 @@ def multipart_of(channel: FakeChannel) -> tuple[dict[str, object], MediaPart]:
 
 def multipart_body(data: bytes, media_type: str, disposition: Optional[str] = None) -> tuple[bytes, str]:
     """What a remote server would send: (body, Content-Type)."""
-    import io
-
     headers = {"Content-Type": media_type}
     if disposition is not None:
         headers["Content-Disposition"] = disposition
@@ -138,15 +137,20 @@ class ServeFederationMediaTestCase(unittest.TestCase):
         self.assertEqual((channel.code, channel.json_body["errcode"]), (401, "M_UNAUTHORIZED"))
 
 
-class FetchOverFederationTestCase(unittest.TestCase):
-    """A local client downloads media of a fake remote server; we fetch it over federation."""
+class _RemoteMedia:
+    """A test homeserver and a fake remote whose media endpoints the test sets up."""
 
-    def setUp(self) -> None:
+    hs: Any
+    remote: FakeRemoteServer
+    token: str
+    legacy_requests: list[str]
+
+    def make(self, testcase: unittest.TestCase, **config: Any) -> None:
         self.hs, self.network, self.remote = make_federating_homeserver(
-            self, {"media_store_path": os.path.abspath(self.mktemp())}
+            testcase, {"media_store_path": os.path.abspath(testcase.mktemp()), **config}
         )
         _, self.token = self.hs.create_user("alice")
-        self.legacy_requests: list[str] = []
+        self.legacy_requests = []
 
     def download(self, media_id: str) -> FakeChannel:
         return self.hs.request("GET", f"{CLIENT}/download/{REMOTE}/{media_id}", access_token=self.token)
@@ -171,6 +175,13 @@ class FetchOverFederationTestCase(unittest.TestCase):
 
         self.remote.handle_raw("GET", "/_matrix/media/v3/download/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)",
                                handler)
+
+
+class FetchOverFederationTestCase(_RemoteMedia, unittest.TestCase):
+    """A local client downloads media of a fake remote server; we fetch it over federation."""
+
+    def setUp(self) -> None:
+        self.make(self)
 
     def test_fetched_over_federation(self) -> None:
         """The signed federation request is made; bytes, type and file name are cached and served."""
@@ -212,6 +223,25 @@ class FetchOverFederationTestCase(unittest.TestCase):
         assert cached is not None
         self.assertEqual(cached.upload_name, "old.bin")
 
+    def test_falls_back_on_405(self) -> None:
+        async def not_allowed(request: MatrixRequest, media_id: str) -> None:
+            respond_with_bytes(request, 405, b"Method Not Allowed", b"text/plain")
+
+        self.remote.handle_raw("GET", f"{FED}/download/(?P<media_id>[^/]+)", not_allowed)
+        self.serve_legacy({"m405": (b"via legacy", "text/plain")})
+        channel = self.download("m405")
+        self.assertEqual((channel.code, channel.result_body), (200, b"via legacy"))
+
+    def test_server_error_is_502_without_fallback(self) -> None:
+        async def broken(request: MatrixRequest, media_id: str) -> None:
+            respond_with_bytes(request, 500, b'{"errcode":"M_UNKNOWN","error":"boom"}', b"application/json")
+
+        self.remote.handle_raw("GET", f"{FED}/download/(?P<media_id>[^/]+)", broken)
+        self.serve_legacy({"m500": (b"no", "text/plain")})
+        channel = self.download("m500")
+        self.assertEqual(channel.code, 502, channel.result_body)
+        self.assertEqual(self.legacy_requests, [])
+
     def test_invalid_multipart_is_502(self) -> None:
         async def handler(origin: str, content: Any, request: MatrixRequest, media_id: str) -> None:
             respond_with_bytes(request, 200, b"just bytes", b"image/png")
@@ -239,6 +269,25 @@ class FetchOverFederationTestCase(unittest.TestCase):
         self.remote.handle("GET", f"{FED}/download/(?P<media_id>[^/]+)", handler)
         channel = self.download("redirected")
         self.assertEqual(channel.code, 502, channel.result_body)
+
+
+class FetchSizeLimitTestCase(_RemoteMedia, unittest.TestCase):
+    """With a small max_upload_size, answers over it are refused while they are read (502 M_TOO_LARGE)."""
+
+    def setUp(self) -> None:
+        self.make(self, max_upload_size=1000)
+
+    def test_multipart_body_over_limit(self) -> None:
+        self.serve_federation({"big": (b"y" * 70_000, "application/octet-stream", None)})
+        channel = self.download("big")
+        self.assertEqual((channel.code, channel.json_body["errcode"]), (502, "M_TOO_LARGE"))
+        self.assertIsNone(self.hs.run(self.hs.components.media.store.get_remote_media(REMOTE, "big")))
+
+    def test_legacy_body_over_limit(self) -> None:
+        self.serve_legacy({"bigOld": (b"z" * 1001, "application/octet-stream")})
+        channel = self.download("bigOld")
+        self.assertEqual((channel.code, channel.json_body["errcode"]), (502, "M_TOO_LARGE"))
+        self.assertEqual(len(self.legacy_requests), 1)
 
 
 @implementer(IResponse)

@@ -125,6 +125,13 @@ class RequestSendFailed(Exception):
         self.can_retry = can_retry
 
 
+class ResponseTooLargeError(RequestSendFailed):
+    """The response body was over the request's ``max_response_size``."""
+
+    def __init__(self, destination: str, reason: str) -> None:
+        super().__init__(destination, reason, can_retry=False)
+
+
 class FederationDeniedError(RequestSendFailed):
     """Federation with the destination is not allowed (``federation_domain_whitelist``)."""
 
@@ -354,7 +361,9 @@ class MatrixFederationClient:
     def _send_failure(method: str, destination: str, timeout: float, e: Exception) -> RequestSendFailed:
         """What a failed attempt means for the caller (and whether a retry may help)."""
         _requests.labels(method, "error").inc()
-        if isinstance(e, (IPBlacklistedError, BodyTooLargeError)):
+        if isinstance(e, BodyTooLargeError):
+            return ResponseTooLargeError(destination, str(e))
+        if isinstance(e, IPBlacklistedError):
             return RequestSendFailed(destination, str(e), can_retry=False)
         if isinstance(e, (_AttemptTimedOut, defer.TimeoutError)):
             return RequestSendFailed(destination, f"no complete response within {timeout:g}s", can_retry=True)
