@@ -4,7 +4,8 @@
 sends ``<method> <path>?<args>`` to ``destination`` (a server name) with an
 ``Authorization: X-Matrix`` header signing the method, URI, both server names
 and the JSON body (``matrixd.crypto.request_auth``), and returns the response
-body, which must be a JSON object.
+body, which must be a JSON object. ``get_raw`` returns the headers and body of
+any 2xx answer (federation media, ``multipart/mixed``).
 
 * Transport: ``self.agent``, an ``IAgent`` for ``matrix-federation://`` URIs.
   Production uses ``MatrixFederationAgent`` (discovery, TLS, IP filter);
@@ -19,7 +20,8 @@ body, which must be a JSON object.
 * Response bodies over ``max_response_size`` are refused.
 * Errors: ``HttpResponseException(code, errcode, msg)`` for a non-2xx answer,
   ``RequestSendFailed`` when no usable answer came (``FederationDeniedError``
-  when we may not talk to the destination at all). Neither is a
+  when we may not talk to the destination at all, ``ResponseTooLargeError``
+  for a body over the limit). Neither is a
   ``MatrixError``: a remote's 401 must not become our client's 401; use
   ``HttpResponseException.to_matrix_error()`` to pass a remote refusal on.
 """
