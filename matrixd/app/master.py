@@ -69,6 +69,7 @@ from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
+from matrixd.federation.media_client import FederationMediaFetcher
 from matrixd.rest.admin import AdminAuth
 from matrixd.rest.admin.register import SharedSecretRegisterServlet
 from matrixd.rest.admin.registration_tokens import (
@@ -143,6 +144,7 @@ from matrixd.rest.federation.user_keys import UserKeysClaimServlet, UserKeysQuer
 from matrixd.rest.key.query import RemoteKeyServlet
 from matrixd.rest.key.server import LocalKeyServlet
 from matrixd.rest.media import build_media_servlets
+from matrixd.rest.federation.media import federation_media_servlets
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
 from matrixd.storage.login_tokens import LoginTokenStore
@@ -425,6 +427,8 @@ async def build_master_components(
         rooms=stores.rooms, aliases=stores.aliases, profiles=stores.profiles,
         ratelimit=config.ratelimiting.federation,
     )
+    # -- federation media (h/fedmedia): remote media is fetched over federation --
+    media.repository.set_remote(FederationMediaFetcher(federation.client, reactor, federation.https_agent))
 
     # --- sync area (h/sync) ---
     sync = await build_sync_area(config, clock, db, core, visibility, e2e.sync_source)
@@ -696,6 +700,9 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     client.append(OpenIdRequestTokenServlet(c.auth, fo.openid))
     # -- federation event flow: /send, make/send join, leave, knock, invite --
     federation.extend(federation_flow_servlets(fed, c.federation_flow))
+    # -- federation media (h/fedmedia): /_matrix/federation/v1/media/{download,thumbnail} --
+    if config.media.enable_media_repo:
+        federation.extend(federation_media_servlets(fed.authenticator, c.media.repository, c.media.thumbnails))
 
     # -- application services: ping, third-party networks --
     client.append(AppServicePingServlet(c.auth, c.appservice.queries))

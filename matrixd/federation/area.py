@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import attrs
 from signedjson.types import SigningKey
 from twisted.internet.interfaces import IResolver
+from twisted.web.iweb import IAgent
 
 from matrixd.config.federation import FederationConfig
 from matrixd.config.ratelimiting import FederationRatelimitSettings
@@ -62,6 +63,8 @@ class FederationArea:
     reader: FederationReadHandler
     # For RoomDirectoryHandler(remote=...): other servers' directories.
     remote_directory: FederationRoomDirectoryClient
+    # Plain HTTPS through the federation connector (IP filter, TLS policy): media ``Location`` redirects.
+    https_agent: Optional[IAgent] = None
 
 
 def _system_resolver(reactor: Any) -> Callable[[], IResolver]:
@@ -113,7 +116,8 @@ def build_federation_area(
     ip_filter = IPRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist)
     tls = tls_policy or FederationTLSPolicy(config.verify_certificates, config.certificate_verification_whitelist)
     connector = TargetConnector(reactor, dns, ip_filter, tls)
-    well_known = WellKnownResolver(clock, https_agent(reactor, connector), user_agent=user_agent.encode())
+    web_agent = https_agent(reactor, connector)
+    well_known = WellKnownResolver(clock, web_agent, user_agent=user_agent.encode())
     agent = MatrixFederationAgent(reactor, ServerNameResolver(well_known, dns), connector)
     client = MatrixFederationClient(
         clock, server_name=server_name, signing_key=signing_key, agent=agent, settings=config.client,
@@ -145,4 +149,5 @@ def build_federation_area(
         visibility=visibility,
         reader=reader,
         remote_directory=FederationRoomDirectoryClient(client),
+        https_agent=web_agent,
     )

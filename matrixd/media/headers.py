@@ -10,6 +10,7 @@ it from rendering).
 
 from __future__ import annotations
 
+import email.message
 import re
 import string
 import urllib.parse
@@ -91,3 +92,16 @@ def media_headers(media_type: str, filename: Optional[str], *, force_inline: boo
         "Cross-Origin-Resource-Policy": "cross-origin",
         "Cache-Control": cache_control,
     }
+
+
+def filename_from_disposition(value: Optional[str]) -> Optional[str]:
+    """The file name a ``Content-Disposition`` value gives (``filename*`` per RFC 5987 first), if any."""
+    if not value:
+        return None
+    message = email.message.Message()
+    message["Content-Disposition"] = value
+    try:
+        name = message.get_filename()
+    except (LookupError, ValueError):  # an unknown charset in filename*
+        return None
+    return name or None

@@ -1,9 +1,12 @@
 """Fetching media from other homeservers: the interface the federation client implements.
 
 The media repository caches what a ``RemoteMediaFetcher`` delivers and serves
-it like local media. Until a federation client is wired in, the master uses
-``UnavailableRemoteMediaFetcher``, which answers honestly that this server
-cannot reach other servers' media (502) rather than pretending it is missing.
+it like local media. The master and media workers bind
+``matrixd.federation.media_client.FederationMediaFetcher`` (federation media
+endpoint, legacy fallback) once federation is built; until then (and in a
+repository built without federation) ``UnavailableRemoteMediaFetcher``
+answers honestly that this server cannot reach other servers' media (502)
+rather than pretending it is missing.
 """
 
 from __future__ import annotations

@@ -130,6 +130,10 @@ class MediaRepository:
         self._upload_lock = Linearizer("media_upload")
         self._remote_lock = Linearizer("remote_media")
 
+    def set_remote(self, remote: RemoteMediaFetcher) -> None:
+        """Fetch other servers' media through ``remote`` (bound once federation is built)."""
+        self._remote = remote
+
     @property
     def server_name(self) -> str:
         return self._server_name

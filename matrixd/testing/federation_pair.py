@@ -320,7 +320,7 @@ async def start_homeserver(
     cert_path, key_path = write_self_signed_certificate(directory)
     listeners = [
         {"port": client_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,
-         "resources": [{"names": ["client", "federation", "keys"], "compress": False}]},
+         "resources": [{"names": ["client", "federation", "keys", "media"], "compress": False}]},
         {"port": federation_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": True,
          "x_forwarded": False, "resources": [{"names": ["federation", "keys"], "compress": False}]},
     ]

@@ -586,6 +586,46 @@ class InteropScenario(unittest.TestCase):
         await alice.wait_for(lambda: has_all(alice, {back}), timeout=30, interval=0.5)
         await self.assert_state_equal(alice, bob, room)
 
+    async def test_media_fetched_over_federation(self) -> None:
+        """Media uploaded on the host downloads (and thumbnails) through the guest, which fetches it
+        over federation (``/_matrix/federation/v1/media/download``), and vice versa."""
+        import treq
+
+        from tests.media.util import image_bytes
+
+        alice, bob = await self._users()
+        for uploader, reader in ((alice, bob), (bob, alice)):
+            data = image_bytes(160, 120)
+            resp = await treq.post(
+                uploader.server.client_url + "/_matrix/media/v3/upload?filename=interop.png", data=data,
+                headers={"Authorization": f"Bearer {uploader.access_token}", "Content-Type": "image/png"},
+                persistent=False, timeout=30,
+            )
+            self.assertEqual(resp.code, 200, await resp.content())
+            mxc = (await resp.json())["content_uri"]
+            origin, media_id = mxc[len("mxc://"):].split("/", 1)
+            self.assertEqual(origin, uploader.server.server_name)
+            auth = {"Authorization": f"Bearer {reader.access_token}"}
+            down = await treq.get(f"{reader.server.client_url}/_matrix/client/v1/media/download/{origin}/{media_id}",
+                                  headers=auth, persistent=False, timeout=60)
+            body = await down.content()
+            self.assertEqual(down.code, 200, (reader.server.kind, body[:300]))
+            self.assertEqual(body, data, reader.server.kind)
+            self.assertEqual(down.headers.getRawHeaders(b"Content-Type"), [b"image/png"])
+            thumb = await treq.get(
+                f"{reader.server.client_url}/_matrix/client/v1/media/thumbnail/{origin}/{media_id}"
+                "?width=32&height=32&method=scale", headers=auth, persistent=False, timeout=60,
+            )
+            thumb_body = await thumb.content()
+            self.assertEqual(thumb.code, 200, (reader.server.kind, thumb_body[:300]))
+            self.assertTrue(thumb_body[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+                            or thumb_body[:3] == b"\xff\xd8\xff", thumb_body[:8])
+            missing = await treq.get(
+                f"{reader.server.client_url}/_matrix/client/v1/media/download/{origin}/noSuchMedia{media_id[:6]}",
+                headers=auth, persistent=False, timeout=60,
+            )
+            self.assertEqual(missing.code, 404, (reader.server.kind, await missing.content()))
+
     def _signed_device_keys(self, client: MatrixClient) -> JsonDict:
         assert client.device_id is not None
         key = signedjson.key.generate_signing_key(client.device_id)

@@ -211,7 +211,7 @@ class Deployment:
             workers.update({
             "fedreader1": ("federation_reader", [self._listener("fedreader1", ["federation", "keys"]),
                                                  self._metrics("fedreader1_metrics")]),
-            "media1": ("media_repository", [self._listener("media1", ["media", "client"]),
+            "media1": ("media_repository", [self._listener("media1", ["media", "client", "federation"]),
                                             self._metrics("media1_metrics")]),
             "fedsender1": ("federation_sender", [self._metrics("fedsender1_metrics")]),
             })

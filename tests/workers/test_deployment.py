@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from matrixd.crypto.keys import encode_verify_key
 from matrixd.crypto.request_auth import sign_request
+from matrixd.media.multipart import parse_media_multipart
 from tests.workers.deployment import SERVER_NAME, SYNC_FILTER, Deployment, Response
 from tests.workers.remote import LoopbackRemote
 
@@ -176,6 +177,17 @@ class DeploymentTests(unittest.TestCase):
         self.assertEqual(forged.code, 401, forged.body)
         self.assertEqual(d.servlet_requests("fedreader1", "QueryProfileServlet"), 2)
         self.assertEqual(d.servlet_requests("main", "QueryProfileServlet"), 0)
+
+        # Federation media (signed): routed to the media worker, which answers multipart/mixed.
+        media_uri = f"/_matrix/federation/v1/media/download/{media_id}"
+        media_auth = sign_request(remote_key, "remote.test", SERVER_NAME, "GET", media_uri).decode()
+        fed_media = d.request("GET", media_uri, headers={"Authorization": media_auth})
+        self.assertEqual(fed_media.code, 200, fed_media.body)
+        content_type = {k.lower(): v for k, v in fed_media.headers.items()}["content-type"]
+        _meta, part = parse_media_multipart(content_type, fed_media.body)
+        self.assertEqual((part.body, part.content_type), (png, "application/octet-stream"))
+        self.assertEqual(d.servlet_requests("media1", "FederationMediaDownloadServlet"), 1)
+        self.assertEqual(d.servlet_requests("fedreader1", "FederationMediaDownloadServlet"), 0)
 
         # Every process serves metrics; the federation sender is connected and following the events stream.
         for name in ("main", "sync1", "fedreader1", "media1", "fedsender1"):

@@ -15,8 +15,9 @@ kind                   serves                                               foll
                        writes (and to-device acks) go to the master        device_lists
 ``federation_reader``  ``/_matrix/federation/*``, ``/_matrix/key/*``        events,
                        (inbound PDUs go to the master)                      current_state_deltas, caches
-``media_repository``   ``/_matrix/media/*``, ``/_matrix/client/v1/media/*`` caches
-                       (it owns the media tables and files)
+``media_repository``   ``/_matrix/media/*``, ``/_matrix/client/v1/media/*``, caches
+                       ``/_matrix/federation/v1/media/*`` (it owns the
+                       media tables and files)
 ``federation_sender``  nothing over HTTP: outbound federation, moved off    events,
                        the master (``federation_sender_instances``): the    current_state_deltas, caches,
                        per-destination queues, fed by its replicas          receipts, typing, presence,
@@ -59,7 +60,7 @@ SYNC = WorkerKind("sync", CORE_READ_STREAMS + SYNC_STREAMS, frozenset({"client"}
 FEDERATION_READER = WorkerKind(
     "federation_reader", ("events", "current_state_deltas", "caches"), frozenset({"federation", "keys"}), True
 )
-MEDIA_REPOSITORY = WorkerKind("media_repository", ("caches",), frozenset({"media", "client"}), False)
+MEDIA_REPOSITORY = WorkerKind("media_repository", ("caches",), frozenset({"media", "client", "federation"}), False)
 FEDERATION_SENDER = WorkerKind(
     "federation_sender", ("events", "current_state_deltas", "caches", "receipts", "typing", "presence", "to_device",
                           "device_lists", "federation_outbox"),

@@ -43,6 +43,7 @@ from matrixd.handlers.sync.handler import SyncHandler, SyncStores
 from matrixd.handlers.typing import TypingHandler
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
+from matrixd.federation.media_client import FederationMediaFetcher
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import InternalTransport, ReplicationHttpClient, RemoteWriter
 from matrixd.replication.e2e_streams import DEVICE_LISTS, e2e_streams
@@ -91,6 +92,7 @@ from matrixd.rest.client.tags import TagListServlet, TagServlet
 from matrixd.rest.client.typing import TypingServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.media import build_media_servlets
+from matrixd.rest.federation.media import federation_media_servlets
 from matrixd.storage.account_data import AccountDataStore
 from matrixd.storage.accounts import DeviceStore, TokenStore, UserStore
 from matrixd.storage.database import Database
@@ -281,7 +283,7 @@ async def build_worker_components(
         ))
 
     federation: Optional[FederationArea] = None
-    if kind.name in ("federation_reader", "federation_sender"):
+    if kind.name in ("federation_reader", "federation_sender", "media_repository"):
         st = core.stores
         federation = build_federation_area(
             config=config.federation, reactor=reactor, clock=clock, db=db, server_name=config.server.server_name,
@@ -299,6 +301,8 @@ async def build_worker_components(
             config=config.media, server_name=config.server.server_name, reactor=reactor, clock=clock, db=db,
             rc_media_create=config.ratelimiting.media_create,
         )
+        assert federation is not None  # remote media is fetched over federation (h/fedmedia)
+        media.repository.set_remote(FederationMediaFetcher(federation.client, reactor, federation.https_agent))
     return WorkerComponents(config=config, kind=kind, clock=clock, db=db, core=core, accounts=accounts, auth=auth,
                             replication=replication, http=http, rooms=rooms, sync=sync, media=media,
                             federation=federation, send=send, sender=sender, transactions=transactions)
@@ -453,6 +457,10 @@ def build_worker_servlet_groups(config: RootConfig, c: WorkerComponents) -> dict
             servlets = build_media_servlets(c.auth, config.media, c.media.repository, c.media.thumbnails)
             groups["media"] = list(servlets.media)
             groups["client"] = list(servlets.client)
+            assert c.federation is not None
+            groups["federation"] = list(
+                federation_media_servlets(c.federation.authenticator, c.media.repository, c.media.thumbnails)
+            )
     elif c.kind.name == "federation_reader":
         assert c.federation is not None and c.rooms is not None
         assert c.transactions is not None

@@ -4,7 +4,8 @@
 sends ``<method> <path>?<args>`` to ``destination`` (a server name) with an
 ``Authorization: X-Matrix`` header signing the method, URI, both server names
 and the JSON body (``matrixd.crypto.request_auth``), and returns the response
-body, which must be a JSON object.
+body, which must be a JSON object. ``get_raw`` returns the headers and body of
+any 2xx answer (federation media, ``multipart/mixed``).
 
 * Transport: ``self.agent``, an ``IAgent`` for ``matrix-federation://`` URIs.
   Production uses ``MatrixFederationAgent`` (discovery, TLS, IP filter);
@@ -19,7 +20,8 @@ body, which must be a JSON object.
 * Response bodies over ``max_response_size`` are refused.
 * Errors: ``HttpResponseException(code, errcode, msg)`` for a non-2xx answer,
   ``RequestSendFailed`` when no usable answer came (``FederationDeniedError``
-  when we may not talk to the destination at all). Neither is a
+  when we may not talk to the destination at all, ``ResponseTooLargeError``
+  for a body over the limit). Neither is a
   ``MatrixError``: a remote's 401 must not become our client's 401; use
   ``HttpResponseException.to_matrix_error()`` to pass a remote refusal on.
 """
@@ -125,6 +127,13 @@ class RequestSendFailed(Exception):
         self.can_retry = can_retry
 
 
+class ResponseTooLargeError(RequestSendFailed):
+    """The response body was over the request's ``max_response_size``."""
+
+    def __init__(self, destination: str, reason: str) -> None:
+        super().__init__(destination, reason, can_retry=False)
+
+
 class FederationDeniedError(RequestSendFailed):
     """Federation with the destination is not allowed (``federation_domain_whitelist``)."""
 
@@ -224,6 +233,24 @@ class MatrixFederationClient:
         return await self._request("POST", destination, path, args, data if data is not None else {}, timeout,
                                    *self._long_or_none(long_retries), max_response_size)
 
+    async def get_raw(
+        self,
+        destination: str,
+        path: str,
+        args: Optional[QueryArgs] = None,
+        timeout: Optional[float] = None,
+        *,
+        max_retries: Optional[int] = None,
+        max_response_size: Optional[int] = None,
+    ) -> tuple[Headers, bytes]:
+        """GET ``path`` on ``destination`` and return the 2xx response's headers and body, whatever its type
+        (federation media is ``multipart/mixed``); errors and retries as ``get_json``."""
+        retries = self._settings.max_short_retries if max_retries is None else max_retries
+        return await self._request_raw(
+            "GET", destination, path, args, None, timeout, retries,
+            self._settings.max_short_retry_delay_ms / 1000, max_response_size,
+        )
+
     def _long_or_none(self, long_retries: bool) -> tuple[int, float]:
         if long_retries:
             return self._settings.max_long_retries, self._settings.max_long_retry_delay_ms / 1000
@@ -248,6 +275,22 @@ class MatrixFederationClient:
         max_delay_s: float,
         max_response_size: Optional[int],
     ) -> JsonDict:
+        _headers, body = await self._request_raw(method, destination, path, args, content, timeout, max_retries,
+                                                 max_delay_s, max_response_size)
+        return self._parse_json(destination, body)
+
+    async def _request_raw(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        args: Optional[QueryArgs],
+        content: Optional[JsonDict],
+        timeout: Optional[float],
+        max_retries: int,
+        max_delay_s: float,
+        max_response_size: Optional[int],
+    ) -> tuple[Headers, bytes]:
         self.check_destination(destination)
         if not path.startswith("/") or "?" in path or "#" in path:
             raise ValueError(f"path must be an absolute path without a query, got {path!r}")
@@ -267,8 +310,9 @@ class MatrixFederationClient:
         attempt = 0
         while True:
             try:
-                code, response_body = await self._attempt(method, url, headers, body, attempt_timeout, limit,
-                                                           destination)
+                code, response_headers, response_body = await self._attempt(
+                    method, url, headers, body, attempt_timeout, limit, destination
+                )
             except RequestSendFailed as e:
                 if not e.can_retry or attempt >= max_retries:
                     raise
@@ -276,7 +320,7 @@ class MatrixFederationClient:
                             attempt + 1, max_retries)
             else:
                 if 200 <= code < 300:
-                    return self._parse_json(destination, response_body)
+                    return response_headers, response_body
                 error = HttpResponseException.from_body(code, response_body)
                 if code not in _RETRYABLE_STATUS or attempt >= max_retries:
                     raise error
@@ -292,7 +336,7 @@ class MatrixFederationClient:
     async def _attempt(
         self, method: str, url: bytes, headers: Headers, body: Optional[bytes], timeout: float, limit: int,
         destination: str,
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, Headers, bytes]:
         reactor: Any = self._clock.reactor
         start = self._clock.time()
         guard = _CancelGuard()
@@ -313,13 +357,15 @@ class MatrixFederationClient:
             _duration.labels(method).observe(self._clock.time() - start)
         _requests.labels(method, str(response.code)).inc()
         logger.debug("%s %s -> %d", method, url.decode("ascii", "replace"), response.code)
-        return response.code, response_body
+        return response.code, response.headers, response_body
 
     @staticmethod
     def _send_failure(method: str, destination: str, timeout: float, e: Exception) -> RequestSendFailed:
         """What a failed attempt means for the caller (and whether a retry may help)."""
         _requests.labels(method, "error").inc()
-        if isinstance(e, (IPBlacklistedError, BodyTooLargeError)):
+        if isinstance(e, BodyTooLargeError):
+            return ResponseTooLargeError(destination, str(e))
+        if isinstance(e, IPBlacklistedError):
             return RequestSendFailed(destination, str(e), can_retry=False)
         if isinstance(e, (_AttemptTimedOut, defer.TimeoutError)):
             return RequestSendFailed(destination, f"no complete response within {timeout:g}s", can_retry=True)

@@ -25,7 +25,7 @@ from matrixd.rest.media._common import (
 MAX_THUMBNAIL_DIMENSION = 16384
 
 
-def _parse_thumbnail_request(request: MatrixRequest) -> ThumbnailRequest:
+def parse_thumbnail_request(request: MatrixRequest) -> ThumbnailRequest:
     return ThumbnailRequest(
         width=parse_integer(request, "width", required=True, min_value=1, max_value=MAX_THUMBNAIL_DIMENSION),
         height=parse_integer(request, "height", required=True, min_value=1, max_value=MAX_THUMBNAIL_DIMENSION),
@@ -38,7 +38,7 @@ async def _thumbnail(
     request: MatrixRequest, repository: MediaRepository, thumbnails: ThumbnailProvider, server_name: str,
     media_id: str, *, allow_remote: bool, authenticated: bool,
 ) -> None:
-    wanted = _parse_thumbnail_request(request)
+    wanted = parse_thumbnail_request(request)
     timeout_ms = parse_timeout_ms(request)
     media = await repository.get_media(
         server_name, media_id, timeout_ms=timeout_ms, allow_remote=allow_remote, authenticated=authenticated
