@@ -67,6 +67,7 @@ from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
 from matrixd.handlers.e2e.area import E2EArea, build_e2e_area
+from matrixd.http.auth import Auth
 from matrixd.http.server import RestServlet
 from matrixd.media.area import MediaArea, build_media_area
 from matrixd.federation.media_client import FederationMediaFetcher
@@ -623,6 +624,25 @@ def build_rooms_area(config: RootConfig, clock: Clock, db: Database, core: RoomC
     return rooms
 
 
+def build_sync_area_servlets(auth: Auth, sa: SyncArea, clock: Clock) -> list[RestServlet]:
+    """The sync area's client servlets a sync worker serves as well as the master (filter uploads aside)."""
+    return [
+        SyncServlet(auth, sa.sync, sa.filters, clock),
+        GetFilterServlet(auth, sa.filters),
+        TypingServlet(auth, sa.typing),
+        ReceiptServlet(auth, sa.receipts),
+        ReadMarkersServlet(auth, sa.read_markers),
+        PresenceStatusServlet(auth, sa.presence),
+        AccountDataServlet(auth, sa.account_data),
+        RoomAccountDataServlet(auth, sa.account_data),
+        TagListServlet(auth, sa.account_data),
+        TagServlet(auth, sa.account_data),
+        PushRulesServlet(auth, sa.push_rules),
+        GlobalPushRulesServlet(auth, sa.push_rules),
+        PushRuleServlet(auth, sa.push_rules),
+    ]
+
+
 def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, list[RestServlet]]:
     """The servlets behind each http resource name, for the master role."""
     client: list[RestServlet] = [
@@ -638,23 +658,8 @@ def build_servlet_groups(config: RootConfig, c: MasterComponents) -> dict[str, l
     if config.server.serve_server_wellknown:
         client.append(ServerWellKnownServlet(config.server))
     # --- sync area servlets (h/sync) ---
-    sa = c.sync
-    client += [
-        SyncServlet(c.auth, sa.sync, sa.filters, c.clock),
-        CreateFilterServlet(c.auth, sa.filters),
-        GetFilterServlet(c.auth, sa.filters),
-        TypingServlet(c.auth, sa.typing),
-        ReceiptServlet(c.auth, sa.receipts),
-        ReadMarkersServlet(c.auth, sa.read_markers),
-        PresenceStatusServlet(c.auth, sa.presence),
-        AccountDataServlet(c.auth, sa.account_data),
-        RoomAccountDataServlet(c.auth, sa.account_data),
-        TagListServlet(c.auth, sa.account_data),
-        TagServlet(c.auth, sa.account_data),
-        PushRulesServlet(c.auth, sa.push_rules),
-        GlobalPushRulesServlet(c.auth, sa.push_rules),
-        PushRuleServlet(c.auth, sa.push_rules),
-    ]
+    client.append(CreateFilterServlet(c.auth, c.sync.filters))
+    client += build_sync_area_servlets(c.auth, c.sync, c.clock)
     # --- end sync area servlets ---
     # --- push area servlets (h/push) ---
     client += [

@@ -25,7 +25,13 @@ from matrixd.api.errors import ConfigError
 from matrixd.app.core import RoomCore, build_room_core
 from matrixd.push.counts import UnreadCounter
 from matrixd.storage.event_push_actions import EventPushActionsStore
-from matrixd.app.master import AccountStores, SyncArea, build_federation_servlets, build_rooms_area
+from matrixd.app.master import (
+    AccountStores,
+    SyncArea,
+    build_federation_servlets,
+    build_rooms_area,
+    build_sync_area_servlets,
+)
 from matrixd.app.roles.definitions import WORKER_KINDS, WorkerKind
 from matrixd.app.roles.servlets import select_methods
 from matrixd.appservice.auth import AppServiceTokenAuth
@@ -80,15 +86,12 @@ from matrixd.replication.sync_streams import (
 )
 from matrixd.rest.client.account_data import AccountDataServlet, RoomAccountDataServlet
 from matrixd.rest.client.capabilities import CapabilitiesServlet
-from matrixd.rest.client.filter import GetFilterServlet
 from matrixd.rest.client.presence import PresenceStatusServlet
-from matrixd.rest.client.push_rules import GlobalPushRulesServlet, PushRuleServlet, PushRulesServlet
 from matrixd.rest.client.read_markers import ReadMarkersServlet
 from matrixd.rest.client.receipts import ReceiptServlet
 from matrixd.rest.client.rooms import build_rooms_servlets
 from matrixd.rest.client.rooms_events import RoomRedactServlet, RoomSendServlet
-from matrixd.rest.client.sync import SyncServlet
-from matrixd.rest.client.tags import TagListServlet, TagServlet
+from matrixd.rest.client.tags import TagServlet
 from matrixd.rest.client.typing import TypingServlet
 from matrixd.rest.client.versions import VersionsServlet
 from matrixd.rest.media import build_media_servlets
@@ -435,19 +438,7 @@ def build_worker_servlet_groups(config: RootConfig, c: WorkerComponents) -> dict
         client: list[RestServlet] = [
             VersionsServlet(),
             CapabilitiesServlet(config.server, config.registration, c.auth),
-            SyncServlet(c.auth, sa.sync, sa.filters, c.clock),
-            GetFilterServlet(c.auth, sa.filters),
-            TypingServlet(c.auth, sa.typing),
-            ReceiptServlet(c.auth, sa.receipts),
-            ReadMarkersServlet(c.auth, sa.read_markers),
-            PresenceStatusServlet(c.auth, sa.presence),
-            AccountDataServlet(c.auth, sa.account_data),
-            RoomAccountDataServlet(c.auth, sa.account_data),
-            TagListServlet(c.auth, sa.account_data),
-            TagServlet(c.auth, sa.account_data),
-            PushRulesServlet(c.auth, sa.push_rules),
-            GlobalPushRulesServlet(c.auth, sa.push_rules),
-            PushRuleServlet(c.auth, sa.push_rules),
+            *build_sync_area_servlets(c.auth, sa, c.clock),
             *build_rooms_servlets(c.auth, c.rooms, room_creation=c.core.room_creation, send=c.send),
         ]
         groups["client"] = select_methods(client, SYNC_WRITES)
