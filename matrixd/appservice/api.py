@@ -25,6 +25,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
 from matrixd.appservice.registration import AppServiceRegistration
+from matrixd.federation.transport.body import BytesProducer
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 
@@ -63,27 +64,6 @@ class AppServiceTransport(Protocol):
                       timeout: float) -> AppServiceResponse: ...
 
 
-class _JsonProducer:
-    """A fixed bytes body (``twisted.web.client.FileBodyProducer`` would need a file object)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> "defer.Deferred[None]":
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
 class AgentTransport:
     """Real HTTP through a ``twisted.web.client.Agent`` on the given reactor (persistent connections)."""
 
@@ -99,7 +79,7 @@ class AgentTransport:
         producer: Optional[IBodyProducer] = None
         if body is not None:
             headers.addRawHeader(b"Content-Type", b"application/json")
-            producer = _JsonProducer(json.dumps(body).encode())  # type: ignore[assignment]
+            producer = BytesProducer(json.dumps(body).encode())
         d = self._agent.request(method.encode(), url.encode(), headers, producer)
 
         async def _read() -> AppServiceResponse:
