@@ -28,6 +28,7 @@ from matrixd.storage.events import EventStore
 from matrixd.storage.events_writer import EventWriter, create_event_stream_generators
 from matrixd.storage.forgotten import ForgottenRoomsStore
 from matrixd.storage.profiles import ProfileStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.streams import StreamIdGenerator
@@ -55,6 +56,7 @@ class CoreStores:
     stream_ids: StreamIdGenerator
     backfill_ids: StreamIdGenerator
     writer: EventWriter
+    partial_state: PartialStateStore  # rooms joined with partial state (omit_members)
 
 
 @attrs.define
@@ -95,6 +97,7 @@ async def build_room_core(
         events=events, state=state, current_state=current_state, rooms=RoomStore(db, clock),
         aliases=AliasStore(db, clock), profiles=ProfileStore(db, clock), forgotten=ForgottenRoomsStore(db, clock),
         txn_ids=TxnIdStore(db, clock), stream_ids=stream_ids, backfill_ids=backfill_ids, writer=writer,
+        partial_state=PartialStateStore(db, clock),
     )
     if notifier is None:
         notifier = Notifier(clock)

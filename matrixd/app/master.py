@@ -478,6 +478,7 @@ async def build_master_components(
     federation_flow = build_federation_flow_area(core, federation, outbound, federation_out.edus)
     register_federation_transaction_endpoint(internal, federation_flow.transactions, stores.stream_ids)
     rooms.messages.set_backfill(federation_flow.backfiller)
+    await federation_flow.partial_state.resume()  # rooms still joined with partial state
     # -- end federation event flow --
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)

@@ -44,6 +44,7 @@ from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.server_keys import ServerKeyStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.clock import Clock
 
 
@@ -132,6 +133,7 @@ def build_federation_area(
     reader = FederationReadHandler(
         clock=clock, server_name=server_name, events=events, state=state, rooms=rooms, aliases=aliases,
         profiles=profiles, visibility=visibility, acl=acl, allow_profile_lookup=config.allow_profile_lookup,
+        partial_state=PartialStateStore(db, clock),
     )
     return FederationArea(
         config=config,

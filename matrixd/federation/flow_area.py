@@ -15,6 +15,7 @@ from matrixd.federation.edus.registry import EduRegistry
 from matrixd.federation.inbound.events import FederationEventHandler
 from matrixd.federation.inbound.transactions import TransactionHandler
 from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
+from matrixd.federation.membership.partial_state import PartialStateResync
 from matrixd.federation.membership.remote import RemoteMembershipHandler
 from matrixd.federation.membership.serve import MembershipServer
 from matrixd.federation.missing_events import RemoteEventFetcher
@@ -35,6 +36,7 @@ class FederationFlowArea:
     membership_server: MembershipServer
     remote_membership: RemoteMembershipHandler
     backfiller: FederationBackfiller
+    partial_state: PartialStateResync  # completes partial-state joins; resume() at start-up
 
 
 def build_federation_flow_area(core: RoomCore, federation: FederationArea, sender: FederationSender,
@@ -47,7 +49,7 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea, sende
                                       persister=core.persister)
     event_handler = FederationEventHandler(
         events=st.events, current_state=st.current_state, state_calc=core.state_calc, received=received,
-        fetcher=fetcher, room_lock=core.creation.room_lock,
+        fetcher=fetcher, room_lock=core.creation.room_lock, partial_state=st.partial_state,
     )
     transactions = TransactionHandler(
         rooms=st.rooms, keyring=federation.keyring, acl=federation.acl, event_handler=event_handler, edus=edus,
@@ -57,12 +59,18 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea, sende
         server_name=core.server_name, signing_key=core.signing_key, keyring=federation.keyring, rooms=st.rooms,
         events=st.events, state=st.state, current_state=st.current_state, creation=core.creation,
         membership=core.membership, event_handler=event_handler, distributor=distributor, received=received,
+        partial_state=st.partial_state,
+    )
+    partial_state = PartialStateResync(
+        clock=core.clock, server_name=core.server_name, store=st.partial_state, fetcher=fetcher, rooms=st.rooms,
+        events=st.events, state=st.state, state_calc=core.state_calc, event_handler=event_handler,
+        persister=core.persister, room_lock=core.creation.room_lock,
     )
     remote_membership = RemoteMembershipHandler(
         clock=core.clock, server_name=core.server_name, signing_key=core.signing_key, client=federation.client,
         keyring=federation.keyring, fetcher=fetcher, rooms=st.rooms, events=st.events,
         current_state=st.current_state, profiles=st.profiles, event_handler=event_handler, received=received,
-        room_lock=core.creation.room_lock,
+        room_lock=core.creation.room_lock, partial_state=st.partial_state, resync=partial_state,
     )
     core.membership.set_remote_membership(remote_membership)
     backfiller = FederationBackfiller(
@@ -72,5 +80,5 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea, sende
     return FederationFlowArea(
         sender=sender, distributor=distributor, edus=edus, fetcher=fetcher, received=received,
         event_handler=event_handler, transactions=transactions, membership_server=membership_server,
-        remote_membership=remote_membership, backfiller=backfiller,
+        remote_membership=remote_membership, backfiller=backfiller, partial_state=partial_state,
     )

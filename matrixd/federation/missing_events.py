@@ -105,8 +105,9 @@ class RemoteEventFetcher:
         return [e for e in await self.check_all(room_version, pdus if isinstance(pdus, list) else [])
                 if e.room_id == room_id]
 
-    async def get_state_ids(self, destination: str, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
-        """``(state ids, auth chain ids)`` before ``event_id``."""
+    async def get_state_ids(self, destination: str, room_id: str, event_id: str,
+                            max_events: Optional[int] = MAX_STATE_FETCH) -> tuple[list[str], list[str]]:
+        """``(state ids, auth chain ids)`` before ``event_id`` (more than ``max_events`` in all: refused)."""
         try:
             body = await self._client.get_json(
                 destination, f"/_matrix/federation/v1/state_ids/{_q(room_id)}", {"event_id": event_id}
@@ -117,6 +118,20 @@ class RemoteEventFetcher:
         if not isinstance(pdu_ids, list) or not isinstance(chain_ids, list) or \
                 not all(isinstance(i, str) for i in pdu_ids + chain_ids):
             raise RemoteFetchError(f"malformed state_ids answer from {destination}")
-        if len(pdu_ids) + len(chain_ids) > MAX_STATE_FETCH:
+        if max_events is not None and len(pdu_ids) + len(chain_ids) > max_events:
             raise RemoteFetchError(f"state at {event_id} is too large ({len(pdu_ids)} events)")
         return pdu_ids, chain_ids
+
+    async def get_state(self, destination: str, room_version: RoomVersion, room_id: str,
+                        event_id: str) -> list[Event]:
+        """The state events before ``event_id`` and their auth chain in one ``/state`` answer (checked)."""
+        try:
+            body = await self._client.get_json(
+                destination, f"/_matrix/federation/v1/state/{_q(room_id)}", {"event_id": event_id}
+            )
+        except (HttpResponseException, RequestSendFailed) as e:
+            raise RemoteFetchError(f"state at {event_id} from {destination}: {e}") from None
+        pdus, chain = body.get("pdus"), body.get("auth_chain")
+        if not isinstance(pdus, list) or not isinstance(chain, list):
+            raise RemoteFetchError(f"malformed state answer from {destination}")
+        return [e for e in await self.check_all(room_version, [*pdus, *chain]) if e.room_id == room_id]

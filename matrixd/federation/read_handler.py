@@ -30,6 +30,7 @@ from matrixd.storage.events import EventStore
 from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.types import IdentifierError, RoomAlias, UserID
 from matrixd.util.clock import Clock
 
@@ -59,7 +60,9 @@ class FederationReadHandler:
         visibility: ServerVisibility,
         acl: ServerAclChecker,
         allow_profile_lookup: bool = True,
+        partial_state: Optional[PartialStateStore] = None,
     ) -> None:
+        self._partial = partial_state
         self._clock = clock
         self._server_name = server_name
         self._events = events
@@ -119,6 +122,9 @@ class FederationReadHandler:
     async def _state_before(self, origin: str, room_id: str, event_id: str) -> list[str]:
         await self._require_host_in_room(origin, room_id)
         await self._event_in_room(room_id, event_id)
+        if self._partial is not None and await self._partial.is_partial(room_id):
+            # Our state there lacks members until the resync: another server must answer.
+            raise NotFoundError(f"This server does not know the full state of {room_id} yet")
         state = await self._state.get_state_ids_for_event(event_id, before=True)
         if state is None:
             raise NotFoundError(f"The state at {event_id} is not known here")

@@ -297,6 +297,28 @@ class EventStore:
         )
         return await self._events_for_query("get_room_events_stream", sql_text, [*args, limit])
 
+    async def get_room_event_ids_after(self, room_id: str, stream_ordering: int, limit: int) -> list[str]:
+        """Ids of the room's timeline events (rejected and soft-failed included) after ``stream_ordering``, oldest
+        first: those whose state must be recomputed when earlier state changes (a partial-state resync)."""
+
+        def _txn(txn: Cursor) -> list[str]:
+            txn.execute(
+                "SELECT event_id FROM events WHERE room_id = ? AND NOT outlier AND stream_ordering > ?"
+                " ORDER BY stream_ordering ASC LIMIT ?",
+                (room_id, stream_ordering, limit),
+            )
+            return [r[0] for r in txn]
+
+        return await self._db.run_interaction("get_room_event_ids_after", _txn)
+
+    async def mark_rejected(self, event_id: str, reason: str) -> None:
+        """An accepted event found not allowed by the state before it once that state was fully known."""
+        await self._db.run_interaction(
+            "mark_rejected", lambda txn: txn.execute(
+                "UPDATE events SET rejected_reason = ? WHERE event_id = ?", (reason, event_id))
+        )
+        self.invalidate_written([event_id])
+
     async def get_room_events_topological(
         self,
         room_id: str,

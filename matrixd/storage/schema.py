@@ -31,7 +31,7 @@ from matrixd.storage.database import Cursor, Database
 logger = logging.getLogger(__name__)
 
 #: The schema version this code reads and writes.  Bump it when adding schema/delta/<n>/.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The version that schema/full/ creates; deltas up to this version are already in it.
 FULL_SCHEMA_VERSION = 1
 def _find_schema_dir() -> Path:

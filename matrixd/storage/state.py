@@ -68,6 +68,18 @@ class StateGroupStore:
         """The events were deleted (or changed): drop their cached groups."""
         self._event_groups.invalidate_many(k for e in event_ids for k in ((e, False), (e, True)))
 
+    async def replace_event_groups(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Give events new ``(event_id, state group after, state group before)``: their state was recomputed
+        (a partial-state room resynced).  The only change of the mapping besides deletion."""
+        items = list(rows)
+        await self._db.run_interaction(
+            "replace_event_groups", lambda txn: txn.execute_batch(
+                "UPDATE event_to_state_groups SET state_group = ?, state_group_before = ? WHERE event_id = ?",
+                [(after, before, event_id) for event_id, after, before in items])
+        )
+        self.forget_events(e for e, _, _ in items)
+        self.remember_event_groups(items)
+
     # -- writing ----------------------------------------------------------------
 
     async def store_state_group(

@@ -41,6 +41,8 @@ class FakeRoomHost:
                  self._dispatch("_on_send_other"))
         r.handle("GET", "/_matrix/federation/v1/event/(?P<event_id>[^/]*)", self._on_event)
         r.handle("GET", "/_matrix/federation/v1/backfill/(?P<room_id>[^/]*)", self._dispatch("_on_backfill"))
+        r.handle("GET", "/_matrix/federation/v1/state_ids/(?P<room_id>[^/]*)", self._dispatch("_on_state_ids"))
+        r.handle("GET", "/_matrix/federation/v1/state/(?P<room_id>[^/]*)", self._dispatch("_on_state"))
         #: How many /backfill requests were answered.
         self.backfills = 0
 
@@ -74,6 +76,12 @@ class FakeRoom:
         self.state: dict[StateKey, str] = {}
         self.latest: list[Event] = []
         self.ts = 1_000_000
+        #: Answer send_join's ``omit_members=true`` with a partial state (as a resident server may).
+        self.omit_members = False
+        #: The state before each event accepted or added (for /state_ids).
+        self.state_before: dict[str, dict[StateKey, str]] = {}
+        #: How many /state_ids and /state requests were answered.
+        self.state_requests = 0
         create_content: JsonDict = {"room_version": room_version.identifier}
         if not room_version.privileged_creators:
             create_content["creator"] = creator
@@ -117,6 +125,7 @@ class FakeRoom:
         return event
 
     def _append(self, event: Event) -> None:
+        self.state_before[event.event_id] = dict(self.state)
         self.events[event.event_id] = event
         if event.is_state():
             self.state[event.state_key_tuple()] = event.event_id
@@ -162,14 +171,40 @@ class FakeRoom:
                             event_id: str) -> tuple[int, JsonDict]:
         state_before = dict(self.state)
         event = self.accept(content)
+        omit = self.omit_members and (request.args or {}).get(b"omit_members") == [b"true"]
+        servers = sorted({k[1].split(":", 1)[1] for k, i in state_before.items()
+                          if k[0] == "m.room.member" and self.events[i].membership == "join"})
+        if omit:  # non-member state and the creator's membership (a hero: the room has no name)
+            creator = self.events[state_before[("m.room.create", "")]].sender
+            state_before = {k: i for k, i in state_before.items()
+                            if k[0] != "m.room.member" or k[1] in (creator, event.state_key)}
         state_ids = sorted(state_before.values())
         chain = self.auth_chain(state_ids + event.auth_event_ids()) | set(event.auth_event_ids())
-        return 200, {
+        answer: JsonDict = {
             "origin": self.remote.server_name,
             "state": [pdu_for_federation(self.events[i]) for i in state_ids],
             "auth_chain": [pdu_for_federation(self.events[i]) for i in sorted(chain)],
             "event": pdu_for_federation(event),
         }
+        if omit:
+            answer.update(members_omitted=True, servers_in_room=servers)
+        return 200, answer
+
+    def _state_at(self, request: Any) -> list[str]:
+        event_id = (request.args or {}).get(b"event_id", [b""])[0].decode()
+        if event_id not in self.state_before:
+            raise MatrixError(404, "unknown event", "M_NOT_FOUND")
+        self.state_requests += 1
+        return sorted(self.state_before[event_id].values())
+
+    async def _on_state_ids(self, origin: str, content: Any, request: Any, room_id: str) -> tuple[int, JsonDict]:
+        state_ids = self._state_at(request)
+        return 200, {"pdu_ids": state_ids, "auth_chain_ids": sorted(self.auth_chain(state_ids))}
+
+    async def _on_state(self, origin: str, content: Any, request: Any, room_id: str) -> tuple[int, JsonDict]:
+        state_ids = self._state_at(request)
+        return 200, {"pdus": [pdu_for_federation(self.events[i]) for i in state_ids],
+                     "auth_chain": [pdu_for_federation(self.events[i]) for i in sorted(self.auth_chain(state_ids))]}
 
     async def _on_send_other(self, origin: str, content: Any, request: Any, room_id: str,
                              event_id: str) -> tuple[int, JsonDict]:

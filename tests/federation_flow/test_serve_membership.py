@@ -12,7 +12,7 @@ from matrixd.events.hashing import add_content_hash
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from matrixd.events.signing import sign_event_dict
 from matrixd.state.auth import check_state_independent_auth_rules
-from tests.federation.utils import REMOTE, create_room, make_federating_homeserver
+from tests.federation.utils import REMOTE, create_room, join, make_federating_homeserver
 
 BOB = f"@bob:{REMOTE}"
 
@@ -228,3 +228,80 @@ class ServeMembershipTestCase(unittest.TestCase):
         membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
         assert membership is not None
         self.assertEqual(membership.membership, "invite")
+
+
+class ServeOmitMembersTestCase(unittest.TestCase):
+    """send_join v2 with ``omit_members=true`` (a partial-state join by the requesting server)."""
+
+    def setUp(self) -> None:
+        self.hs, self.network, self.remote = make_federating_homeserver(self)
+        self.alice, self.alice_token = self.hs.create_user("alice")
+        self.st = self.hs.components.core.stores
+        self.locals = [self.hs.create_user(name)[0] for name in ("u1", "u2", "u3", "u4", "u5", "u6")]
+
+    def full_room(self, **extra: Any) -> str:
+        room_id = create_room(self.hs, self.alice, {"preset": "public_chat", "room_version": "10", **extra})
+        for user in self.locals:
+            join(self.hs, room_id, user)
+        join(self.hs, room_id, f"@zed:other.example")
+        return room_id
+
+    def send_join(self, room_id: str, omit: str = "true") -> tuple[Event, Any]:
+        channel = self.remote.request(self.hs, "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(BOB)}?ver=10")
+        self.assertEqual(channel.code, 200, channel.result_body)
+        rv = KNOWN_ROOM_VERSIONS["10"]
+        pdu = dict(channel.json_body["event"])
+        pdu["origin_server_ts"] = 2_000_000
+        event = Event(sign_event_dict(rv, add_content_hash(pdu), REMOTE, self.remote.signing_key), rv)
+        path = f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(event.event_id)}?omit_members={omit}"
+        return event, self.remote.request(self.hs, "PUT", path, event.get_pdu_json())
+
+    def members_of(self, pdus: list[JsonDict]) -> list[str]:
+        return sorted(p["state_key"] for p in pdus if p["type"] == "m.room.member")
+
+    def test_named_room_omits_every_member(self) -> None:
+        """A named room: no member events in state, members_omitted, servers_in_room, a complete auth chain."""
+        room_id = self.full_room(name="Named")
+        event, channel = self.send_join(room_id)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        body = channel.json_body
+        self.assertIs(body["members_omitted"], True)
+        self.assertEqual(self.members_of(body["state"]), [])
+        self.assertEqual(sorted(body["servers_in_room"]), ["other.example", "test"])
+        types = {p["type"] for p in body["state"]}
+        self.assertTrue({"m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.name"} <= types)
+        rv = KNOWN_ROOM_VERSIONS["10"]
+        chain_ids = {Event(p, rv).event_id for p in body["auth_chain"]}
+        self.assertTrue(set(event.auth_event_ids()) <= chain_ids)
+        # The auth chain is that of what was returned: the creator's membership (power levels' sender) only.
+        self.assertEqual(self.members_of(body["auth_chain"]), [self.alice])
+
+    def test_unnamed_room_keeps_heroes(self) -> None:
+        """No name nor canonical alias: the first five joined members' memberships stay, the rest are omitted."""
+        room_id = self.full_room()
+        _event, channel = self.send_join(room_id)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(self.members_of(channel.json_body["state"]), sorted([self.alice, *self.locals[:4]]))
+
+    def test_without_omit_members_full_state(self) -> None:
+        """omit_members=false: every member is in the state and members_omitted is false."""
+        room_id = self.full_room(name="Named")
+        _event, channel = self.send_join(room_id, omit="false")
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertIs(channel.json_body["members_omitted"], False)
+        self.assertEqual(self.members_of(channel.json_body["state"]),
+                         sorted([self.alice, *self.locals, "@zed:other.example"]))
+
+    def test_bad_omit_members_value(self) -> None:
+        """omit_members must be true or false: anything else is a 400, not a 500."""
+        room_id = self.full_room(name="Named")
+        _event, channel = self.send_join(room_id, omit="yes")
+        self.assertEqual(channel.code, 400, channel.result_body)
+        self.assertEqual(channel.json_body["errcode"], "M_INVALID_PARAM")
+
+    def test_partial_state_room_refuses_joins(self) -> None:
+        """A room we hold only partial state of is not joined through us: make_join is 404."""
+        room_id = self.full_room(name="Named")
+        self.hs.run(self.st.partial_state.mark_partial(room_id, "$join", "elsewhere.example", ["elsewhere.example"]))
+        channel = self.remote.request(self.hs, "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(BOB)}?ver=10")
+        self.assertEqual(channel.code, 404, channel.result_body)

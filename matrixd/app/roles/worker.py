@@ -106,6 +106,7 @@ from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptStore
 from matrixd.storage.to_device import ToDeviceStore, create_to_device_id_generator
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.clock import Clock
 
 #: The client-API writes a sync worker accepts (each backed by a remote handler).
@@ -417,6 +418,7 @@ def _build_sender(config: RootConfig, clock: Clock, db: Database, core: RoomCore
         to_device_outbox=ToDeviceOutbox(ToDeviceStore(db, clock)), notifier=core.notifier,
         events_position=position("events"), device_lists_position=position(DEVICE_LISTS),
         hosts_in_room=federation.visibility.get_hosts_in_room,
+        partial_servers=PartialStateStore(db, clock).get_servers,
     )
     service.set_outbox(outbox, position(FEDERATION_OUTBOX))
     feed = EphemeralStreamFeed(

@@ -17,6 +17,13 @@ passed checks 1-3 (``pdu_checks``) and, under the room lock:
 
 Rejected and soft-failed events are stored (so they are never re-fetched) but
 never become extremities or current state.
+
+In a room joined with partial state (``membership.partial_state``) the state
+before an event lacks most memberships: steps 3 and 4 then check against that
+state completed by the event's own auth events for the keys it lacks (the
+sender's membership, typically), and the event's sender's server is added to
+the servers our events go to.  Once the full state is known the resync
+re-checks these events against it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Iterable, Mapping, Optional
 from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.events.room_versions import RoomVersion
+from matrixd.federation.inbound.pdu_checks import domain_of
 from matrixd.federation.missing_events import RemoteEventFetcher, RemoteFetchError
 from matrixd.handlers.events.federated import ReceivedEventPersister
 from matrixd.handlers.events.persister import PersistedEvent
@@ -38,6 +46,7 @@ from matrixd.state.auth import (
 )
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.linearizer import Linearizer
 
 logger = logging.getLogger(__name__)
@@ -55,7 +64,9 @@ class FederationEventHandler:
         received: ReceivedEventPersister,
         fetcher: RemoteEventFetcher,
         room_lock: Linearizer,
+        partial_state: Optional[PartialStateStore] = None,
     ) -> None:
+        self._partial = partial_state
         self._events = events
         self._current = current_state
         self._state_calc = state_calc
@@ -95,12 +106,18 @@ class FederationEventHandler:
             at = await self._state_calc.state_after_events(event.room_id, rv, prevs)
             state_before, group_before = at.state_ids, at.state_group
 
-        await self._check_auth(origin, event, state_before)
+        partial = self._partial is not None and await self._partial.is_partial(event.room_id)
+        await self._check_auth(origin, event, state_before, partial)
         if not event.rejected and not backfilled:
-            await self._check_soft_fail(event, state_before)
+            await self._check_soft_fail(event, state_before, partial)
         if event.rejected:
             logger.info("rejecting %s from %s: %s", event.event_id, origin, event.internal_metadata.rejected_reason)
-        return await self._received.persist(event, state_before, group_before, backfilled=backfilled)
+        persisted = await self._received.persist(event, state_before, group_before, backfilled=backfilled)
+        if partial and self._partial is not None and not event.rejected:
+            sender_server = domain_of(event.sender)
+            if sender_server is not None:
+                await self._partial.add_servers(event.room_id, [sender_server])
+        return persisted
 
     async def _missing_timeline_events(self, event_ids: Iterable[str]) -> list[str]:
         ids = list(event_ids)
@@ -214,7 +231,7 @@ class FederationEventHandler:
             found = await self._events.get_events(ids)
         return found
 
-    async def _check_auth(self, origin: str, event: Event, state_before: StateMap) -> None:
+    async def _check_auth(self, origin: str, event: Event, state_before: StateMap, partial: bool = False) -> None:
         rv = event.room_version
         auth_events = await self._auth_events_of(origin, event)
         missing = [a for a in event.auth_event_ids() if a not in auth_events]
@@ -226,6 +243,8 @@ class FederationEventHandler:
             return
         keys = set(auth_types_for_event(rv, event)) | {CREATE_KEY}
         state_events = await self._state_calc.load_state_events(state_before, keys)
+        if partial:
+            _complete_from_auth_events(state_events, state_before, auth_events.values())
         create = await self._create_event(rv, event.room_id, [*auth_events.values(), *state_events.values()])
         try:
             check_state_independent_auth_rules(rv, event, auth_events, create_event=create)
@@ -233,7 +252,7 @@ class FederationEventHandler:
         except AuthError as e:
             event.internal_metadata.rejected_reason = f"auth: {e.msg}"
 
-    async def _check_soft_fail(self, event: Event, state_before: StateMap) -> None:
+    async def _check_soft_fail(self, event: Event, state_before: StateMap, partial: bool = False) -> None:
         """Check against the room's state as it will be: the other extremities' states and the event's, resolved."""
         current = await self._current.get_current_state_ids(event.room_id)
         if not current or dict(current) == dict(state_before):
@@ -247,12 +266,23 @@ class FederationEventHandler:
             )
         keys = set(auth_types_for_event(rv, event)) | {CREATE_KEY}
         state_events = await self._state_calc.load_state_events(against, keys)
+        if partial:
+            auth_events = await self._events.get_events(event.auth_event_ids())
+            _complete_from_auth_events(state_events, against, auth_events.values())
         create = state_events.get(CREATE_KEY) or await self._create_event(rv, event.room_id, [])
         try:
             check_state_dependent_auth_rules(rv, event, state_events, create_event=create)
         except AuthError as e:
             logger.info("soft-failing %s: %s", event.event_id, e.msg)
             event.internal_metadata.soft_failed = True
+
+
+def _complete_from_auth_events(state_events: dict[StateKey, Event], state: StateMap,
+                               auth_events: Iterable[Event]) -> None:
+    """Partial state: the event's auth events stand in for the keys the state lacks (omitted members)."""
+    for a in auth_events:
+        if a.is_state() and a.state_key_tuple() not in state:
+            state_events.setdefault(a.state_key_tuple(), a)
 
 
 def _by_key(events: Iterable[Event]) -> dict[StateKey, Event]:

@@ -1,11 +1,18 @@
 """Our users' memberships in rooms held by other servers: remote joins, knocks, leaves and invites.
 
 * ``remote_join``: ``make_join`` on each candidate server in turn until one
-  answers; we sign the template as our user's join and ``send_join`` (v2) it;
-  the returned state and auth chain pass the receipt checks (signatures,
-  hashes) and the auth rules against their own auth events, are stored as
-  outliers, and the join is persisted on that state, which becomes the room's
-  current state.  The room is then ours to use (rooms table, extremities).
+  answers; we sign the template as our user's join and ``send_join`` (v2) it
+  with ``omit_members=true``; the returned state and auth chain pass the
+  receipt checks (signatures, hashes) and the auth rules against their own
+  auth events, are stored as outliers, and the join is persisted on that
+  state, which becomes the room's current state.  The room is then ours to
+  use (rooms table, extremities).  When the server did omit members
+  (``members_omitted``), the room is first marked partial-state with its
+  ``servers_in_room`` and, once the join is stored, the client is answered
+  while ``PartialStateResync`` fetches the full state in the background; the
+  join itself is checked against the partial state completed by the join's
+  own auth events (its sender's earlier membership may be among the omitted).
+  A server that does not omit members gives the full state as before.
 * ``remote_knock``: the same with ``make_knock``/``send_knock``; the knock is
   stored as an out-of-band membership with ``knock_room_state``.
 * ``remote_leave``: rejecting an invite (or withdrawing a knock) of a room we
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from signedjson.types import SigningKey
 
@@ -46,11 +53,15 @@ from matrixd.state.auth import (
 )
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.types import Requester
 from matrixd.util.clock import Clock
 from matrixd.util.linearizer import Linearizer
+
+if TYPE_CHECKING:
+    from matrixd.federation.membership.partial_state import PartialStateResync
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +89,11 @@ class RemoteMembershipHandler:
         event_handler: FederationEventHandler,
         received: ReceivedEventPersister,
         room_lock: Linearizer,
+        partial_state: PartialStateStore,
+        resync: Optional["PartialStateResync"] = None,
     ) -> None:
+        self._partial = partial_state
+        self._resync = resync
         self._clock = clock
         self._server_name = server_name
         self._signing_key = signing_key
@@ -105,9 +120,9 @@ class RemoteMembershipHandler:
                 rv, event = await self._make_and_sign(server, "make_join", room_id, user_id, "join", content)
                 body = await self._client.put_json(
                     server, f"/_matrix/federation/v2/send_join/{_q(room_id)}/{_q(event.event_id)}",
-                    pdu_for_federation(event),
+                    pdu_for_federation(event), args={"omit_members": "true"},
                 )
-                return await self._persist_join(rv, room_id, event, body)
+                return await self._persist_join(rv, room_id, event, body, server)
             except HttpResponseException as e:
                 logger.info("joining %s through %s failed: %s", room_id, server, e)
                 errors.append(e.to_matrix_error())
@@ -119,7 +134,7 @@ class RemoteMembershipHandler:
                 errors.append(MatrixError(502, f"{server} gave an unusable answer: {e}", Codes.UNKNOWN))
         raise _best_error(errors, "No server could be reached to join this room")
 
-    async def _persist_join(self, rv: RoomVersion, room_id: str, join: Event, body: JsonDict) -> str:
+    async def _persist_join(self, rv: RoomVersion, room_id: str, join: Event, body: JsonDict, server: str) -> str:
         returned = body.get("event")
         if isinstance(returned, dict):
             candidate = Event(dict(returned), rv)
@@ -128,6 +143,10 @@ class RemoteMembershipHandler:
         state_pdus, chain_pdus = body.get("state"), body.get("auth_chain")
         if not isinstance(state_pdus, list) or not isinstance(chain_pdus, list):
             raise _BadAnswer("send_join answer lacks state or auth_chain")
+        partial = body.get("members_omitted") is True
+        servers_in_room = body.get("servers_in_room")
+        if partial and (not isinstance(servers_in_room, list) or not all(isinstance(s, str) for s in servers_in_room)):
+            raise _BadAnswer("members_omitted without a servers_in_room list")
         started = self._clock.time()
         state_events = await self._fetcher.check_all(rv, state_pdus)
         chain_events = await self._fetcher.check_all(rv, chain_pdus)
@@ -156,21 +175,34 @@ class RemoteMembershipHandler:
             state: dict[StateKey, str] = {
                 ev.state_key_tuple(): ev.event_id for ev in stored.values() if ev.is_state() and not ev.rejected
             }
-            self._check_join_auth(rv, join, state, stored, create)
+            # With members omitted, the join's sender's earlier membership (an invite, say) may be missing
+            # from the state: the join's own auth events (checked, in the auth chain) stand in for it.
+            fallback = {} if not partial else {
+                e.state_key_tuple(): e for e in (pool.get(a) for a in join.auth_event_ids())
+                if e is not None and e.is_state() and not e.rejected
+            }
+            self._check_join_auth(rv, join, state, stored, create, fallback)
             state_after = dict(state)
             state_after[join.state_key_tuple()] = join.event_id
             stored_at = self._clock.time()
+            if partial:
+                assert isinstance(servers_in_room, list)
+                await self._partial.mark_partial(room_id, join.event_id, server, servers_in_room)
             await self._received.persist(join, state, None, current_state=state_after)
         logger.info(
-            "joined %s: %d state events, %d auth chain events (%d new); checks %.2fs, outliers %.2fs, join %.2fs",
-            room_id, len(state_events), len(chain_events), len(newly_stored), checked - started,
-            stored_at - checked, self._clock.time() - stored_at,
+            "joined %s%s: %d state events, %d auth chain events (%d new); checks %.2fs, outliers %.2fs, join %.2fs",
+            room_id, " with partial state" if partial else "", len(state_events), len(chain_events),
+            len(newly_stored), checked - started, stored_at - checked, self._clock.time() - stored_at,
         )
+        if partial and self._resync is not None:
+            self._resync.start(room_id)
         return join.event_id
 
     def _check_join_auth(self, rv: RoomVersion, join: Event, state: dict[StateKey, str],
-                         stored: dict[str, Event], create: Event) -> None:
+                         stored: dict[str, Event], create: Event, fallback: Mapping[StateKey, Event]) -> None:
         by_key = {k: stored[eid] for k, eid in state.items() if eid in stored}
+        for key, event in fallback.items():
+            by_key.setdefault(key, event)
         keys = set(auth_types_for_event(rv, join)) | {("m.room.create", "")}
         auth_state = {k: by_key[k] for k in keys if k in by_key}
         auth_events = {e.event_id: e for e in by_key.values()}

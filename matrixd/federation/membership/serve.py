@@ -9,8 +9,13 @@
   restricted join we add our signature first, as the authorising server),
   must be the requester's own membership of the right kind, and is processed
   like any received PDU, then sent to the other servers in the room.  A join
-  is answered with the full state before it and its auth chain (we never
-  omit members), a knock with the stripped room state.
+  is answered with the state before it and its auth chain, a knock with the
+  stripped room state.  With ``omit_members`` (send_join v2) the state keeps
+  only non-member events, the joining user's own membership and, when the
+  room has no name nor canonical alias, the heroes' memberships (what the
+  joining server needs to name the room); the auth chain is that of what is
+  returned; ``servers_in_room`` lists the servers with joined members before
+  the join.  A room we hold only partial state of is not joined through us.
 * ``on_invite``: an invite of a local user, signed by the inviting server: we
   add our signature and store it as an out-of-band membership (the invitee's
   ``/sync`` shows it with ``invite_room_state``).
@@ -19,7 +24,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Collection, Optional
+from typing import Any, Collection, Mapping, Optional
 
 from signedjson.types import SigningKey
 
@@ -32,7 +37,7 @@ from matrixd.api.errors import (
     NotFoundError,
 )
 from matrixd.crypto.keyring import Keyring
-from matrixd.events.event import Event, JsonDict
+from matrixd.events.event import Event, JsonDict, StateKey
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from matrixd.events.signing import sign_event_dict
 from matrixd.federation.inbound.events import FederationEventHandler
@@ -45,12 +50,15 @@ from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
 from matrixd.handlers.rooms.membership import RoomMemberHandler
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
 
 logger = logging.getLogger(__name__)
 
 JOIN, LEAVE, KNOCK, INVITE = "join", "leave", "knock", "invite"
+#: How many members name a room without a name (the sync summary's ``m.heroes``).
+_HEROES = 5
 _NOT_IN_TEMPLATE = ("signatures", "hashes", "unsigned", "event_id")
 
 
@@ -70,7 +78,9 @@ class MembershipServer:
         event_handler: FederationEventHandler,
         distributor: PduDistributor,
         received: ReceivedEventPersister,
+        partial_state: PartialStateStore,
     ) -> None:
+        self._partial = partial_state
         self._server_name = server_name
         self._signing_key = signing_key
         self._keyring = keyring
@@ -100,6 +110,8 @@ class MembershipServer:
         if membership in (JOIN, KNOCK):
             await self._membership.check_room_not_blocked(room_id)
         rv = await self._room_version(room_id)
+        if membership == JOIN:
+            await self._refuse_if_partial(room_id)
         if membership in (JOIN, KNOCK) and rv.identifier not in supported_versions:
             raise IncompatibleRoomVersionError(rv.identifier)
         if membership == KNOCK and not rv.knock_join_rule:
@@ -119,10 +131,12 @@ class MembershipServer:
     # -- send_* ----------------------------------------------------------------------
 
     async def send_membership(self, origin: str, room_id: str, event_id: str, pdu: JsonDict,
-                              membership: str) -> JsonDict:
+                              membership: str, *, omit_members: bool = False) -> JsonDict:
         """Accept a signed membership event; the answer's body (see the module docstring)."""
         if membership in (JOIN, KNOCK):
             await self._membership.check_room_not_blocked(room_id)
+        if membership == JOIN:
+            await self._refuse_if_partial(room_id)
         rv = await self._room_version(room_id)
         if membership == JOIN and rv.restricted_join_rule:
             content = pdu.get("content")
@@ -140,7 +154,7 @@ class MembershipServer:
             raise AuthError(403, "The membership event is not allowed by the room's rules")
         await self._distributor.distribute(stored, exclude=(origin,))
         if membership == JOIN:
-            return await self._join_response(event)
+            return await self._join_response(event, omit_members)
         if membership == KNOCK:
             return {"knock_room_state": await stripped_state(self._events, self._current, room_id)}
         return {}
@@ -155,22 +169,30 @@ class MembershipServer:
         if domain_of(event.sender) != origin:
             raise AuthError(403, f"{origin} cannot send a membership event for {event.sender}")
 
-    async def _join_response(self, event: Event) -> JsonDict:
+    async def _refuse_if_partial(self, room_id: str) -> None:
+        """We cannot give a joining server the room's state while we lack its members: it must ask another."""
+        if await self._partial.is_partial(room_id):
+            raise NotFoundError(f"This server does not know the full state of {room_id} yet")
+
+    async def _join_response(self, event: Event, omit_members: bool) -> JsonDict:
         state = await self._state.get_state_ids_for_event(event.event_id, before=True)
         if state is None:
             raise MatrixError(500, "The state at the join is unknown", Codes.UNKNOWN)
-        state_ids = list(state.values())
-        chain = await self._events.get_auth_chain_ids(state_ids + event.auth_event_ids(), include_given=False)
+        state_events = await self._events.get_events(state.values())
+        answer: JsonDict = {"origin": self._server_name, "event": pdu_for_federation(event)}
+        if omit_members:
+            servers = sorted({d for e in state_events.values() if e.type == "m.room.member" and e.membership == JOIN
+                              for d in [domain_of(e.state_key or "")] if d})
+            kept = _state_without_members(state, state_events, joining=event.state_key or "")
+            state_events = {eid: state_events[eid] for eid in kept if eid in state_events}
+            answer["servers_in_room"] = servers
+        chain = await self._events.get_auth_chain_ids([*state_events, *event.auth_event_ids()], include_given=False)
         chain |= set(event.auth_event_ids())
-        state_events = await self._events.get_events(state_ids)
         chain_events = await self._events.get_events(chain)
-        return {
-            "origin": self._server_name,
-            "event": pdu_for_federation(event),
-            "state": [pdu_for_federation(e) for e in _by_depth(state_events.values())],
-            "auth_chain": [pdu_for_federation(e) for e in _by_depth(chain_events.values())],
-            "members_omitted": False,
-        }
+        answer["state"] = [pdu_for_federation(e) for e in _by_depth(state_events.values())]
+        answer["auth_chain"] = [pdu_for_federation(e) for e in _by_depth(chain_events.values())]
+        answer["members_omitted"] = omit_members
+        return answer
 
     # -- invites ---------------------------------------------------------------------
 
@@ -209,6 +231,32 @@ class MembershipServer:
         )
         await self._received.persist_outliers([invite], out_of_band_membership=not we_are_in_room)
         return {"event": signed}
+
+
+def _state_without_members(state: Mapping[StateKey, str], events: Mapping[str, Event], joining: str) -> list[str]:
+    """The ids of ``state`` to send with ``omit_members``: non-member events, the joining user's membership,
+    and the heroes' (the first five joined or invited members by stream order, else those who left or were
+    banned) when the room has no name nor canonical alias to show."""
+    kept = [eid for (etype, _sk), eid in state.items() if etype != "m.room.member"]
+    own = state.get(("m.room.member", joining))
+    if own is not None:
+        kept.append(own)
+    if not any(_has_content(events.get(state.get(key, "")), field)
+               for key, field in ((("m.room.name", ""), "name"), (("m.room.canonical_alias", ""), "alias"))):
+        members = sorted(
+            (e for (etype, sk), eid in state.items() if etype == "m.room.member" and sk != joining
+             for e in [events.get(eid)] if e is not None),
+            key=lambda e: (e.internal_metadata.stream_ordering or 0, e.event_id),
+        )
+        heroes = [e for e in members if e.membership in (JOIN, INVITE)][:_HEROES]
+        if not heroes:
+            heroes = [e for e in members if e.membership in (LEAVE, "ban")][:_HEROES]
+        kept.extend(e.event_id for e in heroes)
+    return kept
+
+
+def _has_content(event: Optional[Event], field: str) -> bool:
+    return event is not None and bool(event.content.get(field))
 
 
 def _by_depth(events: Collection[Event]) -> list[Event]:

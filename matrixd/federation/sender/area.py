@@ -54,6 +54,7 @@ from matrixd.storage.federation_sender import FederationSenderStore, OpenIdToken
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.storage.to_device import ToDeviceStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.streams.notifier import Notifier
 from matrixd.util.clock import Clock
 
@@ -162,6 +163,7 @@ def build_federation_out_area(
         events_position=event_stream_ids.get_current_token,
         device_lists_position=device_lists_position.current_position,
         hosts_in_room=visibility.get_hosts_in_room,
+        partial_servers=PartialStateStore(db, clock).get_servers,
     )
     resync = RemoteDeviceResync(client, remote_devices)
     registry = EduRegistry()

@@ -82,6 +82,7 @@ class FederationSenderService:
         events_position: Callable[[], int],
         device_lists_position: Callable[[], int],
         hosts_in_room: Callable[[str], Awaitable[Collection[str]]],
+        partial_servers: Optional[Callable[[str], Awaitable[Optional[Collection[str]]]]] = None,
         policy: RetryPolicy = RetryPolicy(),
         rng: Optional[random.Random] = None,
     ) -> None:
@@ -97,7 +98,8 @@ class FederationSenderService:
         self._notifier = notifier
         self._events_position = events_position
         self._device_lists_position = device_lists_position
-        self._hosts_in_room = hosts_in_room
+        self._joined_hosts = hosts_in_room
+        self._partial_servers = partial_servers
         self._policy = policy
         self._rng = rng or random.Random()
         self._queues: dict[str, DestinationQueue] = {}
@@ -332,9 +334,22 @@ class FederationSenderService:
             self._outbox_pos = new_pos
             await self._outbox.delete_up_to(new_pos)
 
+    async def _hosts_in_room(self, room_id: str) -> Collection[str]:
+        """Servers with a joined user now; in a partial-state room also those the join and later events named."""
+        hosts = set(await self._joined_hosts(room_id))
+        if self._partial_servers is not None:
+            hosts.update(await self._partial_servers(room_id) or ())
+        return hosts
+
     async def _destinations_for_event(self, event: Event) -> list[str]:
-        """Servers with a joined user in the state after ``event``, and a membership event's target's server."""
+        """Servers with a joined user in the state after ``event``, and a membership event's target's server.
+
+        While the room has partial state (its member list is not known yet) the
+        servers of ``servers_in_room`` and those learnt since are added.
+        """
         hosts: set[str] = set()
+        if self._partial_servers is not None:
+            hosts.update(await self._partial_servers(event.room_id) or ())
         state = await self._state.get_state_ids_for_event(event.event_id)
         if state is None:
             hosts.update(await self._hosts_in_room(event.room_id))

@@ -11,7 +11,7 @@ from matrixd.federation.membership.serve import JOIN, KNOCK, LEAVE, MembershipSe
 from matrixd.federation.transport.server import BaseFederationServlet, FederationAuthenticator, JsonDict
 from matrixd.http.request import MatrixRequest
 from matrixd.http.server import federation_patterns
-from matrixd.http.servlet import parse_strings_from_args
+from matrixd.http.servlet import parse_boolean, parse_strings_from_args
 
 
 class _MembershipServlet(BaseFederationServlet):
@@ -51,11 +51,15 @@ class _SendServlet(_MembershipServlet):
     MEMBERSHIP = JOIN
     #: v1 answers wrap the body as ``[200, body]``.
     V1_WRAPPED = False
+    #: send_join v2 takes ``omit_members`` (a partial-state join).
+    OMIT_MEMBERS_ALLOWED = False
 
     async def on_PUT(self, origin: str, content: Optional[JsonDict], request: MatrixRequest, room_id: str,
                      event_id: str) -> tuple[int, Any]:
         assert content is not None
-        body = await self._handler.send_membership(origin, room_id, event_id, content, self.MEMBERSHIP)
+        omit = self.OMIT_MEMBERS_ALLOWED and bool(parse_boolean(request, "omit_members", False))
+        body = await self._handler.send_membership(origin, room_id, event_id, content, self.MEMBERSHIP,
+                                                   omit_members=omit)
         return 200, ([200, body] if self.V1_WRAPPED else body)
 
 
@@ -68,6 +72,7 @@ class SendJoinV1Servlet(_SendServlet):
 class SendJoinV2Servlet(_SendServlet):
     PATTERNS = federation_patterns("/send_join/(?P<room_id>[^/]*)/(?P<event_id>[^/]*)", versions=("v2",))
     MEMBERSHIP = JOIN
+    OMIT_MEMBERS_ALLOWED = True
 
 
 class SendLeaveV1Servlet(_SendServlet):

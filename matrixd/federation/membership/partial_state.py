@@ -1,0 +1,291 @@
+"""Completing a partial-state join: fetch the room's full state at our join, then recompute what rests on it.
+
+A join made with ``omit_members`` (``remote.py``) leaves the room marked in
+``partial_state_rooms``.  ``PartialStateResync.start(room_id)`` then, in the
+background:
+
+1. asks a server of the room (the one that answered send_join first, then
+   the others of ``servers_in_room`` and those learnt since) for
+   ``/state_ids`` at the join event; the events we lack come in one ``/state``
+   answer when many, else one by one with ``/event``; all pass the batch
+   receipt checks (``pdu_checks.check_pdus``) and are auth-checked against
+   their own auth events as they are stored as outliers;
+2. under the room lock, gives the join event the full state before it, and
+   recomputes the state of every later timeline event of the room in stream
+   order from its prev events.  Events received while the room was partial
+   were auth-checked against their auth events and a state made of the partial
+   state and those auth events (``inbound.events``); each is now re-checked
+   against its full state before, and one that fails is marked rejected (it no
+   longer counts for the state of what follows);
+3. sets the room's current state to the state after its forward extremities,
+   and clears the mark.
+
+A server that fails is left for the next; when every one failed, the round is
+retried after a growing delay.  Rooms still marked at start-up are resumed
+(``resume``).  ``wait_for_full_state`` lets readers that need the member list
+(``/members``) wait, bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from twisted.internet import defer
+
+from matrixd.api.errors import AuthError
+from matrixd.events.event import Event, StateKey, StateMap
+from matrixd.events.room_versions import RoomVersion
+from matrixd.federation.inbound.events import FederationEventHandler
+from matrixd.federation.missing_events import RemoteEventFetcher, RemoteFetchError
+from matrixd.federation.transport.client import HttpResponseException, RequestSendFailed
+from matrixd.handlers.events.persister import EventPersister
+from matrixd.handlers.events.state_calc import StateCalculator
+from matrixd.state.auth import auth_types_for_event, check_state_dependent_auth_rules
+from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateRoom, PartialStateStore
+from matrixd.storage.rooms import RoomStore
+from matrixd.storage.state import StateGroupStore
+from matrixd.util.clock import Clock
+from matrixd.util.linearizer import Linearizer
+
+logger = logging.getLogger(__name__)
+
+#: More missing events than this are fetched with one /state request instead of /event each.
+FETCH_ONE_BY_ONE = 20
+#: Delay before the first retry round once every server failed; doubled each round up to the maximum.
+RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 600.0
+#: Timeline events whose state is recomputed per batch.
+RECOMPUTE_BATCH = 500
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+
+
+class _ResyncFailed(Exception):
+    """This server could not give us the full state."""
+
+
+class PartialStateResync:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        server_name: str,
+        store: PartialStateStore,
+        fetcher: RemoteEventFetcher,
+        rooms: RoomStore,
+        events: EventStore,
+        state: StateGroupStore,
+        state_calc: StateCalculator,
+        event_handler: FederationEventHandler,
+        persister: EventPersister,
+        room_lock: Linearizer,
+    ) -> None:
+        self._clock = clock
+        self._server_name = server_name
+        self._store = store
+        self._fetcher = fetcher
+        self._rooms = rooms
+        self._events = events
+        self._state = state
+        self._state_calc = state_calc
+        self._event_handler = event_handler
+        self._persister = persister
+        self._room_lock = room_lock
+        self._running: dict[str, "defer.Deferred[None]"] = {}
+        self._waiters: dict[str, list["defer.Deferred[None]"]] = {}
+        self._stopped = False
+
+    # -- control -----------------------------------------------------------------------
+
+    def start(self, room_id: str) -> None:
+        """Resync ``room_id`` in the background (once: a resync already running is left alone)."""
+        if room_id in self._running or self._stopped:
+            return
+        d = defer.ensureDeferred(self._run(room_id))
+        self._running[room_id] = d
+
+        def done(result: object) -> None:
+            self._running.pop(room_id, None)
+            for waiter in self._waiters.pop(room_id, []):
+                if not waiter.called:
+                    waiter.callback(None)
+
+        d.addErrback(lambda f: logger.error("partial-state resync of %s failed: %s", room_id, f.getTraceback()))
+        d.addBoth(done)
+
+    async def resume(self) -> None:
+        """Start the resync of every room still marked partial-state (at start-up)."""
+        for room in await self._store.get_all():
+            logger.info("resuming the partial-state resync of %s", room.room_id)
+            self.start(room.room_id)
+
+    def stop(self) -> None:
+        self._stopped = True
+        for d in list(self._running.values()):
+            d.cancel()
+
+    def is_running(self, room_id: str) -> bool:
+        return room_id in self._running
+
+    async def wait_for_full_state(self, room_id: str, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until ``room_id`` is no longer partial-state; whether it is not."""
+        if not await self._store.is_partial(room_id):
+            return True
+        if room_id in self._running:
+            waiter: "defer.Deferred[None]" = defer.Deferred()
+            self._waiters.setdefault(room_id, []).append(waiter)
+
+            def expire() -> None:
+                if not waiter.called:
+                    waiter.callback(None)
+
+            timer = self._clock.call_later(timeout, expire)
+            await waiter
+            if timer.active():
+                timer.cancel()
+        return not await self._store.is_partial(room_id)
+
+    # -- the resync --------------------------------------------------------------------
+
+    async def _run(self, room_id: str) -> None:
+        delay = RETRY_DELAY
+        while not self._stopped:
+            room = await self._store.get(room_id)
+            if room is None:
+                return
+            join = await self._events.get_event(room.join_event_id)
+            if join is None or join.internal_metadata.outlier:
+                # The join was never persisted (a crash between marking and persisting it).
+                logger.info("partial-state mark of %s names no stored join: dropped", room_id)
+                await self._store.clear(room_id)
+                return
+            for server in self._servers(room):
+                try:
+                    await self._resync_from(room, join, server)
+                    return
+                except (_ResyncFailed, RemoteFetchError, HttpResponseException, RequestSendFailed) as e:
+                    logger.info("partial-state resync of %s from %s failed: %s", room_id, server, e)
+            logger.info("partial-state resync of %s: no server answered, retrying in %.0fs", room_id, delay)
+            await self._clock.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def _servers(self, room: PartialStateRoom) -> list[str]:
+        ordered = [room.joined_via, *room.servers]
+        return [s for i, s in enumerate(ordered) if s and s != self._server_name and s not in ordered[:i]]
+
+    async def _resync_from(self, room: PartialStateRoom, join: Event, server: str) -> None:
+        started = self._clock.time()
+        rv = await self._rooms.get_room_version(room.room_id)
+        state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
+                                                                 max_events=None)
+        wanted = set(state_ids) | set(chain_ids)
+        missing = wanted - await self._events.have_seen_events(wanted)
+        fetched: list[Event] = []
+        if len(missing) > FETCH_ONE_BY_ONE:
+            fetched = [e for e in await self._fetcher.get_state(server, rv, room.room_id, join.event_id)
+                       if e.event_id in missing]
+        left = missing - {e.event_id for e in fetched}
+        if left:
+            fetched += await self._fetcher.get_events(server, rv, sorted(left))
+        if fetched:
+            async with self._room_lock.queue(room.room_id):
+                have = await self._events.have_seen_events([e.event_id for e in fetched])
+                await self._event_handler.store_outliers(
+                    room.room_id, [e for e in fetched if e.event_id not in have],
+                    known={e.event_id: e for e in fetched})
+        state_events = await self._events.get_events(state_ids)
+        absent = set(state_ids) - set(state_events)
+        if absent:
+            raise _ResyncFailed(f"{len(absent)} state events could not be fetched, e.g. {sorted(absent)[:3]}")
+        partial_before = await self._state.get_state_ids_for_event(join.event_id, before=True) or {}
+        full_before: dict[StateKey, str] = {
+            ev.state_key_tuple(): ev.event_id for ev in state_events.values()
+            if ev.room_id == room.room_id and ev.is_state() and not ev.rejected
+        }
+        own = join.state_key_tuple()
+        if full_before.get(own) == join.event_id:  # a server answering with the state after the join
+            full_before.pop(own)
+            if own in partial_before:
+                full_before[own] = partial_before[own]
+        if CREATE_KEY not in full_before:
+            raise _ResyncFailed("the state has no create event")
+        fetched_at = self._clock.time()
+        async with self._room_lock.queue(room.room_id):
+            recomputed = await self._apply_full_state(room.room_id, rv, join, full_before)
+            await self._store.clear(room.room_id)
+        logger.info(
+            "partial-state resync of %s from %s: %d state events (%d fetched), %d later events recomputed;"
+            " fetch %.2fs, recompute %.2fs",
+            room.room_id, server, len(full_before), len(fetched), recomputed, fetched_at - started,
+            self._clock.time() - fetched_at,
+        )
+
+    async def _apply_full_state(self, room_id: str, rv: RoomVersion, join: Event, full_before: StateMap) -> int:
+        """Re-state the join and every later event, then the current state; the number of later events."""
+        group_before = await self._state.store_state_group(join.event_id, room_id, None, None, full_before)
+        after = dict(full_before)
+        after[join.state_key_tuple()] = join.event_id
+        group_after = await self._state.store_state_group(join.event_id, room_id, group_before, None, after)
+        groups: dict[str, int] = {join.event_id: group_after}
+        rows: list[tuple[str, int, int]] = [(join.event_id, group_after, group_before)]
+        position = join.internal_metadata.stream_ordering or 0
+        count = 0
+        while True:
+            ids = await self._events.get_room_event_ids_after(room_id, position, RECOMPUTE_BATCH)
+            if not ids:
+                break
+            batch = await self._events.get_events(ids)
+            for event_id in ids:
+                event = batch.get(event_id)
+                if event is None:
+                    continue
+                position = event.internal_metadata.stream_ordering or position
+                row = await self._recompute(room_id, rv, event, groups)
+                if row is not None:
+                    groups[event_id] = row[1]
+                    rows.append(row)
+                    count += 1
+        await self._state.replace_event_groups(rows)
+        extremities = await self._events.get_latest_event_ids_in_room(room_id)
+        current = await self._state_calc.state_after_events(room_id, rv, extremities)
+        await self._persister.replace_current_state(room_id, current.state_ids)
+        return count
+
+    async def _recompute(self, room_id: str, rv: RoomVersion, event: Event,
+                         groups: dict[str, int]) -> Optional[tuple[str, int, int]]:
+        """The event's new ``(id, group after, group before)``; None if its state did not rest on the join's."""
+        prevs = event.prev_event_ids()
+        stored = await self._state.get_state_groups_for_events([p for p in prevs if p not in groups])
+        prev_groups = {p: groups.get(p, stored.get(p)) for p in prevs}
+        if any(g is None for g in prev_groups.values()):
+            return None  # its state was fetched from another server when it arrived: already full
+        distinct = sorted({g for g in prev_groups.values() if g is not None})
+        sets = await self._state.get_state_ids_for_groups(distinct)
+        before = sets[distinct[0]] if len(distinct) == 1 else await self._state_calc.resolve(
+            room_id, rv, [sets[g] for g in distinct])
+        if not event.rejected and not await self._allowed(rv, event, before):
+            reason = "auth: not allowed by the full state before it (received while the room had partial state)"
+            logger.warning("rejecting %s after the partial-state resync of %s", event.event_id, room_id)
+            await self._events.mark_rejected(event.event_id, reason)
+            event.internal_metadata.rejected_reason = reason
+        # The state after a single prev event is its group; a resolved state is stored as a delta against one.
+        group_before = distinct[0] if len(distinct) == 1 else await self._state.store_state_group(
+            event.event_id, room_id, distinct[0], None, before)
+        if event.is_state() and not event.rejected:
+            after = dict(before)
+            after[event.state_key_tuple()] = event.event_id
+            return event.event_id, await self._state.store_state_group(
+                event.event_id, room_id, group_before, None, after), group_before
+        return event.event_id, group_before, group_before
+
+    async def _allowed(self, rv: RoomVersion, event: Event, state_before: StateMap) -> bool:
+        keys = set(auth_types_for_event(rv, event)) | {CREATE_KEY}
+        state_events = await self._state_calc.load_state_events(state_before, keys)
+        try:
+            check_state_dependent_auth_rules(rv, event, state_events, create_event=state_events.get(CREATE_KEY))
+        except AuthError as e:
+            logger.info("%s fails against its full state: %s", event.event_id, e.msg)
+            return False
+        return True

@@ -1,0 +1,124 @@
+"""Rooms joined with partial state (``send_join`` with ``omit_members``) until their full state is known.
+
+A row exists from just before the join is persisted until the background
+resync has replaced the join's state with the full state.  Reads are not
+cached: the table is tiny (usually empty) and every process (the federation
+sender, sync workers) must see a room leave it at once.
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Iterable, Optional
+
+import attrs
+
+from matrixd.storage.database import Cursor, Database
+from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
+from matrixd.util.clock import Clock
+
+
+@attrs.frozen(slots=True)
+class PartialStateRoom:
+    """A partial-state room: the join whose state lacks members, and who to ask for the rest."""
+
+    room_id: str
+    join_event_id: str
+    joined_via: str
+    servers: tuple[str, ...]
+
+
+class PartialStateStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def mark_partial(self, room_id: str, join_event_id: str, joined_via: str, servers: Iterable[str]) -> None:
+        """Record ``room_id`` as partial-state (replacing an older mark of the same room)."""
+        names = sorted(set(servers) | {joined_via})
+        now = self._clock.time_msec()
+
+        def _txn(txn: Cursor) -> None:
+            txn.execute("DELETE FROM partial_state_room_servers WHERE room_id = ?", (room_id,))
+            txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
+            txn.execute(
+                "INSERT INTO partial_state_rooms (room_id, join_event_id, joined_via, added_ts) VALUES (?, ?, ?, ?)",
+                (room_id, join_event_id, joined_via, now),
+            )
+            txn.execute_batch(
+                "INSERT INTO partial_state_room_servers (room_id, server_name) VALUES (?, ?)",
+                [(room_id, s) for s in names],
+            )
+
+        await self._db.run_interaction("mark_partial_state", _txn)
+
+    async def add_servers(self, room_id: str, servers: Iterable[str]) -> None:
+        """Servers learnt to be in a partial-state room (senders of received events); no-op once resynced."""
+        names = sorted(set(servers))
+        if not names:
+            return
+
+        def _txn(txn: Cursor) -> None:
+            txn.execute("SELECT 1 FROM partial_state_rooms WHERE room_id = ?", (room_id,))
+            if txn.fetchone() is None:
+                return
+            txn.execute_batch(
+                "INSERT INTO partial_state_room_servers (room_id, server_name) VALUES (?, ?)"
+                " ON CONFLICT (room_id, server_name) DO NOTHING",
+                [(room_id, s) for s in names],
+            )
+
+        await self._db.run_interaction("add_partial_state_servers", _txn)
+
+    async def get(self, room_id: str) -> Optional[PartialStateRoom]:
+        rooms = await self._load([room_id])
+        return rooms[0] if rooms else None
+
+    async def get_all(self) -> list[PartialStateRoom]:
+        return await self._load(None)
+
+    async def is_partial(self, room_id: str) -> bool:
+        return bool(await self.partial_among([room_id]))
+
+    async def partial_among(self, room_ids: Collection[str]) -> set[str]:
+        """Those of ``room_ids`` that are partial-state."""
+        if not room_ids:
+            return set()
+
+        def _txn(txn: Cursor) -> set[str]:
+            txn.execute("SELECT room_id FROM partial_state_rooms")
+            return {r[0] for r in txn}
+
+        return await self._db.run_interaction("partial_state_among", _txn) & set(room_ids)
+
+    async def get_servers(self, room_id: str) -> Optional[list[str]]:
+        """The servers known to be in the room while it is partial-state; None once it is not."""
+        room = await self.get(room_id)
+        return list(room.servers) if room is not None else None
+
+    async def clear(self, room_id: str) -> None:
+        def _txn(txn: Cursor) -> None:
+            txn.execute("DELETE FROM partial_state_room_servers WHERE room_id = ?", (room_id,))
+            txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
+
+        await self._db.run_interaction("clear_partial_state", _txn)
+
+    async def _load(self, room_ids: Optional[list[str]]) -> list[PartialStateRoom]:
+        def _txn(txn: Cursor) -> list[PartialStateRoom]:
+            rows: list[tuple[str, str, str]] = []
+            if room_ids is None:
+                txn.execute("SELECT room_id, join_event_id, joined_via FROM partial_state_rooms ORDER BY added_ts")
+                rows = [(r[0], r[1], r[2]) for r in txn]
+            else:
+                for chunk in batch_iter(room_ids, IN_LIST_BATCH):
+                    clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                    txn.execute(f"SELECT room_id, join_event_id, joined_via FROM partial_state_rooms WHERE {clause}",
+                                args)
+                    rows.extend((r[0], r[1], r[2]) for r in txn)
+            out = []
+            for room_id, join_id, via in rows:
+                txn.execute("SELECT server_name FROM partial_state_room_servers WHERE room_id = ?"
+                            " ORDER BY server_name", (room_id,))
+                out.append(PartialStateRoom(room_id, join_id, via, tuple(r[0] for r in txn)))
+            return out
+
+        return await self._db.run_interaction("get_partial_state_rooms", _txn)
