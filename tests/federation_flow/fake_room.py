@@ -43,6 +43,10 @@ class FakeRoomHost:
         r.handle("GET", "/_matrix/federation/v1/backfill/(?P<room_id>[^/]*)", self._dispatch("_on_backfill"))
         r.handle("GET", "/_matrix/federation/v1/state_ids/(?P<room_id>[^/]*)", self._dispatch("_on_state_ids"))
         r.handle("GET", "/_matrix/federation/v1/state/(?P<room_id>[^/]*)", self._dispatch("_on_state"))
+        r.handle("GET", "/_matrix/federation/v1/event_auth/(?P<room_id>[^/]*)/(?P<event_id>[^/]*)",
+                 self._dispatch("_on_event_auth"))
+        #: Whether /state_ids and /state are answered (False: 503, as a server that cannot now).
+        self.serves_state = True
         #: How many /backfill requests were answered.
         self.backfills = 0
 
@@ -51,6 +55,8 @@ class FakeRoomHost:
             room = self.rooms.get(urllib.parse.unquote(room_id))
             if room is None:
                 raise MatrixError(404, "unknown room", "M_NOT_FOUND")
+            if method in ("_on_state_ids", "_on_state") and not self.serves_state:
+                raise MatrixError(503, "not now", "M_UNKNOWN")
             result: tuple[int, JsonDict] = await getattr(room, method)(origin, content, request, room_id=room_id,
                                                                         **kwargs)
             return result
@@ -196,6 +202,13 @@ class FakeRoom:
             raise MatrixError(404, "unknown event", "M_NOT_FOUND")
         self.state_requests += 1
         return sorted(self.state_before[event_id].values())
+
+    async def _on_event_auth(self, origin: str, content: Any, request: Any, room_id: str,
+                             event_id: str) -> tuple[int, JsonDict]:
+        event_id = urllib.parse.unquote(event_id)
+        if event_id not in self.events:
+            raise MatrixError(404, "unknown event", "M_NOT_FOUND")
+        return 200, {"auth_chain": [pdu_for_federation(self.events[i]) for i in sorted(self.auth_chain([event_id]))]}
 
     async def _on_state_ids(self, origin: str, content: Any, request: Any, room_id: str) -> tuple[int, JsonDict]:
         state_ids = self._state_at(request)

@@ -32,6 +32,7 @@ import logging
 from typing import Optional
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
@@ -112,7 +113,11 @@ class PartialStateResync:
                 if not waiter.called:
                     waiter.callback(None)
 
-        d.addErrback(lambda f: logger.error("partial-state resync of %s failed: %s", room_id, f.getTraceback()))
+        def failed(f: Failure) -> None:
+            if not f.check(defer.CancelledError):
+                logger.error("partial-state resync of %s failed: %s", room_id, f.getTraceback())
+
+        d.addErrback(failed)
         d.addBoth(done)
 
     async def resume(self) -> None:

@@ -1,0 +1,209 @@
+"""Joining a remote room with partial state (send_join omit_members), and the background resync to full state."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from twisted.trial import unittest
+
+from matrixd.events.event import JsonDict
+from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
+from matrixd.federation.membership.partial_state import RETRY_DELAY, PartialStateResync
+from tests.federation.utils import REMOTE, make_federating_homeserver
+from tests.federation_flow.fake_room import FakeRoom, FakeRoomHost
+from tests.federation_flow.utils import send_transaction
+
+CAROL = f"@carol:{REMOTE}"
+OTHERS = [f"@m{i}:{REMOTE}" for i in range(6)]
+
+
+def q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+class PartialJoinTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.hs, self.network, self.remote = make_federating_homeserver(self)
+        self.hs.run(self.hs.components.federation_out.sender.start())
+        self.addCleanup(self.hs.components.federation_out.sender.stop)
+        self.flow = self.hs.components.federation_flow
+        self.addCleanup(self.flow.partial_state.stop)
+        self.alice, self.alice_token = self.hs.create_user("alice")
+        self.st = self.hs.components.core.stores
+        self.received: list[JsonDict] = []
+        self.host = FakeRoomHost(self.remote)
+
+        async def on_send(origin: str, content: Any, request: Any, txn_id: str) -> tuple[int, JsonDict]:
+            self.received.extend(content.get("pdus", []))
+            return 200, {"pdus": {}}
+
+        self.remote.handle("PUT", "/_matrix/federation/v1/send/(?P<txn_id>[^/]*)", on_send)
+
+    def make_room(self, version: str = "10") -> FakeRoom:
+        room = FakeRoom(self.remote, KNOWN_ROOM_VERSIONS[version], CAROL)
+        for user in OTHERS:
+            room.add("m.room.member", user, {"membership": "join"}, user)
+        room.omit_members = True
+        room.serve(self.host)
+        return room
+
+    def join(self, room: FakeRoom) -> Any:
+        return self.hs.request("POST", f"/_matrix/client/v3/join/{q(room.room_id)}?server_name={REMOTE}", {},
+                               access_token=self.alice_token)
+
+    def members(self, room: FakeRoom) -> list[str]:
+        return sorted(self.hs.run(self.st.current_state.get_users_in_room(room.room_id)))
+
+    def partial(self, room: FakeRoom) -> bool:
+        return bool(self.hs.run(self.st.partial_state.is_partial(room.room_id)))
+
+    def flush(self, seconds: float = 3.0) -> None:
+        for _ in range(int(seconds * 10)):
+            self.hs.advance(0.1)
+
+    def send(self, room: FakeRoom, body: str, txn: str) -> None:
+        channel = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{q(room.room_id)}/send/m.room.message/{txn}",
+                                  {"msgtype": "m.text", "body": body}, access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+
+    def test_partial_join_then_full_state(self) -> None:
+        """The join is answered on the partial state; the resync then brings every member in."""
+        for version in ("10", "12"):
+            room = self.make_room(version)
+            channel = self.join(room)
+            self.assertEqual(channel.code, 200, channel.result_body)
+            self.flush()
+            self.assertFalse(self.partial(room))
+            self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
+            self.assertEqual(room.state_requests, 1)
+            info = self.hs.run(self.st.rooms.get_room(room.room_id))
+            assert info is not None
+            # The join's own state is the full one.
+            join_id = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice)).event_id
+            before = self.hs.run(self.st.state.get_state_ids_for_event(join_id, before=True))
+            assert before is not None
+            self.assertEqual(dict(before), room.state_before[join_id])
+
+    def test_messages_during_and_after_resync(self) -> None:
+        """While partial, received messages are accepted and ours reach the room's servers; after, both still flow."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        self.flush()
+        self.assertTrue(self.partial(room))
+        # Only the heroes' memberships (carol) and ours are known yet.
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL]))
+        msg = room.add("m.room.message", OTHERS[3], {"msgtype": "m.text", "body": "from m3"})
+        channel = send_transaction(self.hs, self.remote, [msg.get_pdu_json()])
+        self.assertEqual(channel.json_body["pdus"], {msg.event_id: {}})
+        stored = self.hs.run(self.st.events.get_event(msg.event_id))
+        assert stored is not None
+        self.assertIsNone(stored.internal_metadata.rejected_reason)
+        self.send(room, "during", "t1")
+        self.flush()
+        self.assertIn("during", [p["content"].get("body") for p in self.received])
+        room.accept(next(p for p in self.received if p["content"].get("body") == "during"))
+
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
+        # The message received while partial now has the full state before it, and was not rejected.
+        before = self.hs.run(self.st.state.get_state_ids_for_event(msg.event_id, before=True))
+        assert before is not None
+        self.assertIn(("m.room.member", OTHERS[0]), before)
+        stored = self.hs.run(self.st.events.get_event(msg.event_id))
+        assert stored is not None
+        self.assertIsNone(stored.internal_metadata.rejected_reason)
+        after = room.add("m.room.message", OTHERS[4], {"msgtype": "m.text", "body": "after"})
+        self.assertEqual(send_transaction(self.hs, self.remote, [after.get_pdu_json()]).json_body["pdus"],
+                         {after.event_id: {}})
+        self.send(room, "after resync", "t2")
+        self.flush()
+        self.assertIn("after resync", [p["content"].get("body") for p in self.received])
+        channel = self.hs.request("GET", f"/_matrix/client/v3/rooms/{q(room.room_id)}/joined_members",
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertEqual(sorted(channel.json_body["joined"]), sorted([self.alice, CAROL, *OTHERS]))
+
+    def test_remote_join_during_partial_state(self) -> None:
+        """A member joining while we are partial is in the state after the resync too."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        newcomer = f"@new:{REMOTE}"
+        ev = room.add("m.room.member", newcomer, {"membership": "join"}, newcomer)
+        self.assertEqual(send_transaction(self.hs, self.remote, [ev.get_pdu_json()]).json_body["pdus"],
+                         {ev.event_id: {}})
+        self.assertIn(newcomer, self.members(room))
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, newcomer, *OTHERS]))
+
+    def test_leave_during_partial_state(self) -> None:
+        """A leave while partial goes to the room's servers and ends our membership."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        channel = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/leave", {},
+                                  access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.flush()
+        self.assertIn("leave", [p["content"].get("membership") for p in self.received])
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(membership.membership, "leave")
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        membership = self.hs.run(self.st.current_state.get_membership(room.room_id, self.alice))
+        assert membership is not None
+        self.assertEqual(membership.membership, "leave")
+
+    def test_resync_resumes_after_restart(self) -> None:
+        """A room still marked partial at start-up is resynced by a fresh resync (as after a restart)."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        self.flow.partial_state.stop()  # the process "dies" with the room partial
+        self.host.serves_state = True
+        core = self.hs.components.core
+        fresh = PartialStateResync(
+            clock=core.clock, server_name=core.server_name, store=self.st.partial_state, fetcher=self.flow.fetcher,
+            rooms=self.st.rooms, events=self.st.events, state=self.st.state, state_calc=core.state_calc,
+            event_handler=self.flow.event_handler, persister=core.persister, room_lock=core.creation.room_lock,
+        )
+        self.addCleanup(fresh.stop)
+        self.assertTrue(self.partial(room))
+        self.hs.run(fresh.resume())
+        self.flush()
+        self.assertFalse(self.partial(room))
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
+
+    def test_resync_asks_other_servers(self) -> None:
+        """When the server we joined through cannot give the state, another of servers_in_room is asked."""
+        other_remote_name = "other.example"
+        from matrixd.testing.federation import FakeRemoteServer
+        other = FakeRemoteServer(self.network, other_remote_name)
+        room = self.make_room()
+        # A member on the other server, so servers_in_room names it; it serves the room as well.
+        room.remote, signer = other, room.remote
+        room.add("m.room.member", f"@o:{other_remote_name}", {"membership": "join"}, f"@o:{other_remote_name}")
+        room.remote = signer
+        FakeRoomHost(other).rooms[room.room_id] = room
+        self.host.serves_state = False  # the joined-via server fails /state_ids
+        self.assertEqual(self.join(room).code, 200)
+        self.flush(120)  # the first server's 503s are retried by the client before the next is asked
+        self.assertFalse(self.partial(room))
+        self.assertIn(f"@o:{other_remote_name}", self.members(room))
+
+    def test_server_without_omit_members_gives_full_state(self) -> None:
+        """A resident server that does not omit members: a full join as before, never marked partial."""
+        room = self.make_room()
+        room.omit_members = False
+        self.assertEqual(self.join(room).code, 200)
+        self.assertFalse(self.partial(room))
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
+        self.assertEqual(room.state_requests, 0)
