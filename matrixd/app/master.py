@@ -479,6 +479,7 @@ async def build_master_components(
     register_federation_transaction_endpoint(internal, federation_flow.transactions, stores.stream_ids)
     rooms.messages.set_backfill(federation_flow.backfiller)
     await federation_flow.partial_state.resume()  # rooms still joined with partial state
+    rooms.members.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)
     # -- end federation event flow --
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)

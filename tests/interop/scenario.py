@@ -127,6 +127,31 @@ class InteropScenario(unittest.TestCase):
         self.assertEqual(rooms[child]["join_rule"], "public")
         self.assertEqual([c["state_key"] for c in rooms[space]["children_state"]], [child])
 
+    async def test_partial_state_join_then_full_members(self) -> None:
+        """A join into a room with many members is made with partial state (omit_members) and reaches the full
+        member list; messages cross both ways right after the join and after the resync."""
+        alice, bob = await self._users()
+        room, alias = await self._public_room(alice)
+        others = [await self.host.register(_name("m")) for _ in range(8)]
+        for member in others:
+            await member.join(room)
+        self.assertEqual(await bob.join(alias), room)
+        early = await bob.send_text(room, "right after joining")
+        from_alice = await alice.send_text(room, "welcome")
+        got = await bob.sync_until(_has_event(room, lambda e: e["event_id"] == from_alice))
+        self.assertEqual(got["content"]["body"], "welcome")
+        await alice.sync_until(_has_event(room, lambda e: e["event_id"] == early))
+        expected = {alice.user_id, bob.user_id, *(m.user_id for m in others)}
+        await bob.wait_for(lambda: _equals(bob.joined_members(room), expected), 60)
+        self.assertEqual(await alice.joined_members(room), expected)
+        await self.assert_state_equal(alice, bob, room)
+        if self.guest.kind == "matrixd":
+            self.assertIn("with partial state", self.guest.log_tail(200_000))
+        late = await bob.send_text(room, "after the resync")
+        await alice.sync_until(_has_event(room, lambda e: e["event_id"] == late))
+        from_alice = await alice.send_text(room, "still here")
+        await bob.sync_until(_has_event(room, lambda e: e["event_id"] == from_alice))
+
     async def test_join_by_alias_then_messages_typing_receipts_both_ways(self) -> None:
         """The guest's user joins the host's room by alias; messages, typing and receipts cross both ways."""
         alice, bob = await self._users()

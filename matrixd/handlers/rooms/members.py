@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Awaitable, Callable, Optional
+
+from matrixd.api.errors import Codes, MatrixError
 
 from matrixd.events.event import Event, JsonDict, StateMap
 from matrixd.handlers.rooms.access import RoomAccessChecker
@@ -14,6 +16,11 @@ from matrixd.storage.state import StateGroupStore
 from matrixd.types import Requester
 
 MEMBER = "m.room.member"
+#: How long a member list request waits for a partial-state room's full state before giving up.
+PARTIAL_STATE_WAIT = 60.0
+
+#: ``(room_id, timeout) -> whether the room's full state is known`` (waiting at most ``timeout`` seconds).
+FullStateWaiter = Callable[[str, float], Awaitable[bool]]
 
 
 def membership_matches(membership: Optional[str], wanted: Optional[str], unwanted: Optional[str]) -> bool:
@@ -42,6 +49,16 @@ class RoomMembersHandler:
         self._state = state
         self._current = current_state
         self._serializer = serializer
+        self._full_state: Optional[FullStateWaiter] = None
+
+    def set_full_state_waiter(self, waiter: FullStateWaiter) -> None:
+        """Member lists of a room joined with partial state wait for its resync (they would be incomplete)."""
+        self._full_state = waiter
+
+    async def _wait_for_members(self, room_id: str) -> None:
+        if self._full_state is not None and not await self._full_state(room_id, PARTIAL_STATE_WAIT):
+            raise MatrixError(503, "The room's member list is still being fetched from other servers; retry later",
+                              Codes.UNKNOWN)
 
     async def get_members(
         self,
@@ -54,6 +71,7 @@ class RoomMembersHandler:
     ) -> list[JsonDict]:
         """Member events of the room now (or when the user left, or at the ``at`` token), filtered."""
         access = await self._access.check_can_read(requester.user_id, room_id)
+        await self._wait_for_members(room_id)
         if at is not None:
             position = await self._walker.resolve_token(room_id, at)
             read_limit = await self._access.read_limit(access)
@@ -78,6 +96,7 @@ class RoomMembersHandler:
     async def get_joined_members(self, requester: Requester, room_id: str) -> JsonDict:
         """``{user_id: {display_name, avatar_url}}`` of the joined members; the requester must be joined."""
         await self._access.check_joined(requester.user_id, room_id)
+        await self._wait_for_members(room_id)
         profiles = await self._current.get_joined_member_profiles(room_id)
         joined: JsonDict = {}
         for user_id in sorted(profiles):
