@@ -242,6 +242,7 @@ async def build_sync_area(
         presence=PresenceStore(db, clock, await PresenceStore.create_stream_ids(db)),
         push_rules=PushRulesStore(db, clock, await PushRulesStore.create_stream_ids(db)),
         txn_ids=core.stores.txn_ids,
+        partial_state=core.stores.partial_state,
     )
     notifier.set_position(StreamName.RECEIPTS, stores.receipts.get_current_token())
     notifier.set_position(StreamName.ACCOUNT_DATA, stores.account_data.get_current_token())

@@ -1,7 +1,9 @@
 """Rooms joined with partial state (``send_join`` with ``omit_members``) until their full state is known.
 
 A row exists from just before the join is persisted until the background
-resync has replaced the join's state with the full state.  Reads are not
+resync has replaced the join's state with the full state; then the
+events-stream position of the new current state is kept for ``/sync`` (a
+room it left out shows up as newly joined).  Reads are not
 cached: the table is tiny (usually empty) and every process (the federation
 sender, sync workers) must see a room leave it at once.
 """
@@ -95,12 +97,37 @@ class PartialStateStore:
         room = await self.get(room_id)
         return list(room.servers) if room is not None else None
 
-    async def clear(self, room_id: str) -> None:
+    async def clear(self, room_id: str, resynced_at: Optional[int] = None) -> None:
+        """The room's full state is known (from events-stream position ``resynced_at``, if it was resynced)."""
+
         def _txn(txn: Cursor) -> None:
             txn.execute("DELETE FROM partial_state_room_servers WHERE room_id = ?", (room_id,))
             txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
+            if resynced_at is not None:
+                txn.execute(
+                    "INSERT INTO partial_state_resynced (room_id, stream_id) VALUES (?, ?)"
+                    " ON CONFLICT (room_id) DO UPDATE SET stream_id = EXCLUDED.stream_id",
+                    (room_id, resynced_at),
+                )
 
         await self._db.run_interaction("clear_partial_state", _txn)
+
+    async def resynced_after(self, room_ids: Collection[str], stream_id: int) -> set[str]:
+        """Those of ``room_ids`` whose resync finished after events-stream position ``stream_id``."""
+        ids = sorted(set(room_ids))
+
+        def _txn(txn: Cursor) -> set[str]:
+            found: set[str] = set()
+            for chunk in batch_iter(ids, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                txn.execute(f"SELECT room_id FROM partial_state_resynced WHERE {clause} AND stream_id > ?",
+                            [*args, stream_id])
+                found.update(r[0] for r in txn)
+            return found
+
+        if not ids:
+            return set()
+        return await self._db.run_interaction("partial_state_resynced_after", _txn)
 
     async def _load(self, room_ids: Optional[list[str]]) -> list[PartialStateRoom]:
         def _txn(txn: Cursor) -> list[PartialStateRoom]:

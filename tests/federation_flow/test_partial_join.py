@@ -207,3 +207,41 @@ class PartialJoinTestCase(unittest.TestCase):
         self.assertFalse(self.partial(room))
         self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
         self.assertEqual(room.state_requests, 0)
+
+    def test_sync_leaves_out_partial_rooms_until_resynced(self) -> None:
+        """A non-lazy /sync omits the partial-state room, then shows it as newly joined with every member."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        self.assertNotIn(room.room_id, channel.json_body.get("rooms", {}).get("join", {}))
+        since = channel.json_body["next_batch"]
+        lazy = urllib.parse.quote('{"room":{"state":{"lazy_load_members":true}}}')
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?filter={lazy}", access_token=self.alice_token)
+        self.assertIn(room.room_id, channel.json_body["rooms"]["join"])
+
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}", access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        joined = channel.json_body["rooms"]["join"][room.room_id]
+        events = [*joined["state"]["events"], *joined["timeline"]["events"]]
+        members = {e["state_key"] for e in events if e["type"] == "m.room.member"}
+        self.assertEqual(members, {self.alice, CAROL, *OTHERS})
+        self.assertIn("m.room.create", {e["type"] for e in events})
+
+    def test_members_wait_for_resync(self) -> None:
+        """/joined_members during the resync answers once the full state is known, never a partial list."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        path = f"/_matrix/client/v3/rooms/{q(room.room_id)}/joined_members"
+        channel = self.hs.request("GET", path, access_token=self.alice_token, await_result=False)
+        self.flush(1)
+        self.assertFalse(channel.is_finished())
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertTrue(channel.is_finished())
+        self.assertEqual(sorted(channel.json_body["joined"]), sorted([self.alice, CAROL, *OTHERS]))

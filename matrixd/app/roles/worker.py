@@ -323,6 +323,7 @@ async def _sync_stores(clock: Clock, db: Database, core: RoomCore) -> SyncStores
         presence=PresenceStore(db, clock, await PresenceStore.create_stream_ids(db)),
         push_rules=PushRulesStore(db, clock, await PushRulesStore.create_stream_ids(db)),
         txn_ids=core.stores.txn_ids,
+        partial_state=core.stores.partial_state,
     )
 
 

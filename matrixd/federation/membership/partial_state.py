@@ -218,8 +218,8 @@ class PartialStateResync:
             raise _ResyncFailed("the state has no create event")
         fetched_at = self._clock.time()
         async with self._room_lock.queue(room.room_id):
-            recomputed = await self._apply_full_state(room.room_id, rv, join, full_before)
-            await self._store.clear(room.room_id)
+            recomputed, position = await self._apply_full_state(room.room_id, rv, join, full_before)
+            await self._store.clear(room.room_id, resynced_at=position)
         logger.info(
             "partial-state resync of %s from %s: %d state events (%d fetched), %d later events recomputed;"
             " fetch %.2fs, recompute %.2fs",
@@ -227,8 +227,12 @@ class PartialStateResync:
             self._clock.time() - fetched_at,
         )
 
-    async def _apply_full_state(self, room_id: str, rv: RoomVersion, join: Event, full_before: StateMap) -> int:
-        """Re-state the join and every later event, then the current state; the number of later events."""
+    async def _apply_full_state(self, room_id: str, rv: RoomVersion, join: Event,
+                                full_before: StateMap) -> tuple[int, int]:
+        """Re-state the join and every later event, then the current state.
+
+        Returns the number of later events and the events-stream position of the new current state.
+        """
         group_before = await self._state.store_state_group(join.event_id, room_id, None, None, full_before)
         after = dict(full_before)
         after[join.state_key_tuple()] = join.event_id
@@ -255,8 +259,8 @@ class PartialStateResync:
         await self._state.replace_event_groups(rows)
         extremities = await self._events.get_latest_event_ids_in_room(room_id)
         current = await self._state_calc.state_after_events(room_id, rv, extremities)
-        await self._persister.replace_current_state(room_id, current.state_ids)
-        return count
+        position = await self._persister.replace_current_state(room_id, current.state_ids)
+        return count, position
 
     async def _recompute(self, room_id: str, rv: RoomVersion, event: Event,
                          groups: dict[str, int]) -> Optional[tuple[str, int, int]]:

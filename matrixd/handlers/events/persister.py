@@ -263,19 +263,22 @@ class EventPersister:
         if out_of_band_membership:
             self._announce(events)
 
-    async def replace_current_state(self, room_id: str, new_state: StateMap) -> None:
+    async def replace_current_state(self, room_id: str, new_state: StateMap) -> int:
         """Set a room's current state without a new event (room lock held): a partial-state room's full
-        state became known.  Announced like an event, so /sync and workers see the member changes."""
+        state became known.  Announced like an event, so /sync and workers see the member changes.
+
+        Returns the events-stream position allocated for the change (one is allocated even if nothing
+        changed, so a position strictly after every sync computed before exists).
+        """
         old = await self._current.get_current_state_ids(room_id)
         delta = StateDelta.between(old, new_state)
-        if delta.is_empty():
-            return
-        await self._writer.persist_events([], state_delta_by_room={room_id: delta})
+        result = await self._writer.persist_events([], state_delta_by_room={room_id: delta})
         if self._announcer is not None:
             self._announcer([])
         else:
             keys = {room_id} | {sk for t, sk in [*delta.to_delete, *delta.to_insert] if t == "m.room.member"}
             self._notifier.on_new_position(StreamName.EVENTS, self._stream_ids.get_current_token(), keys)
+        return result.max_stream_ordering
 
     def _announce(self, events: Sequence[Event]) -> None:
         if self._announcer is not None:

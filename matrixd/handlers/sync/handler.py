@@ -48,6 +48,7 @@ from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptRow, ReceiptStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.txn_ids import TxnIdStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import STREAM_ORDER, StreamName, StreamToken
 from matrixd.types import JsonDict
@@ -76,6 +77,7 @@ class SyncStores:
     presence: PresenceStore
     push_rules: PushRulesStore
     txn_ids: TxnIdStore
+    partial_state: Optional[PartialStateStore] = None
 
 
 class SyncHandler:
@@ -237,8 +239,9 @@ class _SyncComputation:
         result = SyncResult(next_batch=self.now)
         memberships = await self._memberships()
         joined = {r: m for r, m in memberships.items() if m.membership == "join"}
+        resynced = await self._leave_out_partial_state(joined)
         result.joined_room_ids = frozenset(joined)
-        newly_joined = await self._newly_joined(joined)
+        newly_joined = await self._newly_joined(joined) | resynced
         account_data = await self._account_data(newly_joined)
         left = await self._left_rooms(memberships)
 
@@ -328,6 +331,20 @@ class _SyncComputation:
             out.update(await cs.get_memberships_at(self.user_id, late, self.now.events))
         room_filter = self.filter.room
         return {r: m for r, m in out.items() if room_filter.allows_room(r)}
+
+    async def _leave_out_partial_state(self, joined: dict[str, MembershipInfo]) -> set[str]:
+        """Drop rooms joined with partial state from ``joined`` (their member list is incomplete) unless the
+        filter lazy-loads members; returns the rooms whose resync finished after ``since`` (shown as newly
+        joined: the client has not seen them, or saw them without their members)."""
+        store = self.s.partial_state
+        if store is None or not joined:
+            return set()
+        if not self.filter.room.state.lazy_load_members:
+            for room_id in await store.partial_among(list(joined)):
+                del joined[room_id]
+            if self.since_events is not None:
+                return await store.resynced_after(list(joined), self.since_events)
+        return set()
 
     async def _newly_joined(self, joined: dict[str, MembershipInfo]) -> set[str]:
         """Joined rooms the user was not joined to at ``since``."""

@@ -15,3 +15,10 @@ CREATE TABLE partial_state_room_servers (
     server_name TEXT NOT NULL,
     UNIQUE (room_id, server_name)
 );
+-- When each room's resync finished: the events-stream position of its new current
+-- state.  /sync leaves partial-state rooms out (unless members are lazy-loaded) and
+-- shows a room resynced after the client's position as newly joined (full state).
+CREATE TABLE partial_state_resynced (
+    room_id TEXT NOT NULL PRIMARY KEY,
+    stream_id BIGINT NOT NULL
+);
