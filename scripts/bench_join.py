@@ -14,9 +14,11 @@ Measured per join:
 * ``join``: wall time of ``POST /join`` on the joining server until it
   answers 200;
 * ``full``: until the joining server's ``/joined_members`` lists every member.
-  matrixd answers ``/join`` once the full state is stored, so the two are the
-  same for it; Synapse joins with partial state (MSC3706 "faster joins") and
-  fetches the members in the background, so its ``full`` is later;
+  Both matrixd and Synapse join with partial state (``send_join`` with
+  ``omit_members=true``, MSC3706 "faster joins"), answer ``/join`` once that
+  is stored and fetch the members in the background, so ``full`` is later
+  (matrixd's ``/joined_members`` waits for the resync rather than answering
+  with a partial list);
 * peak RSS (``/proc/<pid>/status`` VmRSS sampled every 10 ms) of the joining
   and the hosting server from the start of the join until ``full``.
 
