@@ -178,14 +178,17 @@ class MembershipServer:
         state = await self._state.get_state_ids_for_event(event.event_id, before=True)
         if state is None:
             raise MatrixError(500, "The state at the join is unknown", Codes.UNKNOWN)
-        state_events = await self._events.get_events(state.values())
         answer: JsonDict = {"origin": self._server_name, "event": pdu_for_federation(event)}
+        joiner = event.state_key or ""
         if omit_members:
-            servers = sorted({d for e in state_events.values() if e.type == "m.room.member" and e.membership == JOIN
-                              for d in [domain_of(e.state_key or "")] if d})
-            kept = _state_without_members(state, state_events, joining=event.state_key or "")
-            state_events = {eid: state_events[eid] for eid in kept if eid in state_events}
-            answer["servers_in_room"] = servers
+            # From the current state's caches, not the 2,000 member events of a large room: the join is
+            # the only change since the state before it, and its sender is left out.
+            users = [u for u in await self._current.get_users_in_room(event.room_id) if u != joiner]
+            answer["servers_in_room"] = sorted({d for d in map(domain_of, users) if d})
+            state_ids = await self._state_without_members(event.room_id, state, joiner)
+        else:
+            state_ids = list(state.values())
+        state_events = await self._events.get_events(state_ids)
         chain = await self._events.get_auth_chain_ids([*state_events, *event.auth_event_ids()], include_given=False)
         chain |= set(event.auth_event_ids())
         chain_events = await self._events.get_events(chain)
@@ -193,6 +196,21 @@ class MembershipServer:
         answer["auth_chain"] = [pdu_for_federation(e) for e in _by_depth(chain_events.values())]
         answer["members_omitted"] = omit_members
         return answer
+
+    async def _state_without_members(self, room_id: str, state: Mapping[StateKey, str], joiner: str) -> list[str]:
+        """The ids of ``state`` to send with ``omit_members``: non-member events, the joining user's membership,
+        and the heroes' (``m.heroes`` of the sync summary: five joined or invited members by stream order, else
+        those who left or were banned) when the room has no name nor canonical alias to show."""
+        kept = [eid for (etype, _sk), eid in state.items() if etype != "m.room.member"]
+        own = state.get(("m.room.member", joiner))
+        if own is not None:
+            kept.append(own)
+        naming = await self._events.get_events(
+            [eid for key, eid in state.items() if key in (("m.room.name", ""), ("m.room.canonical_alias", ""))])
+        if not any(e.content.get("name") or e.content.get("alias") for e in naming.values()):
+            heroes = (await self._current.get_heroes([room_id], exclude_user=joiner, limit=_HEROES)).get(room_id, [])
+            kept.extend(state[("m.room.member", h)] for h in heroes if ("m.room.member", h) in state)
+        return kept
 
     # -- invites ---------------------------------------------------------------------
 
@@ -232,31 +250,6 @@ class MembershipServer:
         await self._received.persist_outliers([invite], out_of_band_membership=not we_are_in_room)
         return {"event": signed}
 
-
-def _state_without_members(state: Mapping[StateKey, str], events: Mapping[str, Event], joining: str) -> list[str]:
-    """The ids of ``state`` to send with ``omit_members``: non-member events, the joining user's membership,
-    and the heroes' (the first five joined or invited members by stream order, else those who left or were
-    banned) when the room has no name nor canonical alias to show."""
-    kept = [eid for (etype, _sk), eid in state.items() if etype != "m.room.member"]
-    own = state.get(("m.room.member", joining))
-    if own is not None:
-        kept.append(own)
-    if not any(_has_content(events.get(state.get(key, "")), field)
-               for key, field in ((("m.room.name", ""), "name"), (("m.room.canonical_alias", ""), "alias"))):
-        members = sorted(
-            (e for (etype, sk), eid in state.items() if etype == "m.room.member" and sk != joining
-             for e in [events.get(eid)] if e is not None),
-            key=lambda e: (e.internal_metadata.stream_ordering or 0, e.event_id),
-        )
-        heroes = [e for e in members if e.membership in (JOIN, INVITE)][:_HEROES]
-        if not heroes:
-            heroes = [e for e in members if e.membership in (LEAVE, "ban")][:_HEROES]
-        kept.extend(e.event_id for e in heroes)
-    return kept
-
-
-def _has_content(event: Optional[Event], field: str) -> bool:
-    return event is not None and bool(event.content.get(field))
 
 
 def _by_depth(events: Collection[Event]) -> list[Event]:
