@@ -233,15 +233,24 @@ class PartialJoinTestCase(unittest.TestCase):
         self.assertIn("m.room.create", {e["type"] for e in events})
 
     def test_members_wait_for_resync(self) -> None:
-        """/joined_members during the resync answers once the full state is known, never a partial list."""
+        """/joined_members, /members and /state during the resync answer once the full state is known."""
         self.host.serves_state = False
         room = self.make_room()
         self.assertEqual(self.join(room).code, 200)
-        path = f"/_matrix/client/v3/rooms/{q(room.room_id)}/joined_members"
-        channel = self.hs.request("GET", path, access_token=self.alice_token, await_result=False)
+        base = f"/_matrix/client/v3/rooms/{q(room.room_id)}"
+        channels = {name: self.hs.request("GET", f"{base}/{name}", access_token=self.alice_token, await_result=False)
+                    for name in ("joined_members", "members", "state", f"state/m.room.member/{q(OTHERS[2])}")}
+        # A membership the partial state has (ours) is answered at once.
+        channel = self.hs.request("GET", f"{base}/state/m.room.member/{q(self.alice)}", access_token=self.alice_token)
+        self.assertEqual(channel.json_body["membership"], "join")
         self.flush(1)
-        self.assertFalse(channel.is_finished())
+        self.assertFalse(any(c.is_finished() for c in channels.values()))
         self.host.serves_state = True
         self.flush(RETRY_DELAY + 2)
-        self.assertTrue(channel.is_finished())
-        self.assertEqual(sorted(channel.json_body["joined"]), sorted([self.alice, CAROL, *OTHERS]))
+        self.assertTrue(all(c.is_finished() for c in channels.values()))
+        everyone = sorted([self.alice, CAROL, *OTHERS])
+        self.assertEqual(sorted(channels["joined_members"].json_body["joined"]), everyone)
+        self.assertEqual(sorted(e["state_key"] for e in channels["members"].json_body["chunk"]), everyone)
+        self.assertEqual(sorted(e["state_key"] for e in channels["state"].json_body if e["type"] == "m.room.member"),
+                         everyone)
+        self.assertEqual(channels[f"state/m.room.member/{q(OTHERS[2])}"].json_body["membership"], "join")

@@ -32,6 +32,13 @@ def membership_matches(membership: Optional[str], wanted: Optional[str], unwante
     return unwanted is not None and membership != unwanted
 
 
+async def wait_for_full_state(waiter: Optional[FullStateWaiter], room_id: str) -> None:
+    """Wait for a partial-state room's full state (bounded); 503 if it is still not known then."""
+    if waiter is not None and not await waiter(room_id, PARTIAL_STATE_WAIT):
+        raise MatrixError(503, "The room's member list is still being fetched from other servers; retry later",
+                          Codes.UNKNOWN)
+
+
 class RoomMembersHandler:
     def __init__(
         self,
@@ -56,9 +63,7 @@ class RoomMembersHandler:
         self._full_state = waiter
 
     async def _wait_for_members(self, room_id: str) -> None:
-        if self._full_state is not None and not await self._full_state(room_id, PARTIAL_STATE_WAIT):
-            raise MatrixError(503, "The room's member list is still being fetched from other servers; retry later",
-                              Codes.UNKNOWN)
+        await wait_for_full_state(self._full_state, room_id)
 
     async def get_members(
         self,

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 from matrixd.api.errors import Codes, MatrixError, NotFoundError
 from matrixd.events.event import JsonDict
 from matrixd.handlers.rooms.access import RoomAccessChecker
+from matrixd.handlers.rooms.members import FullStateWaiter, wait_for_full_state
 from matrixd.handlers.rooms.membership import RoomMemberHandler
 from matrixd.handlers.rooms.send import EventSendHandler
 from matrixd.handlers.rooms.serialize import ClientEventSerializer
@@ -58,10 +59,16 @@ class RoomStateHandler:
         self._send = send
         self._membership = membership
         self._serializer = serializer
+        self._full_state: Optional[FullStateWaiter] = None
+
+    def set_full_state_waiter(self, waiter: FullStateWaiter) -> None:
+        """A partial-state room's whole state (or a membership it lacks) is read after its resync."""
+        self._full_state = waiter
 
     async def get_state(self, requester: Requester, room_id: str) -> list[JsonDict]:
         """Every state event the user may see of the room."""
         access = await self._access.check_can_read(requester.user_id, room_id)
+        await wait_for_full_state(self._full_state, room_id)
         state = await self._access.state_ids_for_reader(access)
         events = await self._events.get_events_as_list([eid for _, eid in sorted(state.items())])
         return await self._serializer.serialize_events(events, requester)
@@ -73,6 +80,11 @@ class RoomStateHandler:
         access = await self._access.check_can_read(requester.user_id, room_id)
         state = await self._access.state_ids_for_reader(access)
         event_id = state.get((event_type, state_key))
+        if event_id is None and event_type == MEMBER and self._full_state is not None:
+            # Absent from a partial state may only mean omitted: look again once the state is full.
+            await wait_for_full_state(self._full_state, room_id)
+            access = await self._access.check_can_read(requester.user_id, room_id)
+            event_id = (await self._access.state_ids_for_reader(access)).get((event_type, state_key))
         event = await self._events.get_event(event_id) if event_id is not None else None
         if event is None:
             raise NotFoundError(f"Event not found in room state: {event_type!r} / {state_key!r}")
