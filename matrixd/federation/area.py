@@ -40,11 +40,11 @@ from matrixd.storage.aliases import AliasStore
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.server_keys import ServerKeyStore
 from matrixd.storage.state import StateGroupStore
-from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.clock import Clock
 
 

@@ -27,10 +27,10 @@ from matrixd.federation.acl import ServerAclChecker
 from matrixd.federation.visibility import ServerVisibility
 from matrixd.storage.aliases import AliasStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.profiles import ProfileStore
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
-from matrixd.storage.partial_state import PartialStateStore
 from matrixd.types import IdentifierError, RoomAlias, UserID
 from matrixd.util.clock import Clock
 

@@ -23,6 +23,7 @@ from twisted.internet import defer
 
 from matrixd.api.errors import ConfigError
 from matrixd.app.core import RoomCore, build_room_core
+from matrixd.handlers.rooms.members import polling_full_state_waiter
 from matrixd.push.counts import UnreadCounter
 from matrixd.storage.event_push_actions import EventPushActionsStore
 from matrixd.app.master import (
@@ -59,6 +60,7 @@ from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
 from matrixd.federation.sender.service import FederationSenderService
 from matrixd.storage.federation_outbox import FederationOutboxStore
 from matrixd.storage.federation_sender import FederationSenderStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.streams.token import StreamName
 from matrixd.replication.http.remote import (
     ReplicaDeviceListUpdater,
@@ -106,7 +108,6 @@ from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptStore
 from matrixd.storage.to_device import ToDeviceStore, create_to_device_id_generator
-from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.clock import Clock
 
 #: The client-API writes a sync worker accepts (each backed by a remote handler).
@@ -245,6 +246,10 @@ async def build_worker_components(
     if kind.name == "sync":
         assert writer is not None and http is not None
         rooms = build_rooms_area(config, clock, db, core, accounts.users)
+        # Member lists of partial-state rooms wait for the master's resync.
+        waiter = polling_full_state_waiter(core.stores.partial_state, clock)
+        rooms.members.set_full_state_waiter(waiter)
+        rooms.state.set_full_state_waiter(waiter)
         sync, typing_fetch = await _build_sync_area(config, clock, db, core, rooms, accounts.devices, writer, http,
                                                     set_user_syncing)
         extra_streams = sync_streams_for_worker(

@@ -22,6 +22,7 @@ from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
 from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.receipts import ReceiptsHandler
 from matrixd.handlers.typing import TypingHandler
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.presence import PresenceStore
 from matrixd.storage.receipts import ReceiptStore
 from matrixd.federation.inbound_queries import FederationKeyQueries, OpenIdTokens, SpaceHierarchy
@@ -54,7 +55,6 @@ from matrixd.storage.federation_sender import FederationSenderStore, OpenIdToken
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.storage.to_device import ToDeviceStore
-from matrixd.storage.partial_state import PartialStateStore
 from matrixd.streams.notifier import Notifier
 from matrixd.util.clock import Clock
 

@@ -12,8 +12,10 @@ from matrixd.handlers.rooms.serialize import ClientEventSerializer
 from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.types import Requester
+from matrixd.util.clock import Clock
 
 MEMBER = "m.room.member"
 #: How long a member list request waits for a partial-state room's full state before giving up.
@@ -37,6 +39,20 @@ async def wait_for_full_state(waiter: Optional[FullStateWaiter], room_id: str) -
     if waiter is not None and not await waiter(room_id, PARTIAL_STATE_WAIT):
         raise MatrixError(503, "The room's member list is still being fetched from other servers; retry later",
                           Codes.UNKNOWN)
+
+
+def polling_full_state_waiter(store: PartialStateStore, clock: Clock, interval: float = 0.5) -> FullStateWaiter:
+    """A waiter for processes that do not run the resync (workers): poll the partial-state mark."""
+
+    async def wait(room_id: str, timeout: float) -> bool:
+        deadline = clock.time() + timeout
+        while await store.is_partial(room_id):
+            if clock.time() >= deadline:
+                return False
+            await clock.sleep(interval)
+        return True
+
+    return wait
 
 
 class RoomMembersHandler:

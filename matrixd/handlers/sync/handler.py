@@ -43,12 +43,12 @@ from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events import EventStore
 from matrixd.storage.forgotten import ForgottenRoomsStore
 from matrixd.storage.models import MembershipInfo
+from matrixd.storage.partial_state import PartialStateStore
 from matrixd.storage.presence import PresenceStore
 from matrixd.storage.push_rules import PushRulesStore
 from matrixd.storage.receipts import ReceiptRow, ReceiptStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.storage.txn_ids import TxnIdStore
-from matrixd.storage.partial_state import PartialStateStore
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import STREAM_ORDER, StreamName, StreamToken
 from matrixd.types import JsonDict
