@@ -116,7 +116,7 @@ from matrixd.handlers.rooms.state import RoomStateHandler
 from matrixd.handlers.rooms.timeline import TimelineWalker
 from matrixd.handlers.rooms.upgrade import RoomUpgradeHandler
 from matrixd.handlers.visibility import VisibilityFilter
-from matrixd.replication.roles import MasterReplication, build_master_replication
+from matrixd.replication.roles import EVENT_STATE_GROUPS_CACHE, MasterReplication, build_master_replication
 from matrixd.app.roles.master_side import federation_sender_for_master, register_federation_transaction_endpoint
 from matrixd.app.roles.master_side import build_write_endpoints, publish_e2e_streams, publish_sync_streams
 from matrixd.replication.http.server import ReplicationEndpoints, build_replication_servlets
@@ -405,7 +405,7 @@ async def build_master_components(
     replication = await build_master_replication(
         clock=clock, db=db, server_name=config.server.server_name,
         secret=config.workers.worker_replication_secret, notifier=core.notifier,
-        events=core.stores.events, current_state=core.stores.current_state,
+        events=core.stores.events, current_state=core.stores.current_state, state=core.stores.state,
         stream_ids=core.stores.stream_ids, backfill_ids=core.stores.backfill_ids,
         users=accounts.users, tokens=accounts.tokens, record_last_seen=accounts.devices.record_last_seen,
     )
@@ -479,6 +479,8 @@ async def build_master_components(
     federation_flow = build_federation_flow_area(core, federation, outbound, federation_out.edus)
     register_federation_transaction_endpoint(internal, federation_flow.transactions, stores.stream_ids)
     rooms.messages.set_backfill(federation_flow.backfiller)
+    federation_flow.partial_state.set_groups_replaced_listener(
+        lambda ids: replication.invalidator.invalidate(EVENT_STATE_GROUPS_CACHE, ids))  # workers' caches
     await federation_flow.partial_state.resume()  # rooms still joined with partial state
     rooms.members.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)
     rooms.state.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)

@@ -65,6 +65,7 @@ def build_federation_flow_area(core: RoomCore, federation: FederationArea, sende
         clock=core.clock, server_name=core.server_name, store=st.partial_state, fetcher=fetcher, rooms=st.rooms,
         events=st.events, state=st.state, state_calc=core.state_calc, event_handler=event_handler,
         persister=core.persister, room_lock=core.creation.room_lock,
+        forget_state_after=core.creation.forget_state_after,
     )
     remote_membership = RemoteMembershipHandler(
         clock=core.clock, server_name=core.server_name, signing_key=core.signing_key, client=federation.client,

@@ -30,6 +30,7 @@ from matrixd.storage.cache_invalidation import CacheInvalidationStore
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Database
 from matrixd.storage.events import EventStore
+from matrixd.storage.state import StateGroupStore
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.streams.notifier import Notifier
 from matrixd.util.clock import Clock
@@ -42,6 +43,8 @@ CURRENT_STATE_CACHE = "current_state_ids"
 ROOMS_FOR_USER_CACHE = "rooms_for_user"
 USERS_CACHE = "users"
 ACCESS_TOKENS_CACHE = "access_tokens"
+#: Event ids whose state groups changed (a partial-state room resynced).
+EVENT_STATE_GROUPS_CACHE = "event_to_state_groups"
 
 
 def register_core_caches(
@@ -51,12 +54,13 @@ def register_core_caches(
     current_state: CurrentStateStore,
     users: Optional[UserStore] = None,
     tokens: Optional[TokenStore] = None,
+    state: Optional[StateGroupStore] = None,
 ) -> None:
     """Register the caches of the core stores under their replication names.
 
     ``events`` keys are event ids, ``current_state_ids`` room ids (state and
     member list of the room), ``rooms_for_user`` and ``users`` user ids,
-    ``access_tokens`` token hashes (or everything).
+    ``access_tokens`` token hashes (or everything), ``event_to_state_groups`` event ids.
     """
     caches.register(EVENTS_CACHE, events.invalidate_events)
     caches.register(CURRENT_STATE_CACHE, per_key(current_state.invalidate_room))
@@ -65,6 +69,8 @@ def register_core_caches(
         caches.register(USERS_CACHE, per_key(users.invalidate_user), users.invalidate_all)
     if tokens is not None:
         caches.register(ACCESS_TOKENS_CACHE, tokens.invalidate_hashes, tokens.invalidate_all)
+    if state is not None:
+        caches.register(EVENT_STATE_GROUPS_CACHE, state.forget_events)
 
 
 def announce_store_invalidations(
@@ -155,6 +161,7 @@ async def build_master_replication(
     backfill_ids: StreamIdGenerator,
     users: Optional[UserStore] = None,
     tokens: Optional[TokenStore] = None,
+    state: Optional[StateGroupStore] = None,
     record_last_seen: Optional[RecordLastSeen] = None,
     settings: ConnectionSettings = ConnectionSettings(),
     extra_streams: Sequence[ReplicationStream[Any]] = (),
@@ -167,7 +174,8 @@ async def build_master_replication(
     (each with its ``current_token``).
     """
     caches = CacheRegistry()
-    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens)
+    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens,
+                         state=state)
     cache_store = CacheInvalidationStore(db, clock)
     cache_ids = await cache_store.create_id_generator()
     registry = StreamRegistry(core_streams(
@@ -223,6 +231,7 @@ def build_worker_replication(
     subscribe: Sequence[str],
     users: Optional[UserStore] = None,
     tokens: Optional[TokenStore] = None,
+    state: Optional[StateGroupStore] = None,
     extra_streams: Sequence[ReplicationStream[Any]] = (),
     settings: ClientSettings = ClientSettings(),
 ) -> WorkerReplication:
@@ -232,7 +241,8 @@ def build_worker_replication(
     subscribed stream is positioned.
     """
     caches = CacheRegistry()
-    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens)
+    register_core_caches(caches, events=events, current_state=current_state, users=users, tokens=tokens,
+                         state=state)
     registry = StreamRegistry(core_streams(
         events=events, current_state=current_state, cache_store=CacheInvalidationStore(db, clock), caches=caches,
     ))

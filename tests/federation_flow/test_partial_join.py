@@ -174,6 +174,7 @@ class PartialJoinTestCase(unittest.TestCase):
             clock=core.clock, server_name=core.server_name, store=self.st.partial_state, fetcher=self.flow.fetcher,
             rooms=self.st.rooms, events=self.st.events, state=self.st.state, state_calc=core.state_calc,
             event_handler=self.flow.event_handler, persister=core.persister, room_lock=core.creation.room_lock,
+            forget_state_after=core.creation.forget_state_after,
         )
         self.addCleanup(fresh.stop)
         self.assertTrue(self.partial(room))
@@ -254,3 +255,24 @@ class PartialJoinTestCase(unittest.TestCase):
         self.assertEqual(sorted(e["state_key"] for e in channels["state"].json_body if e["type"] == "m.room.member"),
                          everyone)
         self.assertEqual(channels[f"state/m.room.member/{q(OTHERS[2])}"].json_body["membership"], "join")
+
+    def test_local_event_after_resync_builds_on_full_state(self) -> None:
+        """Our first event after the resync is built on the full state (not a cached partial one): the room
+        keeps every member and the event reaches the room's servers."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        self.send(room, "during", "t1")  # its state after (partial) is remembered by the event builder
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        self.received.clear()
+        self.send(room, "after", "t2")
+        self.flush()
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
+        after = [p for p in self.received if p["content"].get("body") == "after"]
+        self.assertEqual(len(after), 1)
+        event_id = self.hs.run(self.st.events.get_latest_event_ids_in_room(room.room_id))[0]
+        state = self.hs.run(self.st.state.get_state_ids_for_event(event_id))
+        assert state is not None
+        self.assertIn(("m.room.member", OTHERS[5]), state)

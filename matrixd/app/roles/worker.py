@@ -280,6 +280,7 @@ async def build_worker_components(
         clock=clock, db=db, connector=connector, server_name=config.server.server_name, worker_name=w.worker_name,
         secret=w.worker_replication_secret, notifier=core.notifier, events=core.stores.events,
         current_state=core.stores.current_state, subscribe=kind.streams, users=accounts.users, tokens=tokens,
+        state=core.stores.state,
         extra_streams=extra_streams,
     )
     late.append(replication)

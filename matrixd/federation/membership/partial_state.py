@@ -29,7 +29,7 @@ retried after a growing delay.  Rooms still marked at start-up are resumed
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Awaitable, Callable, Iterable, Optional
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -82,7 +82,10 @@ class PartialStateResync:
         event_handler: FederationEventHandler,
         persister: EventPersister,
         room_lock: Linearizer,
+        forget_state_after: Callable[[Iterable[str]], None] = lambda _ids: None,
     ) -> None:
+        self._forget_state_after = forget_state_after
+        self._groups_replaced: Optional[Callable[[list[str]], Awaitable[object]]] = None
         self._clock = clock
         self._server_name = server_name
         self._store = store
@@ -130,6 +133,10 @@ class PartialStateResync:
         self._stopped = True
         for d in list(self._running.values()):
             d.cancel()
+
+    def set_groups_replaced_listener(self, listener: Callable[[list[str]], Awaitable[object]]) -> None:
+        """Told the ids of events whose state groups the resync replaced (workers' caches go stale)."""
+        self._groups_replaced = listener
 
     def is_running(self, room_id: str) -> bool:
         return room_id in self._running
@@ -257,6 +264,9 @@ class PartialStateResync:
                     rows.append(row)
                     count += 1
         await self._state.replace_event_groups(rows)
+        self._forget_state_after(r[0] for r in rows)  # the event builder's remembered (partial) states
+        if self._groups_replaced is not None:
+            await self._groups_replaced([r[0] for r in rows])
         extremities = await self._events.get_latest_event_ids_in_room(room_id)
         current = await self._state_calc.state_after_events(room_id, rv, extremities)
         position = await self._persister.replace_current_state(room_id, current.state_ids)

@@ -15,7 +15,7 @@ error; the others go on.  Sequential senders see batches of one.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import attrs
 from signedjson.types import SigningKey
@@ -181,6 +181,10 @@ class EventCreationHandler:
         )
         self._remember_state_after(event, state_before, persisted.state_group)
         return persisted
+
+    def forget_state_after(self, event_ids: Iterable[str]) -> None:
+        """These events' states were recomputed (a partial-state room resynced): drop the remembered ones."""
+        self._state_after.invalidate_many((event_id,) for event_id in event_ids)
 
     def _remember_state_after(self, event: Event, state_before: StateMap, group_after: Optional[int]) -> None:
         if event.rejected or group_after is None:
