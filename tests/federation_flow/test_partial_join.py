@@ -276,3 +276,28 @@ class PartialJoinTestCase(unittest.TestCase):
         state = self.hs.run(self.st.state.get_state_ids_for_event(event_id))
         assert state is not None
         self.assertIn(("m.room.member", OTHERS[5]), state)
+
+    def test_servers_learnt_while_partial_get_our_events(self) -> None:
+        """A server whose user joins while we are partial (not in servers_in_room) is sent our events too."""
+        from matrixd.testing.federation import FakeRemoteServer
+        other = FakeRemoteServer(self.network, "late.example")
+        got: list[JsonDict] = []
+
+        async def on_send(origin: str, content: Any, request: Any, txn_id: str) -> tuple[int, JsonDict]:
+            got.extend(content.get("pdus", []))
+            return 200, {"pdus": {}}
+
+        other.handle("PUT", "/_matrix/federation/v1/send/(?P<txn_id>[^/]*)", on_send)
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        room.remote, signer = other, room.remote
+        late_join = room.add("m.room.member", "@late:late.example", {"membership": "join"}, "@late:late.example")
+        room.remote = signer
+        # The newcomer's server sends its join to us (it knows we are in the room).
+        self.assertEqual(send_transaction(self.hs, other, [late_join.get_pdu_json()]).json_body["pdus"],
+                         {late_join.event_id: {}})
+        self.assertIn("late.example", self.hs.run(self.st.partial_state.get_servers(room.room_id)))
+        self.send(room, "to everyone", "t1")
+        self.flush()
+        self.assertIn("to everyone", [p["content"].get("body") for p in got])
