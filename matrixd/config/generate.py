@@ -140,6 +140,15 @@ user_directory:
   enabled: true
   search_all_users: false
 
+## Caches ##
+# Every in-memory cache's bound is scaled by global_factor; per_cache_factors
+# overrides it for caches by name (the `name` label of
+# synapse_util_caches_cache_size on /metrics). Lower saves memory, costs reads.
+#caches:
+#  global_factor: 1.0
+#  per_cache_factors:
+#    events: 2.0
+
 ## VoIP ##
 # TURN servers handed to clients for calls, with time-limited credentials from a
 # secret shared with the TURN server (coturn's static-auth-secret).
