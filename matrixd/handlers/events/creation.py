@@ -2,8 +2,10 @@
 cite the right auth events, check the full auth rules, persist.
 
 Creation and persistence for one room are serialised by a per-room lock, so
-each new event extends exactly what the previous one left and the state
-before it is the room's current state.
+each new event extends what the previous one left (the deepest
+``MAX_PREV_EVENTS`` forward extremities).  Uncited extremities stay, so the
+room's current state afterwards is the resolution of the states after all of
+them (:meth:`EventCreationHandler.current_state_after`).
 
 Message (non-state) events are group-committed: requests for a room queue up
 while the room's lock is held, and whoever next takes the lock builds every
