@@ -43,6 +43,7 @@ from matrixd.handlers.accounts.uia import (
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
+from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
 from matrixd.rest.federation.flow import federation_flow_servlets
 from matrixd.federation.sender.area import (
     FederationOutArea,
@@ -55,6 +56,7 @@ from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
 from matrixd.handlers.admin.misc import AdminMiscHandler
 from matrixd.handlers.admin.stats import CurrentStateSize
+from matrixd.handlers.txn_expiry import TransactionIdExpiry, TxnIdTable
 from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
@@ -510,6 +512,11 @@ async def build_master_components(
     )
     core.membership.set_room_blocks(admin_store)  # blocked rooms refuse joins, knocks, invites
     CurrentStateSize(clock, admin_store).start()  # matrixd_current_state_{rooms,events} gauges
+    TransactionIdExpiry(clock, [  # client and federation transaction ids are kept a day
+        TxnIdTable("event_txn_ids", core.stores.txn_ids.expire_before),
+        TxnIdTable("to_device_txn_ids", e2e.stores.to_device.expire_txn_ids),
+        TxnIdTable("received_transactions", ReceivedTransactionStore(db, clock).expire_before),
+    ]).start()
     await admin_runner.resume_unfinished()
     # -- end server administration --
 
