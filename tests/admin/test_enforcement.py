@@ -143,6 +143,28 @@ class ShadowBanTests(AdminTestCase):
         self.assertEqual(ch.code, 403, ch.json_body)  # not joined: the same refusal as for anyone
         self.assertEqual(self.admin("GET", f"/v1/rooms/{self.room_id}")["canonical_alias"], None)
 
+    def public_room_ids(self) -> list[str]:
+        ch = self.req("GET", f"{V3}/publicRooms", None, self.carol_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        return [r["room_id"] for r in ch.json_body["chunk"]]
+
+    def test_created_rooms_are_not_published_nor_aliased(self) -> None:
+        """A shadow-banned user's public room with an alias exists for them, but is in no directory and its
+        alias stays free; publishing a room later is answered as done and changes nothing."""
+        room_id = self.ok("POST", f"{V3}/createRoom", {"visibility": "public", "room_alias_name": "squat",
+                                                       "name": "Free stuff"})["room_id"]
+        self.assertEqual(self.admin("GET", f"/v1/rooms/{room_id}")["name"], "Free stuff")  # the room is real
+        self.assertNotIn(room_id, self.public_room_ids())
+        ch = self.req("GET", f"{V3}/directory/room/%23squat:test", None, self.carol_tok)
+        self.assertEqual(ch.code, 404, ch.json_body)
+        self.ok("PUT", f"{V3}/directory/list/room/{room_id}", {"visibility": "public"})
+        self.assertNotIn(room_id, self.public_room_ids())
+        # Taken aliases are refused exactly as for anyone.
+        ch = self.req("POST", f"{V3}/createRoom", {"room_alias_name": "spam"}, self.admin_tok)
+        self.assertEqual(ch.code, 200, ch.json_body)
+        ch = self.req("POST", f"{V3}/createRoom", {"room_alias_name": "spam"}, self.user_tok)
+        self.assertEqual((ch.code, ch.json_body["errcode"]), (400, "M_ROOM_IN_USE"))
+
     def test_third_party_invites_answer_as_for_anyone(self) -> None:
         """A 3pid invite from a shadow-banned user gets exactly the answer an unbanned user gets; nothing is sent."""
         body = {"id_server": "id.example", "id_access_token": "t", "medium": "email", "address": "a@example.org"}
