@@ -137,3 +137,8 @@ class MediaCleanupStore:
         rows = await self._db.execute("media_cleanup_count",
                                       "SELECT COUNT(*) FROM admin_media_deletions WHERE job_id = ?", job_id)
         return int(rows[0][0]) if rows else 0
+
+    async def forget_job(self, job_id: str) -> None:
+        """Drop a finished job's log once its answer was given (its count stays in ``admin_jobs``)."""
+        await self._db.execute("media_cleanup_forget",
+                               "DELETE FROM admin_media_deletions WHERE job_id = ? AND file_deleted = TRUE", job_id)

@@ -81,6 +81,9 @@ class MediaCleanupTests(AdminTestCase):
             self.assertFalse(os.path.exists(self.path(media_id)))
         self.assertTrue(self.local_row(young))
         self.assertTrue(os.path.exists(self.path(young)))
+        # Answered: the job's log is dropped, its count stays with the job.
+        rows = self.hs.run(self.hs.components.db.execute("log", "SELECT COUNT(*) FROM admin_media_deletions"))
+        self.assertEqual(rows[0][0], 0)
 
     def req_pending(self, method: str, path: str) -> FakeChannel:
         ch = self.hs.request(method, path, None, access_token=self.admin_tok, await_result=False)

@@ -10,7 +10,8 @@ already missing on disk is fine.
 The admin endpoints answer when the job is done (synadm waits for the list);
 the job itself runs in the runner's batches, pausing between them, so the
 server keeps serving other requests, and it is resumed after a restart even
-though the request that started it is gone.
+though the request that started it is gone (its count stays in ``admin_jobs``
+and the log; a waiting request drops the log once it has answered).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class MediaCleanup:
             # Paused by a shutdown: it resumes at the next start.
             raise MatrixError(503, f"Media cleanup {job_id} was interrupted and resumes after a restart",
                               Codes.UNKNOWN)
-        return await self._store.deleted_media(job_id)
+        deleted = await self._store.deleted_media(job_id)
+        await self._store.forget_job(job_id)
+        return deleted
 
     async def _step(self, job: AdminJob) -> StepResult:
         files = await self._store.files_to_delete(job.job_id, self._batch)
@@ -84,4 +87,6 @@ class MediaCleanup:
         selection = MediaSelection.from_json(job.params)
         if await self._store.delete_batch(job.job_id, selection, self._server_name, self._batch):
             return StepResult(ACTIVE, {"deleted": await self._store.count_deleted(job.job_id)})
-        return StepResult(COMPLETE, {"deleted": await self._store.count_deleted(job.job_id)}, done=True)
+        count = await self._store.count_deleted(job.job_id)
+        logger.info("media cleanup %s complete: %d items deleted", job.job_id, count)
+        return StepResult(COMPLETE, {"deleted": count}, done=True)
