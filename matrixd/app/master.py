@@ -54,6 +54,7 @@ from matrixd.federation.sender.area import (
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
+from matrixd.handlers.admin.media_cleanup import MediaCleanup
 from matrixd.handlers.admin.misc import AdminMiscHandler
 from matrixd.handlers.admin.stats import CurrentStateSize
 from matrixd.handlers.txn_expiry import TransactionIdExpiry, TxnIdTable
@@ -65,6 +66,7 @@ from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
 from matrixd.rest.admin.rooms import room_admin_servlets
 from matrixd.rest.admin.users import user_admin_servlets
 from matrixd.storage.admin import AdminStore
+from matrixd.storage.media_cleanup import MediaCleanupStore
 from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
@@ -501,8 +503,10 @@ async def build_master_components(
             server_name=config.server.server_name, store=admin_store, runner=admin_runner, rooms=stores.rooms,
             aliases=stores.aliases, events=stores.events, current_state=stores.current_state,
             membership=core.membership, room_creation=core.room_creation, send=core.send),
-        media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
-                                storage=media.storage),
+        media=MediaAdminHandler(
+            server_name=config.server.server_name, store=admin_store, media=media.store,
+            cleanup=MediaCleanup(server_name=config.server.server_name, store=MediaCleanupStore(db),
+                                 jobs=admin_store, storage=media.storage, runner=admin_runner)),
         misc=AdminMiscHandler(store=admin_store, events=stores.events,
                               on_backoff_reset=federation_out.sender.on_backoff_reset),
         notices=ServerNoticesHandler(
