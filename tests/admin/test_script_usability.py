@@ -124,6 +124,7 @@ class RegisterScriptTests(unittest.TestCase):
         lines = [ln.strip() for ln in parser["options.entry_points"]["console_scripts"].splitlines()]
         entries = dict(ln.split(" = ", 1) for ln in lines if ln and not ln.startswith("#"))
         self.assertEqual(entries["register_new_matrixd_user"], "matrixd.cli.register_new_matrix_user:main")
+        self.assertEqual(entries["register_new_matrix_user"], "matrixd.cli.register_new_matrix_user:main")
         for name, target in entries.items():
             module, func = target.split(":")
             self.assertTrue(callable(getattr(importlib.import_module(module), func)), name)
