@@ -51,6 +51,7 @@ from matrixd.federation.sender.area import (
     SyncHandlers,
     build_federation_out_area,
 )
+from matrixd.federation.sender.backoff import retry_policy_from_config
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
@@ -467,6 +468,7 @@ async def build_master_components(
         e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
         sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
                           presence=sync.presence, presence_store=sync.stores.presence),
+        retry_policy=retry_policy_from_config(config.federation.destination_retry),
     )
     core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
     remote_e2e_keys.bind(federation_out.remote_e2e_keys)

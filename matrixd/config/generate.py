@@ -140,6 +140,15 @@ user_directory:
   enabled: true
   search_all_users: false
 
+## Federation ##
+# A server that failed our transactions is retried after destination_min_retry_interval,
+# each next failure waiting destination_retry_multiplier times longer, at most
+# destination_max_retry_interval; it is caught up as soon as it is reachable again.
+#federation:
+#  destination_min_retry_interval: 10s
+#  destination_retry_multiplier: 2
+#  destination_max_retry_interval: 1d
+
 ## Caches ##
 # Every in-memory cache's bound is scaled by global_factor; per_cache_factors
 # overrides it for caches by name (the `name` label of
