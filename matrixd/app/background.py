@@ -61,6 +61,21 @@ class BackgroundJobRunner:
             count += 1
         return count
 
+    async def wait(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        # A fresh Deferred per waiter: cancelling it (the client went away) leaves the job running.
+        waiter: "defer.Deferred[None]" = defer.Deferred()
+
+        def _fire(result: object) -> object:
+            if not waiter.called:
+                waiter.callback(None)
+            return result
+
+        running.addBoth(_fire)
+        await waiter
+
     def running_job_ids(self) -> list[str]:
         return list(self._running)
 

@@ -40,15 +40,18 @@ class HealthServlet(RestServlet):
         respond_with_bytes(request, 200, b"OK", b"text/plain; charset=utf-8")
 
 
-# Resource names served by the framework itself, the same for every role.
-BUILTIN_SERVLETS: Mapping[str, Callable[[], Sequence[RestServlet]]] = {
-    "health": lambda: [HealthServlet()],
-    "metrics": lambda: [MetricsServlet()],
+# Resource names served by the framework itself, the same for every role (given the server name).
+BUILTIN_SERVLETS: Mapping[str, Callable[[Optional[str]], Sequence[RestServlet]]] = {
+    "health": lambda _server_name: [HealthServlet()],
+    "metrics": lambda server_name: [MetricsServlet(server_name=server_name)],
 }
 
 
-def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: ServletGroups) -> JsonResource:
+def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: ServletGroups,
+                        server_name: Optional[str] = None) -> JsonResource:
     """A JsonResource with the servlets of every name in ``resource_names``.
+
+    ``server_name`` labels the ``synapse_*`` metrics of a ``metrics`` resource as Synapse does.
 
     A servlet listed under several names (e.g. authenticated media under both
     ``client`` and ``media``) is registered once.
@@ -58,7 +61,7 @@ def build_json_resource(resource_names: Sequence[str] | frozenset[str], groups: 
     for name in sorted(resource_names):
         servlets: Sequence[RestServlet]
         if name in BUILTIN_SERVLETS:
-            servlets = BUILTIN_SERVLETS[name]()
+            servlets = BUILTIN_SERVLETS[name](server_name)
         else:
             servlets = groups.get(name, ())
         for servlet in servlets:
@@ -113,10 +116,10 @@ def _http_site(reactor: Any, config: RootConfig, groups: ServletGroups, listener
                index: int) -> MatrixSite:
     root: IResource
     if listener.type == "metrics":
-        root = MetricsResource()
+        root = MetricsResource(server_name=config.server.server_name)
         body_limit = 1024
     else:
-        root = build_json_resource(listener.resource_names, groups)
+        root = build_json_resource(listener.resource_names, groups, config.server.server_name)
         body_limit = max_body_size_for(listener, config)
     return MatrixSite(
         root,

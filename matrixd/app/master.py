@@ -43,6 +43,7 @@ from matrixd.handlers.accounts.uia import (
 from matrixd.handlers.accounts.user_directory import UserDirectoryHandler
 from matrixd.federation.area import FederationArea, build_federation_area
 from matrixd.federation.flow_area import FederationFlowArea, build_federation_flow_area
+from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
 from matrixd.rest.federation.flow import federation_flow_servlets
 from matrixd.federation.sender.area import (
     FederationOutArea,
@@ -50,11 +51,14 @@ from matrixd.federation.sender.area import (
     SyncHandlers,
     build_federation_out_area,
 )
+from matrixd.federation.sender.backoff import retry_policy_from_config
 from matrixd.handlers.admin.area import AdminArea
 from matrixd.handlers.admin.deletion import RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
+from matrixd.handlers.admin.media_cleanup import MediaCleanup
 from matrixd.handlers.admin.misc import AdminMiscHandler
 from matrixd.handlers.admin.stats import CurrentStateSize
+from matrixd.handlers.txn_expiry import TransactionIdExpiry, TxnIdTable
 from matrixd.handlers.admin.notices import ServerNoticesHandler
 from matrixd.handlers.admin.rooms import RoomAdminHandler
 from matrixd.handlers.admin.users import UserAdminHandler
@@ -63,6 +67,7 @@ from matrixd.rest.admin.misc import SendServerNoticeServlet, misc_admin_servlets
 from matrixd.rest.admin.rooms import room_admin_servlets
 from matrixd.rest.admin.users import user_admin_servlets
 from matrixd.storage.admin import AdminStore
+from matrixd.storage.media_cleanup import MediaCleanupStore
 from matrixd.handlers.ratelimit import RatelimitOverrides
 from matrixd.handlers.auth import AccessTokenAuth
 from matrixd.handlers.ratelimit import RateLimitConfig, Ratelimiter
@@ -464,6 +469,7 @@ async def build_master_components(
         e2e=e2e, rooms=stores.rooms, current_state=stores.current_state,
         sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
                           presence=sync.presence, presence_store=sync.stores.presence),
+        retry_policy=retry_policy_from_config(config.federation.destination_retry),
     )
     core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
     remote_e2e_keys.bind(federation_out.remote_e2e_keys)
@@ -505,8 +511,10 @@ async def build_master_components(
             server_name=config.server.server_name, store=admin_store, runner=admin_runner, rooms=stores.rooms,
             aliases=stores.aliases, events=stores.events, current_state=stores.current_state,
             membership=core.membership, room_creation=core.room_creation, send=core.send),
-        media=MediaAdminHandler(server_name=config.server.server_name, store=admin_store, media=media.store,
-                                storage=media.storage),
+        media=MediaAdminHandler(
+            server_name=config.server.server_name, store=admin_store, media=media.store,
+            cleanup=MediaCleanup(server_name=config.server.server_name, store=MediaCleanupStore(db),
+                                 jobs=admin_store, storage=media.storage, runner=admin_runner)),
         misc=AdminMiscHandler(store=admin_store, events=stores.events,
                               on_backoff_reset=federation_out.sender.on_backoff_reset),
         notices=ServerNoticesHandler(
@@ -516,6 +524,11 @@ async def build_master_components(
     )
     core.membership.set_room_blocks(admin_store)  # blocked rooms refuse joins, knocks, invites
     CurrentStateSize(clock, admin_store).start()  # matrixd_current_state_{rooms,events} gauges
+    TransactionIdExpiry(clock, [  # client and federation transaction ids are kept a day
+        TxnIdTable("event_txn_ids", core.stores.txn_ids.expire_before),
+        TxnIdTable("to_device_txn_ids", e2e.stores.to_device.expire_txn_ids),
+        TxnIdTable("received_transactions", ReceivedTransactionStore(db, clock).expire_before),
+    ]).start()
     await admin_runner.resume_unfinished()
     # -- end server administration --
 

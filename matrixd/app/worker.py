@@ -47,6 +47,7 @@ from matrixd.app.roles.worker import (
     worker_kind,
 )
 from matrixd.config import RootConfig, load_config
+from matrixd.storage.cache import set_cache_factors
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import AgentTransport
 from matrixd.util.clock import Clock
@@ -220,6 +221,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "matrixd worker") -> 
         if not config.workers.is_worker:
             raise ConfigError("worker_app", "is not set: run the master with 'matrixd -c ...' instead")
         setup_logging(config.workers.worker_log_config or config.logging.log_config)
+        set_cache_factors(config.caches.global_factor, config.caches.per_cache_factors)
         for key in config.ignored_keys:
             logger.warning("Ignoring unknown config key %r", key)
         code = _run(config, args.ready_file)

@@ -86,6 +86,19 @@ class FederationClientSettings:
 
 
 @attrs.frozen(slots=True)
+class DestinationRetrySettings:
+    """How long a destination that failed a transaction is left alone (milliseconds).
+
+    Synapse's ``federation.destination_*`` keys: the first failure waits the
+    minimum, each next one ``multiplier`` times longer, never more than the maximum.
+    """
+
+    min_interval_ms: int = 10_000
+    multiplier: float = 2.0
+    max_interval_ms: int = 24 * 3600 * 1000
+
+
+@attrs.frozen(slots=True)
 class FederationConfig:
     trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
     key_refresh_interval_ms: int = 86_400_000
@@ -101,6 +114,7 @@ class FederationConfig:
     # Synapse's send_federation: False when a federation_sender worker sends (or nobody should).
     send_federation: bool = True
     client: FederationClientSettings = FederationClientSettings()
+    destination_retry: DestinationRetrySettings = DestinationRetrySettings()
 
     @classmethod
     def parse(cls, r: ConfigReader) -> "FederationConfig":
@@ -133,6 +147,7 @@ class FederationConfig:
             allow_public_rooms=r.boolean("allow_public_rooms_over_federation", False),
             send_federation=r.boolean("send_federation", True),
             client=_parse_client(r.section("federation")),
+            destination_retry=_parse_destination_retry(r.section("federation")),
         )
 
 
@@ -198,4 +213,20 @@ def _parse_client(s: ConfigReader) -> FederationClientSettings:
         max_short_retry_delay_ms=short_delay,
         max_long_retries=s.integer("max_long_retries", 10, min_value=0, max_value=100),
         max_long_retry_delay_ms=long_delay,
+    )
+
+
+def _parse_destination_retry(s: ConfigReader) -> DestinationRetrySettings:
+    min_ms = s.duration_ms("destination_min_retry_interval", "10s")
+    max_ms = s.duration_ms("destination_max_retry_interval", "1d")
+    assert min_ms is not None and max_ms is not None
+    if min_ms < 1000:
+        raise ConfigError(s.key("destination_min_retry_interval"), "must be at least 1s")
+    if max_ms < min_ms:
+        raise ConfigError(s.key("destination_max_retry_interval"),
+                          "must not be shorter than destination_min_retry_interval")
+    return DestinationRetrySettings(
+        min_interval_ms=min_ms,
+        multiplier=s.number("destination_retry_multiplier", 2.0, min_value=1.0, max_value=100.0),
+        max_interval_ms=max_ms,
     )

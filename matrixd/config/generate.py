@@ -140,6 +140,24 @@ user_directory:
   enabled: true
   search_all_users: false
 
+## Federation ##
+# A server that failed our transactions is retried after destination_min_retry_interval,
+# each next failure waiting destination_retry_multiplier times longer, at most
+# destination_max_retry_interval; it is caught up as soon as it is reachable again.
+#federation:
+#  destination_min_retry_interval: 10s
+#  destination_retry_multiplier: 2
+#  destination_max_retry_interval: 1d
+
+## Caches ##
+# Every in-memory cache's bound is scaled by global_factor; per_cache_factors
+# overrides it for caches by name (the `name` label of
+# synapse_util_caches_cache_size on /metrics). Lower saves memory, costs reads.
+#caches:
+#  global_factor: 1.0
+#  per_cache_factors:
+#    events: 2.0
+
 ## VoIP ##
 # TURN servers handed to clients for calls, with time-limited credentials from a
 # secret shared with the TURN server (coturn's static-auth-secret).

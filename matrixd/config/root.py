@@ -19,6 +19,7 @@ import yaml
 from matrixd.api.errors import ConfigError
 from matrixd.config._reader import ConfigReader
 from matrixd.config.appservice import AppServiceConfig
+from matrixd.config.caches import CachesConfig
 from matrixd.config.database import DatabaseConfig
 from matrixd.config.federation import FederationConfig
 from matrixd.config.listeners import ListenerConfig, ListenersConfig
@@ -49,6 +50,7 @@ class RootConfig:
     workers: WorkersConfig
     federation: FederationConfig
     presence: PresenceConfig = PresenceConfig()
+    caches: CachesConfig = CachesConfig()
     server_notices: ServerNoticesConfig = attrs.field(factory=ServerNoticesConfig)
     # app_service_config_files: application service registrations (matrixd.appservice)
     app_service_config_files: AppServiceConfig = AppServiceConfig()

@@ -9,6 +9,8 @@ renders in a thread pool; rendering the registry is quick enough to do inline.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from prometheus_client import CollectorRegistry
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -21,17 +23,18 @@ _CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")
 
 
 class MetricsResource(Resource):
-    """Answers every GET below it with the metrics of ``registry``."""
+    """Answers every GET below it with the metrics of ``registry`` (``server_name``: see ``render_metrics``)."""
 
     isLeaf = True
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY, server_name: Optional[str] = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._registry = registry
+        self._server_name = server_name
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", _CONTENT_TYPE)  # type: ignore[no-untyped-call,unused-ignore]
-        return render_metrics(self._registry)
+        return render_metrics(self._registry, self._server_name)
 
 
 class MetricsServlet(RestServlet):
@@ -39,8 +42,9 @@ class MetricsServlet(RestServlet):
 
     PATTERNS = prefixed_patterns("", "/_matrixd/metrics")
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY, server_name: Optional[str] = None) -> None:
         self._registry = registry
+        self._server_name = server_name
 
     async def on_GET(self, request: MatrixRequest) -> None:
-        respond_with_bytes(request, 200, render_metrics(self._registry), _CONTENT_TYPE)
+        respond_with_bytes(request, 200, render_metrics(self._registry, self._server_name), _CONTENT_TYPE)

@@ -419,42 +419,6 @@ class AdminStore:
         return [r[0] for r in await self._db.execute(
             "user_media_ids", "SELECT media_id FROM local_media WHERE user_id = ?", user_id)]
 
-    async def local_media_before(self, server_name: str, before_ts: int, size_gt: int,
-                                 keep_ids: Sequence[str]) -> list[str]:
-        """Local media ids last uploaded before ``before_ts``, larger than ``size_gt``, not protected."""
-        rows = await self._db.execute(
-            "local_media_before",
-            "SELECT m.media_id FROM local_media m WHERE m.created_ts < ? AND COALESCE(m.media_length, 0) > ?"
-            " AND NOT EXISTS (SELECT 1 FROM media_protected p WHERE p.server_name = ? AND p.media_id = m.media_id)",
-            before_ts, size_gt, server_name)
-        keep = set(keep_ids)
-        return [r[0] for r in rows if r[0] not in keep]
-
-    async def remote_media_before(self, before_ts: int) -> list[tuple[str, str]]:
-        rows = await self._db.execute("remote_media_before",
-                                      "SELECT server_name, media_id FROM remote_media_cache WHERE created_ts < ?",
-                                      before_ts)
-        return [(r[0], r[1]) for r in rows]
-
-    async def delete_media_rows(self, server_name: Optional[str], media_id: str, local_server: str) -> None:
-        """Forget one media item: its row and its thumbnails' rows (files are the caller's job)."""
-        def _txn(txn: Cursor) -> None:
-            if server_name is None:
-                txn.execute("DELETE FROM local_media WHERE media_id = ?", (media_id,))
-            else:
-                txn.execute("DELETE FROM remote_media_cache WHERE server_name = ? AND media_id = ?",
-                            (server_name, media_id))
-            txn.execute("DELETE FROM media_thumbnails WHERE server_name IN (?, ?) AND media_id = ?",
-                        (server_name or local_server, server_name or "", media_id))
-
-        await self._db.run_interaction("delete_media_rows", _txn)
-
-    async def profile_media_ids(self, server_name: str) -> list[str]:
-        """Local media ids used as avatars (kept by ``keep_profiles``)."""
-        rows = await self._db.execute("profile_media", "SELECT avatar_url FROM profiles WHERE avatar_url LIKE ?",
-                                      f"mxc://{server_name}/%")
-        return [r[0].rsplit("/", 1)[1] for r in rows if r[0]]
-
     # -- server notices ------------------------------------------------------------------
 
     async def get_notice_room(self, user_id: str) -> Optional[str]:

@@ -22,6 +22,24 @@ R = TypeVar("R")
 
 _ALL_CACHES: "weakref.WeakSet[LruCache[object, object]]" = weakref.WeakSet()
 
+# The operator's scaling of cache bounds (config ``caches``): a global factor and
+# per-cache overrides.  Process-wide like the caches' metrics; set at start-up.
+_global_factor = 1.0
+_per_cache_factors: Mapping[str, float] = {}
+
+
+def set_cache_factors(global_factor: float, per_cache_factors: Mapping[str, float]) -> None:
+    """Scale every cache's default bound, and resize the caches that already exist."""
+    global _global_factor, _per_cache_factors
+    _global_factor = global_factor
+    _per_cache_factors = dict(per_cache_factors)
+    for cache in list(_ALL_CACHES):
+        cache.resize(cache.default_max_size)
+
+
+def _scaled(name: str, max_size: int) -> int:
+    return max(1, int(max_size * _per_cache_factors.get(name, _global_factor)))
+
 
 class _CacheCollector(Collector):
     """Reports every live cache's hits, misses and size at scrape time.
@@ -73,7 +91,8 @@ class LruCache(Generic[K, V]):
         if max_size < 1:
             raise ValueError(f"cache {name}: max_size must be positive, not {max_size}")
         self.name = name
-        self.max_size = max_size
+        self.default_max_size = max_size
+        self.max_size = _scaled(name, max_size)
         self._size_of = size_of
         self._total = 0
         self._data: collections.OrderedDict[K, V] = collections.OrderedDict()
@@ -127,6 +146,15 @@ class LruCache(Generic[K, V]):
         self._data[key] = value
         self._total += self._size(value)
         # Always keep the newest entry, even if it alone exceeds the bound.
+        self._evict_to_bound()
+
+    def resize(self, default_max_size: int) -> None:
+        """A new default bound (scaled by the configured factors); evicts down to it."""
+        self.default_max_size = default_max_size
+        self.max_size = _scaled(self.name, default_max_size)
+        self._evict_to_bound()
+
+    def _evict_to_bound(self) -> None:
         while self._total > self.max_size and len(self._data) > 1:
             _, old = self._data.popitem(last=False)
             self._total -= self._size(old)

@@ -63,7 +63,7 @@ class CurrentStateStore:
         other processes do not hear of out-of-band memberships that way, so they do not cache them."""
         if self._local_memberships_cache is None:
             self._local_memberships_cache = LruCache("local_memberships", 10_000)
-            self._recent_deltas = RecentStreamRows(5000)
+            self._recent_deltas = RecentStreamRows(1000)
 
     def no_member_changes_between(self, from_token: int, to_token: int) -> bool:
         """True if it is known, without the database, that no room's current membership

@@ -214,18 +214,23 @@ class E2EKeyStore:
         """:meth:`count_one_time_keys` and :meth:`get_unused_fallback_key_types` in one transaction."""
 
         def _txn(txn: Cursor) -> tuple[dict[str, int], list[str]]:
+            # One round trip (every /sync response carries both): count rows are
+            # (algorithm, n >= 1), unused fallback key rows (algorithm, -1).
             txn.execute(
                 "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ?"
-                " GROUP BY algorithm",
-                (user_id, device_id),
+                " GROUP BY algorithm"
+                " UNION ALL SELECT algorithm, -1 FROM e2e_fallback_keys"
+                " WHERE user_id = ? AND device_id = ? AND NOT used",
+                (user_id, device_id, user_id, device_id),
             )
-            counts = {r[0]: int(r[1]) for r in txn}
-            txn.execute(
-                "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND NOT used"
-                " ORDER BY algorithm",
-                (user_id, device_id),
-            )
-            return counts, [r[0] for r in txn]
+            counts: dict[str, int] = {}
+            unused: list[str] = []
+            for algorithm, n in txn:
+                if int(n) < 0:
+                    unused.append(algorithm)
+                else:
+                    counts[algorithm] = int(n)
+            return counts, sorted(unused)
 
         return await self._db.run_interaction("get_key_counts_for_sync", _txn)
 

@@ -64,7 +64,7 @@ class EventStore:
     """
 
     def __init__(
-        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 12 * 2**20
+        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 8 * 2**20
     ) -> None:
         self._db = db
         self._clock = clock
@@ -550,7 +550,7 @@ def approx_event_size(event: Event) -> int:
 
 
 #: How many of the latest events-stream ids the writer's process remembers rows for.
-_RECENT_ROWS = 5000
+_RECENT_ROWS = 1000
 #: Events cached by the writer whose replication invalidation is still to come.
 _MAX_PRIMED = 10_000
 

@@ -195,3 +195,23 @@ def simple_delete_txn(txn: "Cursor", table: str, keyvalues: Mapping[str, Any]) -
     where, args = _where(keyvalues)
     txn.execute(f"DELETE FROM {table}{where}", args)
     return txn.rowcount
+
+
+def delete_older_than_txn(
+    txn: "Cursor", table: str, ts_column: str, key_columns: Sequence[str], before: int, limit: int
+) -> int:
+    """Delete at most ``limit`` of the oldest rows whose ``ts_column`` is below ``before``; returns how many.
+
+    The inner select walks the table's index on ``ts_column`` and the delete
+    finds rows by primary key (``key_columns``), so one call is a short,
+    bounded transaction however large the backlog.
+    """
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, not {limit}")
+    keys = ", ".join(key_columns)
+    txn.execute(
+        f"DELETE FROM {table} WHERE ({keys}) IN"
+        f" (SELECT {keys} FROM {table} WHERE {ts_column} < ? ORDER BY {ts_column} LIMIT ?)",
+        (before, limit),
+    )
+    return int(txn.rowcount)

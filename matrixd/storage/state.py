@@ -54,7 +54,7 @@ class StateGroupStore:
         self._cache: LruCache[int, StateMap] = LruCache("state_groups", cache_entries, size_of=len)
         # (event id, before?) -> state group: immutable once written, so only
         # deleted events (admin purges) need forgetting, see forget_events.
-        self._event_groups: LruCache[tuple[str, bool], int] = LruCache("event_to_state_groups", 20_000)
+        self._event_groups: LruCache[tuple[str, bool], int] = LruCache("event_to_state_groups", 10_000)
 
     def remember_event_groups(self, rows: Iterable[tuple[str, Optional[int], Optional[int]]]) -> None:
         """``(event_id, state group after, state group before)`` of events just persisted."""

@@ -15,6 +15,7 @@ import attrs
 
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.e2e_keys import canonical
+from matrixd.storage.sql import delete_older_than_txn
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
@@ -157,9 +158,10 @@ class ToDeviceStore:
 
         return await self._db.run_interaction("delete_to_device_outbox", _txn)
 
-    async def expire_txn_ids(self, before_ts: int) -> int:
+    async def expire_txn_ids(self, before_ts: int, limit: int) -> int:
+        """Forget at most ``limit`` of the transaction ids stored before ``before_ts`` (oldest first)."""
         def _txn(txn: Cursor) -> int:
-            txn.execute("DELETE FROM to_device_txn_ids WHERE inserted_ts < ?", (before_ts,))
-            return txn.rowcount
+            return delete_older_than_txn(txn, "to_device_txn_ids", "inserted_ts",
+                                         ("user_id", "device_id", "txn_id"), before_ts, limit)
 
         return await self._db.run_interaction("expire_to_device_txn_ids", _txn)

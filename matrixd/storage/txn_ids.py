@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Collection, Optional
 
 from matrixd.storage.database import Cursor, Database
-from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
+from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, delete_older_than_txn, in_list_clause
 from matrixd.util.clock import Clock
 
 
@@ -56,10 +56,10 @@ class TxnIdStore:
 
         await self._db.run_interaction("store_txn", _txn)
 
-    async def expire_before(self, ts_ms: int) -> int:
-        """Forget transaction ids older than ``ts_ms`` (clients retry within minutes, not days)."""
+    async def expire_before(self, ts_ms: int, limit: int) -> int:
+        """Forget at most ``limit`` of the transaction ids stored before ``ts_ms`` (oldest first)."""
         def _txn(txn: Cursor) -> int:
-            txn.execute("DELETE FROM event_txn_ids WHERE inserted_ts < ?", (ts_ms,))
-            return txn.rowcount
+            return delete_older_than_txn(txn, "event_txn_ids", "inserted_ts", ("user_id", "device_id", "txn_id"),
+                                         ts_ms, limit)
 
         return await self._db.run_interaction("expire_txn_ids", _txn)

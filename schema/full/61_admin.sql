@@ -17,7 +17,7 @@ CREATE TABLE blocked_rooms (
 -- a job's progress is committed after each batch, so a restart resumes it.
 CREATE TABLE admin_jobs (
     job_id TEXT NOT NULL PRIMARY KEY,
-    kind TEXT NOT NULL,                      -- 'delete_room', 'purge_history'
+    kind TEXT NOT NULL,                      -- 'delete_room', 'purge_history', 'delete_media'
     room_id TEXT,
     params TEXT NOT NULL,                    -- JSON given at creation
     status TEXT NOT NULL,                    -- kind-specific; 'complete' / 'failed' at the end
@@ -27,6 +27,18 @@ CREATE TABLE admin_jobs (
     updated_ts BIGINT NOT NULL
 );
 CREATE INDEX admin_jobs_room ON admin_jobs (room_id);
+
+-- What a media cleanup job ('delete_media') deleted.  A batch deletes the media rows and adds
+-- them here in one transaction; the files go afterwards and file_deleted records it, so a
+-- restart finishes the files of rows already gone, and the job's answer lists every item
+-- (the rows of a job are dropped once a waiting request has answered with them).
+CREATE TABLE admin_media_deletions (
+    job_id TEXT NOT NULL,
+    origin TEXT NOT NULL,                    -- '' for local media, else the remote server name
+    media_id TEXT NOT NULL,
+    file_deleted BOOLEAN NOT NULL,
+    PRIMARY KEY (job_id, origin, media_id)
+);
 
 -- Quarantined media (local: server_name is ours) and media protected from quarantine.
 CREATE TABLE media_quarantine (

@@ -155,6 +155,20 @@ class MonitoringTests(unittest.TestCase):
         self.assertEqual(sorted(wanted - exported), [], "dashboard/rules name metrics matrixd does not export")
         self.assertEqual(sorted(set(REQUIRED) - exported), [], "metrics of the issue's list are missing")
 
+    async def test_synapse_metrics_carry_server_name(self) -> None:
+        """Like Synapse's, every synapse_* sample carries server_name; process and Python metrics do not."""
+        proc, port = await self.start_server()
+        await self.traffic(proc)
+        samples = [ln for ln in (await self.scrape(port)).splitlines() if ln and not ln.startswith("#")]
+        label = f'server_name="{proc.server_name}"'
+        synapse = [ln for ln in samples if ln.startswith("synapse_")]
+        self.assertGreater(len(synapse), 20)
+        self.assertEqual([ln for ln in synapse if label not in ln], [])
+        self.assertIn("synapse_http_server_requests_received_total{", "\n".join(synapse))
+        process = [ln for ln in samples if ln.startswith(("process_", "python_"))]
+        self.assertGreater(len(process), 3)
+        self.assertEqual([ln for ln in process if "server_name=" in ln], [])
+
     async def test_real_prometheus_scrapes_matrixd(self) -> None:
         """Prometheus with the contrib scrape config and rules sees the target up and metrics with values."""
         if not os.path.exists(PROMETHEUS):

@@ -1,4 +1,5 @@
-"""Measures (reports, does not assert) request latency while a large room's history is purged in batches."""
+"""Measures (reports, does not assert) request latency while a large room's history is purged, or many media
+are deleted, in batches."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ MESSAGES = 400
 BATCH = 40
 
 
-class PurgeLatencyTests(AdminTestCase):
+class _Timed(AdminTestCase):
     def timed_get(self, path: str) -> float:
         start = time.perf_counter()
         ch = self.req("GET", path, None, self.user_tok)
@@ -23,6 +24,8 @@ class PurgeLatencyTests(AdminTestCase):
         self.assertEqual(ch.code, 200, ch.json_body)
         return elapsed
 
+
+class PurgeLatencyTests(_Timed):
     def test_latency_during_purge(self) -> None:
         """Requests keep working between purge batches; their latency before and during the purge is printed."""
         comps = self.hs.components
@@ -56,3 +59,43 @@ class PurgeLatencyTests(AdminTestCase):
             f"baseline median {statistics.median(baseline) * 1000:.1f} ms max {max(baseline) * 1000:.1f} ms; "
             f"during purge median {statistics.median(during) * 1000:.1f} ms max {max(during) * 1000:.1f} ms "
             f"({len(during)} requests, {self.hs.components.db.name})\n")
+
+
+MEDIA = 1000
+MEDIA_BATCH = 100
+
+
+class MediaCleanupLatencyTests(_Timed):
+    def test_latency_during_media_cleanup(self) -> None:
+        """A 1000-item media delete runs in batches while other requests are answered; latencies are printed."""
+        comps = self.hs.components
+        room = self.create_room(self.user_tok, name="Probe")
+        ids = []
+        for i in range(MEDIA):
+            ch = self.req("POST", "/_matrix/media/v3/upload?filename=m.bin", b"m" * 64, self.user_tok)
+            self.assertEqual(ch.code, 200, ch.json_body)
+            ids.append(ch.json_body["content_uri"].rsplit("/", 1)[1])
+        self.hs.advance(5)
+        now = comps.clock.time_msec()
+        probes = [f"{V3}/rooms/{room}/messages?dir=b&limit=10", f"{V3}/sync?timeout=0"]
+        baseline = [self.timed_get(p) for _ in range(10) for p in probes]
+        start = time.perf_counter()
+        ch = self.hs.request("POST", f"/_synapse/admin/v1/media/delete?before_ts={now}", None,
+                             access_token=self.admin_tok, await_result=False)
+        self.hs.advance(0)
+        during: list[float] = []
+        steps: list[float] = []  # wall time of each reactor turn running a batch: what a request could wait
+        while not ch.is_finished():
+            during.extend(self.timed_get(p) for p in probes)
+            step_start = time.perf_counter()
+            self.hs.advance(0.05)
+            steps.append(time.perf_counter() - step_start)
+        total = time.perf_counter() - start
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.assertEqual(ch.json_body["total"], MEDIA)
+        self.assertGreater(len(during), 2 * (MEDIA // MEDIA_BATCH))  # requests answered between the batches
+        sys.stdout.write(
+            f"\n[media cleanup latency] {MEDIA} items in batches of {MEDIA_BATCH}, {total:.2f}s wall; request "
+            f"latency baseline median {statistics.median(baseline) * 1000:.1f} ms max {max(baseline) * 1000:.1f} "
+            f"ms; during cleanup median {statistics.median(during) * 1000:.1f} ms max {max(during) * 1000:.1f} ms "
+            f"({len(during)} requests); longest batch step {max(steps) * 1000:.1f} ms ({comps.db.name})\n")

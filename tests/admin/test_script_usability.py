@@ -88,3 +88,43 @@ class ScriptUsabilityTests(unittest.TestCase):
                          stdin="pw-12345\npw-12345\nyes\n")
             self.assertEqual(result.returncode, 0, result.stderr)
             self.assertIn(f"@{user}:{proc.server_name}", result.stdout)
+
+
+class RegisterScriptTests(unittest.TestCase):
+    timeout = 120
+
+    def test_runs_directly_without_matrixd_on_the_path(self) -> None:
+        """scripts/register_new_matrix_user runs as an executable from any directory with a bare environment,
+        and the module file runs on its own (it imports nothing of matrixd)."""
+        bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        elsewhere = os.path.abspath(self.mktemp())
+        os.makedirs(elsewhere)
+        url = f"http://127.0.0.1:{closed_port()}"
+        module = os.path.join(REPO_ROOT, "matrixd", "cli", "register_new_matrix_user.py")
+        for argv in ([os.path.join(SCRIPTS, "register_new_matrix_user")],
+                     [sys.executable, os.path.join(SCRIPTS, "register_new_matrix_user")],
+                     [sys.executable, module]):
+            self.assertTrue(os.access(argv[0], os.X_OK), argv)
+            result = subprocess.run([*argv, "-k", "s", "-u", "x", "-p", "y", "--no-admin", url], env=bare,
+                                    cwd=elsewhere, capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 1, (argv, result.stderr))
+            self.assertIn("cannot reach", result.stderr, argv)
+            self.assertNotIn("Traceback", result.stderr, argv)
+        result = subprocess.run([os.path.join(SCRIPTS, "register_new_matrix_user"), "--help"], env=bare,
+                                cwd=elsewhere, capture_output=True, text=True, timeout=60)
+        self.assertTrue(result.stdout.startswith("usage: register_new_matrix_user"), result.stdout)
+
+    def test_console_commands_resolve(self) -> None:
+        """Every console command in setup.cfg (register_new_matrixd_user among them) names a callable main."""
+        import configparser
+        import importlib
+
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(REPO_ROOT, "setup.cfg"))
+        lines = [ln.strip() for ln in parser["options.entry_points"]["console_scripts"].splitlines()]
+        entries = dict(ln.split(" = ", 1) for ln in lines if ln and not ln.startswith("#"))
+        self.assertEqual(entries["register_new_matrixd_user"], "matrixd.cli.register_new_matrix_user:main")
+        self.assertEqual(entries["register_new_matrix_user"], "matrixd.cli.register_new_matrix_user:main")
+        for name, target in entries.items():
+            module, func = target.split(":")
+            self.assertTrue(callable(getattr(importlib.import_module(module), func)), name)

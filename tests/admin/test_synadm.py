@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import time
 from typing import Any
 
 import treq
@@ -177,6 +178,18 @@ class SynadmTests(unittest.TestCase):
                                   headers={"Authorization": f"Bearer {token}"}, persistent=False)
         self.assertEqual(response.code, 404)
         await response.content()
+        # Bulk delete by size then by age: the server answers when its background job is done.
+        uploaded = {}
+        for name, size in (("big", 3000), ("small", 10)):
+            response = await treq.post(f"{base}/_matrix/media/v3/upload?filename={name}", data=b"x" * size,
+                                       headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+                                       persistent=False)
+            uploaded[name] = (await response.json())["content_uri"].rsplit("/", 1)[1]
+        future_ms = str(int(time.time() * 1000) + 60_000)
+        by_size = await self._synadm("media", "delete", "--before-ts", future_ms, "--size", "2")
+        self.assertEqual(by_size, {"deleted_media": [uploaded["big"]], "total": 1})
+        by_age = await self._synadm("media", "delete", "--before-ts", future_ms)
+        self.assertEqual(by_age, {"deleted_media": [uploaded["small"]], "total": 1})
         db = sqlite3.connect(os.path.join(self.workdir, "data", "homeserver.db"), timeout=30)
         try:
             with db:

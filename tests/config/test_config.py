@@ -139,6 +139,23 @@ class GoodConfigTestCase(unittest.TestCase):
         """An unquoted YAML room version (a number) is read as its string id."""
         self.assertEqual(parse_config_dict({"server_name": "t", "default_room_version": 10}).server.default_room_version, "10")
 
+    def test_destination_retry(self) -> None:
+        """Synapse's federation.destination_* keys set the outbound retry schedule."""
+        raw = _with(federation={"destination_min_retry_interval": "1m", "destination_retry_multiplier": 3,
+                                "destination_max_retry_interval": "1w"})
+        retry = parse_config_dict(raw).federation.destination_retry
+        self.assertEqual((retry.min_interval_ms, retry.multiplier, retry.max_interval_ms),
+                         (60_000, 3.0, 7 * 86_400_000))
+        default = parse_config_dict(GOOD_CONFIG).federation.destination_retry
+        self.assertEqual((default.min_interval_ms, default.max_interval_ms), (10_000, 86_400_000))
+
+    def test_cache_factors(self) -> None:
+        """Synapse's caches.global_factor and per_cache_factors keys, per-cache winning."""
+        config = parse_config_dict(_with(caches={"global_factor": 0.5, "per_cache_factors": {"events": 2}}))
+        self.assertEqual(config.caches.factor_for("events"), 2.0)
+        self.assertEqual(config.caches.factor_for("users"), 0.5)
+        self.assertEqual(parse_config_dict(GOOD_CONFIG).caches.factor_for("events"), 1.0)
+
     def test_unknown_keys_are_reported_not_fatal(self) -> None:
         """Unknown top-level keys (typos) are listed in ignored_keys."""
         config = parse_config_dict({"server_name": "t", "enable_registation": True})
@@ -193,6 +210,23 @@ class BadConfigTestCase(unittest.TestCase):
         self.assert_bad(_with(presence=[]), "presence", "mapping")
         self.assert_bad(_with(user_directory={"search_all_users": "no"}), "user_directory.search_all_users")
         self.assert_bad(_with(max_request_body_size="big"), "max_request_body_size", "size")
+
+    def test_destination_retry_keys(self) -> None:
+        """federation.destination_* retry settings are durations and a multiplier >= 1."""
+        self.assert_bad(_with(federation={"destination_min_retry_interval": "0s"}),
+                        "federation.destination_min_retry_interval", "at least 1s")
+        self.assert_bad(_with(federation={"destination_min_retry_interval": "1h",
+                                          "destination_max_retry_interval": "1m"}),
+                        "federation.destination_max_retry_interval", "shorter")
+        self.assert_bad(_with(federation={"destination_retry_multiplier": 0.5}),
+                        "federation.destination_retry_multiplier", "at least 1")
+
+    def test_cache_factor_keys(self) -> None:
+        """caches.global_factor and each per-cache factor must be positive numbers."""
+        self.assert_bad(_with(caches={"global_factor": 0}), "caches.global_factor", "greater than 0")
+        self.assert_bad(_with(caches={"global_factor": "big"}), "caches.global_factor", "number")
+        self.assert_bad(_with(caches={"per_cache_factors": {"events": -1}}), "caches.per_cache_factors.events")
+        self.assert_bad(_with(caches={"per_cache_factors": ["events"]}), "caches.per_cache_factors", "mapping")
 
     def test_listener_keys(self) -> None:
         """Listener port, type, addresses and resources are checked with their index."""

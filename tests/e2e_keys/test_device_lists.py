@@ -105,13 +105,13 @@ class DeviceListTests(E2ETestCase):
 
     def test_announcer_holds_keys_behind_unfinished_id(self) -> None:
         """A write finishing before an earlier one wakes its keys only once the earlier id is finished."""
-        from matrixd.handlers.e2e.announce import StreamAnnouncer
+        from matrixd.handlers.sync.announcer import StreamAnnouncer
         from matrixd.storage.device_lists import create_device_list_id_generator
         from matrixd.streams.notifier import Notifier
 
         gen = self.hs.run(create_device_list_id_generator(self.hs.components.db))
         notifier = Notifier(self.hs.components.clock)
-        announcer = StreamAnnouncer(StreamName.DEVICE_LISTS, gen, notifier)
+        announcer = StreamAnnouncer.for_id_generator(notifier, StreamName.DEVICE_LISTS, gen)
         first = gen.get_next()
         id1 = first.__enter__()
         with gen.get_next() as id2:

@@ -212,3 +212,31 @@ class OutboxTestCase(unittest.TestCase):
         self.sender.notify_outbox()
         pump(self.hs)
         self.assertEqual(self.bodies(), ["handed over"])
+
+
+class ConfiguredRetryTestCase(unittest.TestCase):
+    def test_configured_retry_schedule(self) -> None:
+        """federation.destination_* set the first wait and the growth after a destination fails."""
+        hs, _, remote = started_homeserver(self, {"federation": {
+            "destination_min_retry_interval": "2m", "destination_retry_multiplier": 5,
+            "destination_max_retry_interval": "1h"}})
+        recorder = TransactionRecorder(remote)
+        alice, _ = hs.create_user("alice")
+        room_id = create_room(hs, alice, {"preset": "public_chat"})
+        join(hs, room_id, f"@bob:{REMOTE}")
+        pump(hs)
+        recorder.fail_with = 500
+        message(hs, room_id, alice, "one")
+        pump(hs)
+        store = hs.components.federation_out.store
+        first = hs.run(store.get_retry_state(REMOTE))
+        self.assertTrue(108_000 <= first.retry_interval <= 132_000, first.retry_interval)  # 2 min +-10%
+        message(hs, room_id, alice, "two")
+        pump(hs, first.retry_interval / 1000 + 1, step=1)
+        second = hs.run(store.get_retry_state(REMOTE))
+        self.assertTrue(4 * first.retry_interval <= second.retry_interval <= 6 * first.retry_interval,
+                        (first.retry_interval, second.retry_interval))
+        message(hs, room_id, alice, "three")
+        pump(hs, second.retry_interval / 1000 + 1, step=5)
+        third = hs.run(store.get_retry_state(REMOTE))
+        self.assertLessEqual(third.retry_interval, 3_600_000)

@@ -9,6 +9,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixd.api.errors import Codes, LimitExceededError, MatrixError, NotFoundError
+from matrixd.app.listeners import build_json_resource
 from matrixd.http.request import MatrixRequest, current_request_id, redact_uri
 from matrixd.http.server import (
     JsonResource,
@@ -393,6 +394,20 @@ class JsonResourceTestCase(unittest.TestCase):
         before = REGISTRY.get_sample_value("matrixd_http_server_requests_total", unknown) or 0.0
         self.request("GET", "/nope")
         self.assertEqual(REGISTRY.get_sample_value("matrixd_http_server_requests_total", unknown), before + 1)
+
+    def test_metrics_servlet_labels_synapse_metrics_with_server_name(self) -> None:
+        """/_matrixd/metrics with a server name adds Synapse's server_name label to synapse_* samples only."""
+        self.request("GET", "/_matrix/client/v3/rooms/x/echo/y")
+        site = make_site(self.reactor, build_json_resource(["metrics"], {}, "example.org"))
+        text = make_request(self.reactor, site, "GET", "/_matrixd/metrics").result_body.decode()
+        samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+        received = [ln for ln in samples if ln.startswith("synapse_http_server_requests_received_total{")]
+        self.assertTrue(received)
+        self.assertTrue(all('server_name="example.org"' in ln for ln in received), received)
+        self.assertTrue(all("server_name=" not in ln for ln in samples if ln.startswith("matrixd_")))
+        plain = make_request(self.reactor, make_site(self.reactor, build_json_resource(["metrics"], {})),
+                             "GET", "/_matrixd/metrics").result_body.decode()
+        self.assertNotIn("server_name=", plain)
 
     def test_access_log_redacts_tokens_and_names_request(self) -> None:
         """The access log line has the request id and status but never the token."""

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from matrixd.storage.cache import LruCache
+from matrixd.storage.cache import LruCache, set_cache_factors
 
 
 class LruCacheTestCase(TestCase):
+    def test_cache_factors_scale_and_resize(self) -> None:
+        """The configured factors scale new caches' bounds and shrink existing caches."""
+        self.addCleanup(set_cache_factors, 1.0, {})
+        existing: LruCache[int, int] = LruCache("t_factor_existing", 10)
+        for i in range(10):
+            existing.set(i, i)
+        set_cache_factors(0.5, {"t_factor_named": 3.0})
+        self.assertEqual((existing.max_size, len(existing)), (5, 5))
+        self.assertEqual([existing.get(i) for i in (4, 5, 9)], [None, 5, 9])  # the oldest went
+        self.assertEqual(LruCache("t_factor_new", 10).max_size, 5)
+        self.assertEqual(LruCache("t_factor_named", 10).max_size, 30)
+        self.assertEqual(LruCache("t_factor_tiny", 1).max_size, 1)  # never below one entry
+        set_cache_factors(1.0, {})
+        self.assertEqual(existing.max_size, 10)
+
     def test_evicts_least_recently_used(self) -> None:
         """Past max_size the least recently used entry goes; get() refreshes recency."""
         cache: LruCache[str, int] = LruCache("t1", 2)

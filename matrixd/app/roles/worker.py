@@ -55,6 +55,7 @@ from matrixd.replication.client import Connector
 from matrixd.replication.http.client import InternalTransport, ReplicationHttpClient, RemoteWriter
 from matrixd.replication.e2e_streams import DEVICE_LISTS, e2e_streams
 from matrixd.replication.federation_streams import FEDERATION_OUTBOX, federation_outbox_stream
+from matrixd.federation.sender.backoff import retry_policy_from_config
 from matrixd.federation.sender.durable_edus import DeviceListOutbox, ToDeviceOutbox
 from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
 from matrixd.federation.sender.service import FederationSenderService
@@ -426,6 +427,7 @@ def _build_sender(config: RootConfig, clock: Clock, db: Database, core: RoomCore
         events_position=position("events"), device_lists_position=position(DEVICE_LISTS),
         hosts_in_room=federation.visibility.get_hosts_in_room,
         partial_servers=PartialStateStore(db, clock).get_servers,
+        policy=retry_policy_from_config(config.federation.destination_retry),
     )
     service.set_outbox(outbox, position(FEDERATION_OUTBOX))
     feed = EphemeralStreamFeed(

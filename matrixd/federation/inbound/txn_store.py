@@ -6,6 +6,7 @@ import json
 from typing import Any, Optional
 
 from matrixd.storage.database import Cursor, Database
+from matrixd.storage.sql import delete_older_than_txn
 from matrixd.util.clock import Clock
 
 JsonDict = dict[str, Any]
@@ -38,3 +39,11 @@ class ReceivedTransactionStore:
             )
 
         await self._db.run_interaction("set_received_txn", _txn)
+
+    async def expire_before(self, ts_ms: int, limit: int) -> int:
+        """Forget at most ``limit`` of the answers stored before ``ts_ms`` (oldest first)."""
+        def _txn(txn: Cursor) -> int:
+            return delete_older_than_txn(txn, "received_transactions", "received_ts", ("origin", "transaction_id"),
+                                         ts_ms, limit)
+
+        return await self._db.run_interaction("expire_received_txns", _txn)

@@ -18,6 +18,7 @@ from matrixd.federation.edus.ephemeral import PresenceEduHandler, ReceiptEduHand
 from matrixd.federation.edus.registry import EduRegistry
 from matrixd.federation.edus.sync_sinks import SyncAreaSinks
 from matrixd.federation.edus.to_device import DirectToDeviceEduHandler
+from matrixd.federation.sender.backoff import RetryPolicy
 from matrixd.federation.sender.ephemeral_feed import EphemeralStreamFeed
 from matrixd.handlers.presence import PresenceHandler
 from matrixd.handlers.receipts import ReceiptsHandler
@@ -153,6 +154,7 @@ def build_federation_out_area(
     rooms: RoomStore,
     current_state: CurrentStateStore,
     sync: Optional[SyncHandlers] = None,
+    retry_policy: RetryPolicy = RetryPolicy(),
 ) -> FederationOutArea:
     store = FederationSenderStore(db, clock)
     remote_devices = RemoteDeviceCacheStore(db, clock)
@@ -162,7 +164,7 @@ def build_federation_out_area(
         to_device_outbox=ToDeviceOutbox(to_device), notifier=notifier,
         events_position=event_stream_ids.get_current_token,
         device_lists_position=device_lists_position.current_position,
-        hosts_in_room=visibility.get_hosts_in_room,
+        hosts_in_room=visibility.get_hosts_in_room, policy=retry_policy,
         partial_servers=PartialStateStore(db, clock).get_servers,
     )
     resync = RemoteDeviceResync(client, remote_devices)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import attrs
 
+from matrixd.config.federation import DestinationRetrySettings
 from matrixd.storage.federation_sender import RetryState
 
 
@@ -29,6 +30,12 @@ class RetryPolicy:
             failure_ts = previous.failure_ts if previous.failure_ts is not None else now_ms
         interval = min(float(self.max_interval_ms), interval * rng.uniform(1 - self.jitter, 1 + self.jitter))
         return RetryState(retry_last_ts=now_ms, retry_interval=max(1, int(interval)), failure_ts=failure_ts)
+
+
+def retry_policy_from_config(settings: DestinationRetrySettings) -> RetryPolicy:
+    """The policy of the ``federation.destination_*_retry_*`` settings."""
+    return RetryPolicy(min_interval_ms=settings.min_interval_ms, multiplier=settings.multiplier,
+                       max_interval_ms=settings.max_interval_ms)
 
 
 #: A destination that is up.

@@ -1,6 +1,7 @@
 """Profiles of local users: reading, setting and deleting fields, and carrying
 display name / avatar changes into the user's membership event of every room
-they are joined to.
+they are joined to (not for a shadow-banned requester: their profile changes,
+their rooms see nothing).
 
 Fields: ``displayname`` (string, at most 256 characters), ``avatar_url`` (an
 ``mxc://`` URI, at most 1000 characters; empty clears it), ``m.tz`` (string)
@@ -180,14 +181,14 @@ class ProfileHandler:
             profile[key] = value
         if _encoded_size(profile) > MAX_PROFILE_SIZE:
             raise MatrixError(400, f"The profile would exceed {MAX_PROFILE_SIZE} bytes", PROFILE_TOO_LARGE)
-        await self._store(user_id, key, value)
+        await self._store(user_id, key, value, propagate=not requester.shadow_banned)
 
     async def delete_field(self, requester: Requester, user_id: str, key: str) -> None:
         await self._check_may_change(requester, user_id, key)
         await self._local_profile(user_id)
-        await self._store(user_id, key, None)
+        await self._store(user_id, key, None, propagate=not requester.shadow_banned)
 
-    async def _store(self, user_id: str, key: str, value: Any) -> None:
+    async def _store(self, user_id: str, key: str, value: Any, *, propagate: bool) -> None:
         if key == DISPLAYNAME:
             await self._profiles.set_displayname(user_id, value)
         elif key == AVATAR_URL:
@@ -201,7 +202,8 @@ class ProfileHandler:
             row = await self._profiles.get_profile(user_id)
             displayname, avatar_url = row if row is not None else (None, None)
             await self._on_changed(user_id, displayname, avatar_url)
-            await self.update_room_memberships(user_id, displayname, avatar_url)
+            if propagate:
+                await self.update_room_memberships(user_id, displayname, avatar_url)
 
     async def update_room_memberships(self, user_id: str, displayname: Optional[str],
                                       avatar_url: Optional[str]) -> None:

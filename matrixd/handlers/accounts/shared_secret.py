@@ -11,13 +11,14 @@ the account fields and ``mac`` = hex HMAC-SHA1 keyed with
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
 from typing import Optional
 
 from matrixd.api.errors import Codes, MatrixError
+# The client side of the MAC lives with the (standard-library-only) command; one definition for both.
+from matrixd.cli.register_new_matrix_user import compute_mac
 from matrixd.handlers.accounts.passwords import PasswordHasher
 from matrixd.handlers.accounts.register import USER_TYPES, RegistrationHandler
 from matrixd.handlers.accounts.sessions import SessionHandler
@@ -28,15 +29,6 @@ NONCE_LIFETIME_MS = 60_000
 _MAX_NONCES = 10_000
 
 
-def compute_mac(secret: str, nonce: str, username: str, password: str, admin: bool,
-                user_type: Optional[str] = None) -> str:
-    """The MAC a client sends (also what ``scripts/register_new_matrixd_user`` computes)."""
-    mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha1)
-    parts = [nonce, username, password, "admin" if admin else "notadmin"]
-    if user_type is not None:
-        parts.append(user_type)
-    mac.update(b"\x00".join(p.encode("utf-8") for p in parts))
-    return mac.hexdigest()
 
 
 def _string(body: JsonDict, key: str) -> str:

@@ -41,5 +41,11 @@ class JobRunner(Protocol):
     async def start(self, kind: str, room_id: Optional[str], params: JsonDict, status: str) -> str:
         """Store a new job and start running it; returns its id."""
 
+    async def wait(self, job_id: str) -> None:
+        """Return once this process stops advancing the job (done, failed, or paused by shutdown).
+
+        Cancelling the wait (a client that went away) does not touch the job.
+        """
+
     def running_job_ids(self) -> list[str]:
         """Jobs this process is advancing now (for tests and status pages)."""

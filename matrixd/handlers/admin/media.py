@@ -3,7 +3,8 @@ protection from quarantine, deleting local media and purging the remote cache.
 
 Quarantine is recorded in ``media_quarantine`` (our own table, so the media
 area's tables are untouched); protected media are never quarantined.  Deleting
-media removes its rows and its files (content and thumbnails).
+media removes its rows and its files (content and thumbnails) in a background
+job of bounded batches (``media_cleanup``), which the request waits for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 from matrixd.api.errors import Codes, MatrixError, NotFoundError
-from matrixd.media.storage import FileLocation, FilesystemMediaStorage
+from matrixd.handlers.admin.media_cleanup import MediaCleanup
 from matrixd.storage.admin import AdminStore
 from matrixd.storage.media import MediaStore
 from matrixd.types import JsonDict
@@ -31,11 +32,11 @@ def _split_mxc(uri: str) -> Optional[tuple[str, str]]:
 
 class MediaAdminHandler:
     def __init__(self, *, server_name: str, store: AdminStore, media: MediaStore,
-                 storage: FilesystemMediaStorage) -> None:
+                 cleanup: MediaCleanup) -> None:
         self._server_name = server_name
         self._store = store
         self._media = media
-        self._storage = storage
+        self._cleanup = cleanup
 
     async def room_media(self, room_id: str) -> JsonDict:
         local: list[str] = []
@@ -77,34 +78,18 @@ class MediaAdminHandler:
             raise MatrixError(400, "Can only delete local media", Codes.INVALID_PARAM)
         if await self._media.get_local_media(media_id) is None:
             raise NotFoundError("Unknown media")
-        await self._delete(None, media_id)
-        return {"deleted_media": [media_id], "total": 1}
+        deleted = [m for _, m in await self._cleanup.delete_local_one(media_id)]
+        return {"deleted_media": deleted, "total": len(deleted)}
 
     async def delete_before(self, server_name: str, before_ts: int, size_gt: int, keep_profiles: bool) -> JsonDict:
         if server_name != self._server_name:
             raise MatrixError(400, "Can only delete local media", Codes.INVALID_PARAM)
         if before_ts < 0 or size_gt < 0:
             raise MatrixError(400, "before_ts and size_gt must not be negative", Codes.INVALID_PARAM)
-        keep = await self._store.profile_media_ids(self._server_name) if keep_profiles else []
-        deleted = await self._store.local_media_before(self._server_name, before_ts, size_gt, keep)
-        for media_id in deleted:
-            await self._delete(None, media_id)
+        deleted = [m for _, m in await self._cleanup.delete_local_before(before_ts, size_gt, keep_profiles)]
         return {"deleted_media": deleted, "total": len(deleted)}
 
     async def purge_remote_cache(self, before_ts: int) -> JsonDict:
         if before_ts < 0:
             raise MatrixError(400, "before_ts must not be negative", Codes.INVALID_PARAM)
-        items = await self._store.remote_media_before(before_ts)
-        for origin, media_id in items:
-            await self._delete(origin, media_id)
-        return {"deleted": len(items)}
-
-    async def _delete(self, origin: Optional[str], media_id: str) -> None:
-        """Delete the rows, then the files (off the reactor thread): a crash in between leaves only
-        unreferenced files behind, never rows pointing at missing files."""
-        await self._store.delete_media_rows(origin, media_id, self._server_name)
-        try:
-            location = FileLocation(media_id, origin=origin)
-        except ValueError:
-            return
-        await self._storage.delete(location)
+        return {"deleted": len(await self._cleanup.purge_remote_before(before_ts))}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Iterable, Optional, Sequence, TypeVar
 
-from matrixd.handlers.e2e.announce import StreamAnnouncer
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.device_lists import DeviceListStore
 from matrixd.storage.e2e_keys import E2EKeyStore
@@ -32,7 +32,7 @@ class DeviceListUpdater:
         self._keys = keys
         self._to_device = to_device
         self._ids = stream_ids
-        self._announcer = StreamAnnouncer(StreamName.DEVICE_LISTS, stream_ids, notifier)
+        self._announcer = StreamAnnouncer.for_id_generator(notifier, StreamName.DEVICE_LISTS, stream_ids)
 
     def current_position(self) -> int:
         return self._announcer.current_position()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import Callable, Optional
 from matrixd.api.errors import Codes, MatrixError
-from matrixd.handlers.e2e.announce import StreamAnnouncer
+from matrixd.handlers.sync.announcer import StreamAnnouncer
 from matrixd.handlers.e2e.signing import invalid_param, require_dict
 from matrixd.storage.accounts import DeviceStore
 from matrixd.storage.cache import LruCache
@@ -40,7 +40,7 @@ class ToDeviceHandler:
         self._store = store
         self._devices = devices
         self._ids = stream_ids
-        self._announcer = StreamAnnouncer(StreamName.TO_DEVICE, stream_ids, notifier)
+        self._announcer = StreamAnnouncer.for_id_generator(notifier, StreamName.TO_DEVICE, stream_ids)
         self._max_bytes = max_message_bytes
         self._txn_lock = Linearizer("to_device_txn")
         # (user, device) -> the position up to which this process last deleted its messages:

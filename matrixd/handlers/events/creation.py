@@ -2,8 +2,10 @@
 cite the right auth events, check the full auth rules, persist.
 
 Creation and persistence for one room are serialised by a per-room lock, so
-each new event extends exactly what the previous one left and the state
-before it is the room's current state.
+each new event extends what the previous one left (the deepest
+``MAX_PREV_EVENTS`` forward extremities).  Uncited extremities stay, so the
+room's current state afterwards is the resolution of the states after all of
+them (:meth:`EventCreationHandler.current_state_after`).
 
 Message (non-state) events are group-committed: requests for a room queue up
 while the room's lock is held, and whoever next takes the lock builds every
@@ -161,8 +163,10 @@ class EventCreationHandler:
             prev_events = [event]
         if not built:
             return
+        new_current = await self.current_state_after(room_id, room_version, built[0][0], built[-1][0], at.state_ids)
         persisted = await self._persister.persist_new_messages(
-            [(ev, authorised) for ev, authorised, _ in built], at.state_ids, at.state_group
+            [(ev, authorised) for ev, authorised, _ in built], at.state_ids, at.state_group,
+            new_current_state=new_current,
         )
         self._remember_state_after(built[-1][0], at.state_ids, persisted[-1].state_group)
         for (_, _, d), result in zip(built, persisted):
@@ -173,11 +177,21 @@ class EventCreationHandler:
         """As :meth:`send`, for callers already holding the room lock."""
         room_version = await self._rooms.get_room_version(room_id)
         event, state_before, group_before = await self.build(room_id, room_version, spec)
+        return await self.persist_built(room_version, event, state_before, group_before)
+
+    async def persist_built(self, room_version: RoomVersion, event: Event, state_before: StateMap,
+                            group_before: Optional[int]) -> PersistedEvent:
+        """Persist an event from :meth:`build` (lock still held), updating the room's current state."""
         redaction_authorised = False
         if event.type == "m.room.redaction":
             redaction_authorised = await self._sender_can_redact_others(room_version, event, state_before)
+        state_after = dict(state_before)
+        if event.is_state():
+            state_after[event.state_key_tuple()] = event.event_id
+        new_current = await self.current_state_after(event.room_id, room_version, event, event, state_after)
         persisted = await self._persister.persist_new_event(
-            event, state_before, group_before, redaction_authorised=redaction_authorised
+            event, state_before, group_before, new_current_state=new_current,
+            redaction_authorised=redaction_authorised,
         )
         self._remember_state_after(event, state_before, persisted.state_group)
         return persisted
@@ -185,6 +199,28 @@ class EventCreationHandler:
     def forget_state_after(self, event_ids: Iterable[str]) -> None:
         """These events' states were recomputed (a partial-state room resynced): drop the remembered ones."""
         self._state_after.invalidate_many((event_id,) for event_id in event_ids)
+
+    async def current_state_after(self, room_id: str, room_version: RoomVersion, first: Event, last: Event,
+                                  state_after: StateMap) -> Optional[StateMap]:
+        """The room's current state once the chain ``first`` .. ``last`` is persisted (lock held).
+
+        ``first`` cites some forward extremities (at most ``MAX_PREV_EVENTS``);
+        the uncited ones stay extremities, so the room's state becomes the
+        resolution of the states after them and ``state_after`` (the state
+        after ``last``), as a later merge event will compute it.  When every
+        extremity is cited the room's state is ``state_after``; None when that
+        cannot differ from the current state (a message on a single
+        extremity), so the common case reads nothing more.
+        """
+        cited = first.prev_event_ids()
+        uncited = set(await self._events.get_latest_event_ids_in_room(room_id)) - set(cited)
+        if uncited:
+            return await self._state_calc.resolve_with_extremities(
+                room_id, room_version, sorted(uncited), state_after, {last.event_id: last}
+            )
+        if last.is_state() or len(cited) > 1:
+            return state_after
+        return None
 
     def _remember_state_after(self, event: Event, state_before: StateMap, group_after: Optional[int]) -> None:
         if event.rejected or group_after is None:

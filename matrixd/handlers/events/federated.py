@@ -1,10 +1,10 @@
 """Persisting events received from other servers: what the room's current state becomes.
 
-A local event always extends every forward extremity, so the state after it
-is the new current state.  A received event may extend only some of them (or
+A received event may extend only some of the room's forward extremities (or
 an old part of the DAG); the room's state is then the resolution of the
 states after the other forward extremities and the state after the event
-(not of the current state, itself a resolution, against the latter).
+(not of the current state, itself a resolution, against the latter) — the
+same rule as for local events (``EventCreationHandler.current_state_after``).
 Rejected, soft-failed and backfilled events never change the current state.  Callers hold the room lock.
 """
 

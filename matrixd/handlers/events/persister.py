@@ -113,13 +113,16 @@ class EventPersister:
         state_before: StateMap,
         group_before: Optional[int],
         *,
-        updates_current_state: bool = True,
+        new_current_state: Optional[StateMap] = None,
         redaction_authorised: bool = False,
     ) -> PersistedEvent:
-        """Persist an accepted event whose prev_events are all the room's forward extremities.
+        """Persist an accepted local event (room lock held).
 
-        ``state_before`` is the state at the event; the state after it (and, if
-        ``updates_current_state``, the room's new current state) follows.
+        ``state_before`` is the state at the event.  ``new_current_state`` is
+        the room's state once the event is persisted, when the caller worked it
+        out (the event cites only some extremities, or merges forks); None
+        means the event extends every extremity, so a state event's state
+        after it becomes the current state and a message changes nothing.
         """
         room_id = event.room_id
         if event.is_state() and not event.rejected:
@@ -135,10 +138,9 @@ class EventPersister:
                 group_before = await self._state.store_state_group(event.event_id, room_id, None, None, state_after)
             group_after = group_before
 
-        deltas: dict[str, StateDelta] = {}
-        if updates_current_state and event.is_state() and not event.rejected:
-            old_current = await self._current.get_current_state_ids(room_id)
-            deltas[room_id] = StateDelta.between(old_current, state_after)
+        if new_current_state is None and event.is_state() and not event.rejected:
+            new_current_state = state_after
+        deltas = await self._current_state_delta(room_id, new_current_state)
 
         ctx = EventContext(
             state_group=group_after,
@@ -156,14 +158,18 @@ class EventPersister:
         return PersistedEvent(event, stream_ordering, group_after)
 
     async def persist_new_messages(
-        self, events: Sequence[tuple[Event, bool]], state_before: StateMap, group_before: Optional[int]
+        self, events: Sequence[tuple[Event, bool]], state_before: StateMap, group_before: Optional[int],
+        *, new_current_state: Optional[StateMap] = None,
     ) -> list[PersistedEvent]:
         """Persist a chain of accepted local message (non-state) events in one transaction.
 
-        ``events`` are ``(event, redaction_authorised)``; the first extends all
-        the room's forward extremities, each later one extends the one before.
-        None changes state, so all have ``state_before`` (stored as
-        ``group_before``) before and after them.
+        ``events`` are ``(event, redaction_authorised)``; the first extends the
+        room's forward extremities (or the deepest of them), each later one
+        extends the one before.  None changes state, so all have
+        ``state_before`` (stored as ``group_before``) before and after them.
+        ``new_current_state``: the room's state afterwards when it may differ
+        from the current state (the first event merges forks or leaves some
+        extremities uncited); None leaves it alone.
         """
         if not events:
             return []
@@ -185,7 +191,9 @@ class EventPersister:
             for write in writes:  # each writes only its own event's rows (keyed by event id)
                 write(txn, orderings)
 
-        result = await self._writer.persist_events(batch, extra_writes=extra_writes if writes else None)
+        deltas = await self._current_state_delta(first.room_id, new_current_state)
+        result = await self._writer.persist_events(batch, state_delta_by_room=deltas,
+                                                   extra_writes=extra_writes if writes else None)
         self._state.remember_event_groups(
             (ev.event_id, group_before, group_before) for ev, _ in events if ev.event_id in result.stream_orderings
         )
@@ -226,10 +234,7 @@ class EventPersister:
             group_after = await self._state.store_state_group(
                 event.event_id, room_id, group_before, None, state_after
             )
-        deltas: dict[str, StateDelta] = {}
-        if new_current_state is not None and not backfilled:
-            old_current = await self._current.get_current_state_ids(room_id)
-            deltas[room_id] = StateDelta.between(old_current, new_current_state)
+        deltas = await self._current_state_delta(room_id, None if backfilled else new_current_state)
         ctx = EventContext(state_group=group_after, state_group_before=group_before,
                            redaction_authorised=redaction_authorised)
         extra = None if backfilled else await self._extra_writes(event)
@@ -242,6 +247,13 @@ class EventPersister:
         count_persisted([event], local=False)
         self._announce([event])
         return PersistedEvent(event, stream_ordering, group_after)
+
+    async def _current_state_delta(self, room_id: str, new_current: Optional[StateMap]) -> dict[str, StateDelta]:
+        """The change from the room's current state to ``new_current`` (none if that is None)."""
+        if new_current is None:
+            return {}
+        old_current = await self._current.get_current_state_ids(room_id)
+        return {room_id: StateDelta.between(old_current, new_current)}
 
     async def persist_outliers(self, events: Sequence[Event], *, out_of_band_membership: bool = False) -> None:
         """Store events whose place in the DAG we do not know (auth chains, state, invites).

@@ -128,6 +128,12 @@ class RoomAliasHandler:
             raise NotFoundError("Room not found")
         if not await self._is_admin(requester.user_id):
             await self._access.check_joined(requester.user_id, room_id)
+        if requester.shadow_banned:
+            # Answered like a real creation (a taken alias is still 409), but nothing is stored:
+            # the alias stays free and nobody else can be led to the room through it.
+            if await self._aliases.get_alias(parsed.to_string()) is not None:
+                raise MatrixError(409, f"Room alias {parsed} already exists", Codes.UNKNOWN)
+            return
         if not await self._aliases.create_alias(parsed.to_string(), room_id, requester.user_id):
             raise MatrixError(409, f"Room alias {parsed} already exists", Codes.UNKNOWN)
         if self._app_services is not None:

@@ -105,8 +105,12 @@ class RoomCreationHandler:
         else:
             raise MatrixError(500, "Could not allocate a room id", Codes.UNKNOWN)
 
-        if plan.visibility == "public":
+        # A shadow-banned user's room is real but reaches nobody else: it is not published in the
+        # directory and its alias is not registered (the alias stays free; only its own state names it).
+        if plan.visibility == "public" and not requester.shadow_banned:
             await self._rooms.set_room_is_public(room_id, True)
+        if requester.shadow_banned:
+            alias = None
         async with self._creation.room_lock.queue(room_id):
             if alias is not None and not await self._aliases.create_alias(alias, room_id, creator):
                 raise MatrixError(400, f"Room alias {alias} already taken", Codes.ROOM_IN_USE)

@@ -118,6 +118,8 @@ class RoomDirectoryHandler:
         user = await self._users.get_user(requester.user_id)
         if user is None or not user.admin:
             await self._check_can_publish(requester.user_id, room_id)
+        if requester.shadow_banned and visibility == "public":
+            return  # answered as done; the room stays out of everyone's directory
         await self._rooms.set_room_is_public(room_id, visibility == "public")
 
     async def _check_can_publish(self, user_id: str, room_id: str) -> None:

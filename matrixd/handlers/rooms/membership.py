@@ -197,7 +197,7 @@ class RoomMemberHandler:
                 room_version = await self._rooms.get_room_version(room_id)
                 draft, state_before, group_before = await self._creation.build(room_id, room_version, spec)
                 invite = await self._remote.exchange_invite(draft)
-                persisted = await self._creation.persister.persist_new_event(invite, state_before, group_before)
+                persisted = await self._creation.persist_built(room_version, invite, state_before, group_before)
             else:
                 persisted = await self._creation.send_locked(room_id, spec)
         if membership == JOIN:

@@ -91,7 +91,12 @@ class MembershipRequestHandler:
         return room_id
 
     async def invite(self, requester: Requester, room_id: str, body: JsonDict) -> None:
-        """``/invite``: by user id (third-party invites need an identity server, which this server lacks)."""
+        """``/invite``: by user id.
+
+        Third-party invites need an identity server, which this server lacks: they are refused
+        the same way for everyone, so a shadow-banned user's attempt looks like anyone's and
+        reaches nobody.
+        """
         user_id = body.get("user_id")
         if user_id is None and any(k in body for k in ("id_server", "medium", "address")):
             raise MatrixError(400, "Third-party invites are not supported by this server", Codes.UNRECOGNIZED)

@@ -12,14 +12,15 @@ announcements to the replication publisher instead: it pages the committed
 rows up to the current token and runs them through the dispatcher (which
 wakes the rows' keys), the one path workers run too.
 
-(``matrixd.handlers.e2e.announce`` does the same for the E2E streams, keyed
-on their id generators; the two could become one shared helper.)
+Every DB-backed stream with one writer in this process uses it: account data,
+receipts, presence, push rules, and the E2E streams (device lists, to-device).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
+from matrixd.storage.streams import StreamIdGenerator
 from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
 
@@ -33,6 +34,15 @@ class StreamAnnouncer:
         self._current_token = current_token
         self._pending: list[tuple[int, tuple[str, ...]]] = []
         self._publish: Optional[Callable[[], None]] = None
+
+    @classmethod
+    def for_id_generator(cls, notifier: Notifier, stream: StreamName, ids: StreamIdGenerator) -> "StreamAnnouncer":
+        """An announcer over ``ids``' current token, telling ``notifier`` the stream's position now."""
+        notifier.set_position(stream, ids.get_current_token())
+        return cls(notifier, stream, ids.get_current_token)
+
+    def current_position(self) -> int:
+        return self._current_token()
 
     def publish_through(self, notify: Callable[[], None]) -> None:
         """From now on, announce by calling ``notify`` (the replication publisher's, for this stream)."""

@@ -106,7 +106,7 @@ class SyncHandler:
         self.unread_counts: Optional[UnreadCountSource] = None
         self._unread_cache: UnreadCache = (
             # Weighted by rooms (key and value): entries matter only until the next event or receipt.
-            LruCache("sync_unread_counts", 20_000, size_of=lambda entry: entry[0])
+            LruCache("sync_unread_counts", 5_000, size_of=lambda entry: entry[0])
         )
         self._rooms = RoomSyncer(
             events=stores.events,
