@@ -25,6 +25,7 @@ from matrixd.testing.database import _pg_admin, _pg_engine_config
 from matrixd.testing.homeserver import TEST_CONFIG, TestHomeserver
 from matrixd.testing.http import make_reactor, make_site
 from matrixd.util.clock import Clock
+from matrixd.storage.schema import SCHEMA_VERSION
 
 V3 = "/_matrix/client/v3"
 _counter = itertools.count(1)
@@ -84,9 +85,9 @@ class SimpleScriptTests(unittest.TestCase):
         """update_database creates the schema of an empty database, then finds it up to date."""
         config = self.write_config()
         code, out, _ = run_main(update_database.main, ["-c", config])
-        self.assertEqual((code, out.strip()), (0, "created a fresh schema at version 1"))
+        self.assertEqual((code, out.strip()), (0, f"created a fresh schema at version {SCHEMA_VERSION}"))
         code, out, _ = run_main(update_database.main, ["-c", config])
-        self.assertEqual((code, out.strip()), (0, "schema is up to date (version 1)"))
+        self.assertEqual((code, out.strip()), (0, f"schema is up to date (version {SCHEMA_VERSION})"))
 
     def test_update_database_unreachable(self) -> None:
         """An unreachable PostgreSQL server is a clear error, not a traceback."""
