@@ -26,7 +26,11 @@ from typing import Any, Optional, Sequence
 
 from twisted.internet import defer, task
 
+from matrixd.app.core import RoomCore
+from matrixd.app.homeserver import build_master, stop_master
+from matrixd.app.master import build_master_components
 from matrixd.config.root import load_config
+from matrixd.storage.schema import prepare_database
 from matrixd.types import JsonDict, Requester
 
 PASSWORD = "bulk-room-password"
@@ -42,18 +46,12 @@ def _req(user_id: str) -> Requester:
     return Requester(user_id=user_id, device_id=None, access_token_id=None)
 
 
-async def build(config_path: str, messages: int, tail: int) -> JsonDict:
+async def build(reactor: Any, config_path: str, messages: int, tail: int) -> JsonDict:
     """Create the users and rooms, send ``messages`` messages to the big room; return what a test needs.
 
     ``tail``: how many messages end the room from the ``purge_point`` event
     on (in the order stored), so a purge up to it leaves those behind.
     """
-    from twisted.internet import reactor
-
-    from matrixd.app.homeserver import build_master, stop_master
-    from matrixd.app.master import build_master_components
-    from matrixd.storage.schema import prepare_database
-
     config = load_config([config_path])
     app = build_master(config, reactor)
     await prepare_database(app.database)
@@ -80,7 +78,8 @@ async def build(config_path: str, messages: int, tail: int) -> JsonDict:
         await core.membership.update_membership(_req(erin), erin, small, "join")
         for i in range(SMALL_ROOM_MESSAGES):
             sender = (dave, erin)[i % 2]
-            await core.send.send_event(_req(sender), small, "m.room.message", {"msgtype": "m.text", "body": f"small {i}"})
+            await core.send.send_event(_req(sender), small, "m.room.message",
+                                       {"msgtype": "m.text", "body": f"small {i}"})
 
         senders = [users[m] for m in BIG_ROOM_MEMBERS]
         purge_index = messages - tail
@@ -129,7 +128,7 @@ async def build(config_path: str, messages: int, tail: int) -> JsonDict:
         await stop_master(app)
 
 
-async def _state_change(core: Any, room: str, owner: str, visitor: str, k: int) -> None:
+async def _state_change(core: RoomCore, room: str, owner: str, visitor: str, k: int) -> None:
     """One of a few ordinary state changes, in rotation: topic, name, a member joining, then leaving."""
     kind = k % 4
     if kind == 0:
@@ -146,14 +145,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-c", "--config-path", required=True)
     parser.add_argument("--messages", type=int, default=50_000)
-    parser.add_argument("--tail", type=int, default=100, help="messages after the purge point")
+    parser.add_argument("--tail", type=int, default=100, help="messages from the purge point on (kept by a purge up to it)")
     parser.add_argument("--out", required=True, help="where to write the JSON description")
     args = parser.parse_args(argv)
     if not 0 < args.tail < args.messages:
         parser.error("--tail must be between 1 and --messages - 1")
 
-    async def run(_reactor: Any) -> None:
-        result = await build(args.config_path, args.messages, args.tail)
+    async def run(reactor: Any) -> None:
+        result = await build(reactor, args.config_path, args.messages, args.tail)
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f)
 
