@@ -53,7 +53,7 @@ from matrixd.federation.sender.area import (
 )
 from matrixd.federation.sender.backoff import retry_policy_from_config
 from matrixd.handlers.admin.area import AdminArea
-from matrixd.handlers.admin.deletion import RoomDeletionHandler
+from matrixd.handlers.admin.deletion import BATCH_TARGET_S, RoomDeletionHandler
 from matrixd.handlers.admin.media import MediaAdminHandler
 from matrixd.handlers.admin.media_cleanup import MediaCleanup
 from matrixd.handlers.admin.misc import AdminMiscHandler
@@ -510,7 +510,8 @@ async def build_master_components(
         deletion=RoomDeletionHandler(
             server_name=config.server.server_name, store=admin_store, runner=admin_runner, rooms=stores.rooms,
             aliases=stores.aliases, events=stores.events, current_state=stores.current_state,
-            membership=core.membership, room_creation=core.room_creation, send=core.send),
+            membership=core.membership, room_creation=core.room_creation, send=core.send,
+            batch_target_s=BATCH_TARGET_S[db.name]),
         media=MediaAdminHandler(
             server_name=config.server.server_name, store=admin_store, media=media.store,
             cleanup=MediaCleanup(server_name=config.server.server_name, store=MediaCleanupStore(db),

@@ -282,13 +282,16 @@ async def start_matrixd(
     timeout: float = 60.0,
     pg_dsn: Optional[str] = None,
     pg_pool: tuple[int, int] = (1, 5),
+    prepare: Optional[Callable[[str], Awaitable[Any]]] = None,
 ) -> ServerProcess:
     """Start matrixd in ``directory`` (created if needed) and wait until it serves.
 
     ``python_args`` go before ``-m`` (e.g. ``("-X", "importtime")``);
-    ``pg_pool`` is the PostgreSQL connection pool (``cp_min``, ``cp_max``). On any
-    failure the process is killed, the database dropped, and ``RuntimeError``
-    carries the end of the server's log.
+    ``pg_pool`` is the PostgreSQL connection pool (``cp_min``, ``cp_max``);
+    ``prepare(config_path)`` runs once the config is written and before the
+    server starts (to fill its database offline, say). On any failure the
+    process is killed, the database dropped, and ``RuntimeError`` carries the
+    end of the server's log.
     """
     os.makedirs(directory, exist_ok=True)
     database = create_postgres_database("matrixd_tproc", pg_dsn) if engine == "postgres" else None
@@ -297,6 +300,8 @@ async def start_matrixd(
             directory, server_name=server_name, engine=engine, database=database, overrides=config_overrides,
             pg_pool=pg_pool,
         )
+        if prepare is not None:
+            await prepare(config_path)
     except BaseException:
         if database is not None:
             database.drop()

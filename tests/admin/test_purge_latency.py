@@ -55,7 +55,7 @@ class PurgeLatencyTests(_Timed):
         job = self.hs.run(comps.admin.store.get_job(purge_id))
         self.assertEqual(job.progress["purged"], MESSAGES)
         sys.stdout.write(
-            f"\n[purge latency] {MESSAGES} events in batches of {BATCH}, {total:.2f}s wall; request latency "
+            f"\n[purge latency] {MESSAGES} events in batches of up to {BATCH}, {total:.2f}s wall; request latency "
             f"baseline median {statistics.median(baseline) * 1000:.1f} ms max {max(baseline) * 1000:.1f} ms; "
             f"during purge median {statistics.median(during) * 1000:.1f} ms max {max(during) * 1000:.1f} ms "
             f"({len(during)} requests, {self.hs.components.db.name})\n")

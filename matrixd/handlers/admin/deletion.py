@@ -24,7 +24,7 @@ import logging
 from typing import Optional
 
 from matrixd.api.errors import Codes, MatrixError, NotFoundError
-from matrixd.handlers.admin.jobs import COMPLETE, FAILED, JobRunner, StepResult
+from matrixd.handlers.admin.jobs import COMPLETE, FAILED, BatchSizer, JobRunner, StepResult
 from matrixd.handlers.rooms.create import RoomCreationHandler
 from matrixd.handlers.rooms.membership import RoomMemberHandler
 from matrixd.handlers.rooms.send import EventSendHandler
@@ -42,6 +42,10 @@ PURGE_HISTORY = "purge_history"
 SHUTTING_DOWN = "shutting_down"
 PURGING = "purging"
 ACTIVE = "active"
+#: How long one batch's delete transaction should take (see BatchSizer), by engine.  SQLite runs every
+#: transaction on its one connection, so every request queues behind a batch: keep batches short there.
+#: On PostgreSQL a batch only competes for CPU and disk, and each transaction has a fixed round-trip cost.
+BATCH_TARGET_S = {"sqlite": 0.01, "postgres": 0.1}
 
 
 def _req(user_id: str) -> Requester:
@@ -53,7 +57,10 @@ class RoomDeletionHandler:
         self, *, server_name: str, store: AdminStore, runner: JobRunner, rooms: RoomStore, aliases: AliasStore,
         events: EventStore, current_state: CurrentStateStore, membership: RoomMemberHandler,
         room_creation: RoomCreationHandler, send: EventSendHandler, batch_size: int = 500,
+        batch_target_s: float = BATCH_TARGET_S["postgres"],
     ) -> None:
+        """``batch_size`` is the most events (or state groups) one batch deletes; batches are
+        sized below it so each transaction takes about ``batch_target_s``."""
         self._server_name = server_name
         self._store = store
         self._runner = runner
@@ -64,7 +71,11 @@ class RoomDeletionHandler:
         self._membership = membership
         self._room_creation = room_creation
         self._send = send
-        self._batch = batch_size
+        minimum = min(20, batch_size)
+        self._event_batches = BatchSizer(initial=max(minimum, batch_size // 5), minimum=minimum,
+                                         maximum=batch_size, target_s=batch_target_s)
+        self._group_batches = BatchSizer(initial=max(minimum, batch_size // 5), minimum=minimum,
+                                         maximum=batch_size, target_s=batch_target_s)
         runner.register(DELETE_ROOM, self._delete_step)
         runner.register(PURGE_HISTORY, self._purge_step)
 
@@ -151,12 +162,15 @@ class RoomDeletionHandler:
 
     async def _purge_room_batch(self, room_id: str) -> bool:
         """One batch of a deleted room's rows; False once nothing is left."""
-        event_ids = await self._store.next_room_event_batch(room_id, self._batch)
+        event_ids = await self._store.next_room_event_batch(room_id, self._event_batches.size)
         if event_ids:
-            await self._store.delete_events(event_ids)
-            self._events.invalidate_events(event_ids)
+            await self._delete_events(event_ids)
             return True
-        if await self._store.delete_state_group_batch(room_id, self._batch):
+        sizer = self._group_batches
+        started = sizer.timer()
+        deleted = await self._store.delete_state_group_batch(room_id, sizer.size)
+        sizer.record(deleted, sizer.timer() - started)
+        if deleted:
             return True
         members = await self._current.get_users_in_room(room_id)
         await self._store.delete_room_rows(room_id)
@@ -214,14 +228,22 @@ class RoomDeletionHandler:
         batch = await self._store.history_purge_batch(
             job.room_id, max_depth=int(p["max_depth"]), max_stream=p.get("max_stream"),
             before_ts=p.get("before_ts"),
-            local_suffix=None if p["delete_local_events"] else ":" + self._server_name, limit=self._batch,
+            local_suffix=None if p["delete_local_events"] else ":" + self._server_name,
+            limit=self._event_batches.size,
         )
         purged = int(job.progress.get("purged", 0))
         if not batch:
             return StepResult(COMPLETE, {"purged": purged}, done=True)
-        await self._store.delete_events(batch)
-        self._events.invalidate_events(batch)
+        await self._delete_events(batch)
         return StepResult(ACTIVE, {"purged": purged + len(batch)})
+
+    async def _delete_events(self, event_ids: list[str]) -> None:
+        """Delete one batch of events (one transaction), timing it to size the next batch."""
+        sizer = self._event_batches
+        started = sizer.timer()
+        await self._store.delete_events(event_ids)
+        sizer.record(len(event_ids), sizer.timer() - started)
+        self._events.invalidate_events(event_ids)
 
     async def purge_status(self, purge_id: str) -> JsonDict:
         job = await self._store.get_job(purge_id)

@@ -11,6 +11,7 @@ done but whose progress was not yet committed.
 
 from __future__ import annotations
 
+import time
 from typing import Awaitable, Callable, Optional, Protocol
 
 import attrs
@@ -49,3 +50,39 @@ class JobRunner(Protocol):
 
     def running_job_ids(self) -> list[str]:
         """Jobs this process is advancing now (for tests and status pages)."""
+
+
+class BatchSizer:
+    """Sizes a job's batches so each one's transaction takes about ``target_s``.
+
+    A fixed row count is the wrong bound: what a request waiting behind a
+    batch feels is its duration, and the cost of a row differs by engine
+    (SQLite has one connection, so every request queues behind the batch),
+    by table and by disk.  After each batch the size moves halfway towards
+    what would have taken ``target_s`` at the measured rate, within
+    ``[minimum, maximum]``.
+
+    ``timer`` measures real elapsed time (the work is real even under a fake
+    clock); tests pass their own.
+    """
+
+    def __init__(self, *, initial: int, minimum: int, maximum: int, target_s: float,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < minimum <= initial <= maximum:
+            raise ValueError(f"need 0 < minimum <= initial <= maximum, got {minimum}, {initial}, {maximum}")
+        self._size = initial
+        self._min = minimum
+        self._max = maximum
+        self._target = target_s
+        self.timer = timer
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def record(self, count: int, seconds: float) -> None:
+        """A batch of ``count`` items took ``seconds``: adjust the next size."""
+        if count <= 0:
+            return
+        ideal = self._max if seconds <= 0 else int(count * self._target / seconds)
+        self._size = max(self._min, min(self._max, (self._size + ideal) // 2))
