@@ -40,7 +40,7 @@ _EVENT_TABLES = ("event_json", "event_edges", "event_auth", "redactions", "event
 # Room-scoped tables cleared once a deleted room's events and state groups are gone.
 _ROOM_TABLES = ("current_state_events", "current_state_delta_stream", "local_current_membership",
                 "event_forward_extremities", "event_backward_extremities", "room_aliases", "forgotten_rooms",
-                "user_directory_public_rooms", "rooms")
+                "user_directory_public_rooms", "event_push_actions", "push_room_joins", "rooms")
 
 
 DESTINATION_COLUMNS = "destination, retry_last_ts, retry_interval, failure_ts, last_successful_stream_ordering"
@@ -249,8 +249,16 @@ class AdminStore:
     async def delete_events(self, event_ids: Sequence[str]) -> None:
         """Delete events and their per-event rows (one transaction)."""
         def _txn(txn: Cursor) -> None:
+            clause, args = in_list_clause(txn.engine, "event_id", list(event_ids))
+            # Their notification rows (keyed by user and position, so found by room and position).
+            txn.execute(f"SELECT room_id, stream_ordering FROM events WHERE {clause}", args)
+            positions: dict[str, list[int]] = {}
+            for room_id, stream_ordering in txn.fetchall():
+                positions.setdefault(room_id, []).append(int(stream_ordering))
+            for room_id, orderings in positions.items():
+                so_clause, so_args = in_list_clause(txn.engine, "stream_ordering", orderings)
+                txn.execute(f"DELETE FROM event_push_actions WHERE room_id = ? AND {so_clause}", [room_id, *so_args])
             for table in (*_EVENT_TABLES, "events"):
-                clause, args = in_list_clause(txn.engine, "event_id", list(event_ids))
                 txn.execute(f"DELETE FROM {table} WHERE {clause}", args)
 
         await self._db.run_interaction("purge_events", _txn)

@@ -40,7 +40,8 @@ class RoomDeletionTests(AdminTestCase):
         self.assertIn(self.user_id, self.admin("GET", f"/v1/rooms/{new_room}/members")["members"])
         by_room = self.admin("GET", f"/v2/rooms/{self.room}/delete_status")
         self.assertEqual(by_room["results"][0]["delete_id"], delete_id)
-        for table in ("events", "event_json", "state_groups", "current_state_events", "rooms", "room_aliases"):
+        for table in ("events", "event_json", "state_groups", "current_state_events", "rooms", "room_aliases",
+                      "event_push_actions", "push_room_joins"):
             self.assertEqual(self.count(table), 0, table)
         self.admin("GET", f"/v1/rooms/{self.room}", code=404)
         self.assertEqual(self.admin("GET", f"/v1/rooms/{self.room}/block")["block"], True)
@@ -133,6 +134,20 @@ class PurgeHistoryTests(AdminTestCase):
         self.assertEqual(ch.code, 200, ch.json_body)
         bodies = [e["content"].get("body") for e in ch.json_body["chunk"] if e["type"] == "m.room.message"]
         self.assertEqual(bodies, ["after", "new 1", "new 0", "cut"])
+
+    def test_purge_removes_notification_rows(self) -> None:
+        """Purged events stop counting as unread: their push action rows go with them."""
+        def rows(event_ids: list[str]) -> int:
+            found = self.hs.run(self.hs.components.db.execute(
+                "push_rows", "SELECT event_id FROM event_push_actions"))
+            return sum(1 for (event_id,) in found if event_id in event_ids)
+
+        self.assertGreater(rows(self.old), 0)  # the admin, a member, was notified of them
+        kept = rows(self.new)
+        self.admin("POST", f"/v1/purge_history/{self.room}/{self.cut}", {"delete_local_events": True})
+        self.run_jobs()
+        self.assertEqual(rows(self.old), 0)
+        self.assertEqual(rows(self.new), kept)
 
     def test_local_events_kept_by_default(self) -> None:
         """Without delete_local_events, local users' messages survive a purge."""
