@@ -102,6 +102,7 @@ class EventWriter:
         backfilled: bool = False,
         state_delta_by_room: Optional[Mapping[str, StateDelta]] = None,
         extra_writes: Optional[ExtraTxnWrites] = None,
+        in_same_txn: Optional[Callable[[Cursor, int], None]] = None,
     ) -> PersistResult:
         """Store a batch of events (and current state changes) atomically.
 
@@ -120,6 +121,9 @@ class EventWriter:
             extra_writes: run last in the same transaction with the orderings of
                 the events written (not called if none was): the push actions of
                 an event commit with it, saving a transaction per event.
+            in_same_txn: run last in the same transaction with the batch's
+                highest stream id (always called): what must become visible at
+                exactly that position, e.g. the end of a room's partial state.
         """
         deltas = {r: d for r, d in (state_delta_by_room or {}).items() if not d.is_empty()}
         if backfilled and deltas:
@@ -134,7 +138,7 @@ class EventWriter:
             orderings = {ev.event_id: so for (ev, _), so in zip(batch, ids)}
             written, invalidations = await self._db.run_interaction(
                 "persist_events", self._persist_txn, batch, orderings, backfilled, deltas, ids[-1], now,
-                extra_writes,
+                extra_writes, in_same_txn,
             )
             for ev, _ in batch:
                 if ev.event_id in written:
@@ -199,6 +203,7 @@ class EventWriter:
         delta_stream_id: int,
         now: int,
         extra_writes: Optional[ExtraTxnWrites] = None,
+        in_same_txn: Optional[Callable[[Cursor, int], None]] = None,
     ) -> tuple[dict[str, int], "_Invalidations"]:
         inv = _Invalidations()
         existing: dict[str, bool] = {}
@@ -252,6 +257,8 @@ class EventWriter:
         written = {ev.event_id: orderings[ev.event_id] for ev, _ in new + promoted}
         if extra_writes is not None and written:
             extra_writes(txn, written)
+        if in_same_txn is not None:
+            in_same_txn(txn, delta_stream_id)
         return written, inv
 
     def _insert_events_txn(

@@ -99,18 +99,7 @@ class PartialStateStore:
 
     async def clear(self, room_id: str, resynced_at: Optional[int] = None) -> None:
         """The room's full state is known (from events-stream position ``resynced_at``, if it was resynced)."""
-
-        def _txn(txn: Cursor) -> None:
-            txn.execute("DELETE FROM partial_state_room_servers WHERE room_id = ?", (room_id,))
-            txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
-            if resynced_at is not None:
-                txn.execute(
-                    "INSERT INTO partial_state_resynced (room_id, stream_id) VALUES (?, ?)"
-                    " ON CONFLICT (room_id) DO UPDATE SET stream_id = EXCLUDED.stream_id",
-                    (room_id, resynced_at),
-                )
-
-        await self._db.run_interaction("clear_partial_state", _txn)
+        await self._db.run_interaction("clear_partial_state", clear_partial_state_txn, room_id, resynced_at)
 
     async def resynced_after(self, room_ids: Collection[str], stream_id: int) -> set[str]:
         """Those of ``room_ids`` whose resync finished after events-stream position ``stream_id``."""
@@ -149,3 +138,16 @@ class PartialStateStore:
             return out
 
         return await self._db.run_interaction("get_partial_state_rooms", _txn)
+
+
+def clear_partial_state_txn(txn: Cursor, room_id: str, resynced_at: Optional[int]) -> None:
+    """:meth:`PartialStateStore.clear` inside a caller's transaction: the resync commits it with the
+    full current state, so no /sync computed at or after ``resynced_at`` still sees the room partial."""
+    txn.execute("DELETE FROM partial_state_room_servers WHERE room_id = ?", (room_id,))
+    txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
+    if resynced_at is not None:
+        txn.execute(
+            "INSERT INTO partial_state_resynced (room_id, stream_id) VALUES (?, ?)"
+            " ON CONFLICT (room_id) DO UPDATE SET stream_id = EXCLUDED.stream_id",
+            (room_id, resynced_at),
+        )

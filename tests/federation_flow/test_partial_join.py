@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixd.events.event import JsonDict
@@ -232,6 +233,29 @@ class PartialJoinTestCase(unittest.TestCase):
         members = {e["state_key"] for e in events if e["type"] == "m.room.member"}
         self.assertEqual(members, {self.alice, CAROL, *OTHERS})
         self.assertIn("m.room.create", {e["type"] for e in events})
+
+    def test_room_is_resynced_when_its_full_state_is_announced(self) -> None:
+        """A /sync woken by the resync's current-state change already finds the room resynced: were it still
+        marked partial, that sync would leave it out and hand out a token past the resync (the room's
+        history before it never shown)."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        self.flush()
+        self.assertTrue(self.partial(room))
+        notifier = self.hs.components.core.notifier
+        seen_partial: list[bool] = []
+
+        def on_wake(woken: bool) -> None:
+            # Read at once, as a woken /sync does (queued behind whatever the resync still had to write).
+            d = defer.ensureDeferred(self.st.partial_state.is_partial(room.room_id))
+            d.addCallback(lambda partial: seen_partial.append(bool(partial)))
+
+        notifier.wait_for_keys([room.room_id], notifier.current_seq(), 600).addCallback(on_wake)
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        self.assertEqual(seen_partial, [False])
 
     def test_members_wait_for_resync(self) -> None:
         """/joined_members, /members and /state during the resync answer once the full state is known."""

@@ -44,7 +44,7 @@ from matrixd.handlers.events.persister import EventPersister
 from matrixd.handlers.events.state_calc import StateCalculator
 from matrixd.state.auth import auth_types_for_event, check_state_dependent_auth_rules
 from matrixd.storage.events import EventStore
-from matrixd.storage.partial_state import PartialStateRoom, PartialStateStore
+from matrixd.storage.partial_state import PartialStateRoom, PartialStateStore, clear_partial_state_txn
 from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.util.clock import Clock
@@ -225,8 +225,8 @@ class PartialStateResync:
             raise _ResyncFailed("the state has no create event")
         fetched_at = self._clock.time()
         async with self._room_lock.queue(room.room_id):
-            recomputed, position = await self._apply_full_state(room.room_id, rv, join, full_before)
-            await self._store.clear(room.room_id, resynced_at=position)
+            # The mark goes in the transaction of the full current state (see _apply_full_state).
+            recomputed, _position = await self._apply_full_state(room.room_id, rv, join, full_before)
         logger.info(
             "partial-state resync of %s from %s: %d state events (%d fetched), %d later events recomputed;"
             " fetch %.2fs, recompute %.2fs",
@@ -269,7 +269,13 @@ class PartialStateResync:
             await self._groups_replaced([r[0] for r in rows])
         extremities = await self._events.get_latest_event_ids_in_room(room_id)
         current = await self._state_calc.state_after_events(room_id, rv, extremities)
-        position = await self._persister.replace_current_state(room_id, current.state_ids)
+        # Clearing the mark commits with the full current state, before any /sync is woken at its
+        # position: a sync that sees the new position sees the room resynced (shown as newly joined
+        # to a client whose token is before it), never partial with a token past the resync.
+        position = await self._persister.replace_current_state(
+            room_id, current.state_ids,
+            in_same_txn=lambda txn, stream_id: clear_partial_state_txn(txn, room_id, stream_id),
+        )
         return count, position
 
     async def _recompute(self, room_id: str, rv: RoomVersion, event: Event,
