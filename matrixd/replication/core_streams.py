@@ -159,9 +159,16 @@ def current_state_deltas_stream(
         if members:
             current_state.invalidate_users(members)
 
+    def wake_keys(row: CurrentStateDeltaStreamRow) -> Iterable[str]:
+        # Mostly a repeat of the event's own wake-up, but a state change without an event (a
+        # partial-state room's resync) has nothing else to wake the room's syncs.
+        if row.type == MEMBER and row.state_key is not None:
+            return (row.room_id, row.state_key)
+        return (row.room_id,)
+
     return ReplicationStream(
         name="current_state_deltas", row_type=CurrentStateDeltaStreamRow, get_updates=get_updates,
-        current_token=current_token, invalidate=invalidate,
+        current_token=current_token, invalidate=invalidate, wake_keys=wake_keys,
     )
 
 

@@ -105,6 +105,8 @@ class StreamDispatcher:
         metrics.STREAM_POSITION.labels(stream).set(token)
         if entry.notifier_stream is not None:
             self._notifier.on_new_position(entry.notifier_stream, token, keys)
+        elif keys:
+            self._notifier.wake(keys)
         waiters = self._waiters.get(stream)
         if waiters:
             ready = [w for w in waiters if w.position <= token]

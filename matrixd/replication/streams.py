@@ -27,7 +27,8 @@ entry says everything the machinery needs, in every process:
     synchronous cache invalidation, run in EVERY process (master included)
     before the position advances.  Keep it cheap and idempotent.
 ``wake_keys(row)``
-    the Notifier keys a row concerns (room ids, user ids).
+    the Notifier keys a row concerns (room ids, user ids).  A stream with no
+    ``notifier_stream`` wakes them without moving any position.
 ``notifier_stream``
     the sync-token stream (:class:`StreamName`) this stream's position feeds,
     or ``None`` for streams no sync token carries (backfill, caches, deltas).

@@ -67,6 +67,14 @@ class Notifier:
     def on_new_position(self, stream: StreamName, position: int, keys: Iterable[str] = ()) -> None:
         """Record that ``stream`` reached ``position`` and wake waiters on ``keys``."""
         self._token = self._token.copy_and_advance(stream, position)
+        self._wake_keys(stream, keys)
+
+    def wake(self, keys: Iterable[str]) -> None:
+        """Wake waiters on ``keys`` for a change no stream position carries (a current-state change
+        without an event, e.g. a partial-state room's full state)."""
+        self._wake_keys(StreamName.EVENTS, keys)
+
+    def _wake_keys(self, stream: StreamName, keys: Iterable[str]) -> None:
         self._seq += 1
         seq = self._seq
         for key in keys:

@@ -257,6 +257,30 @@ class PartialJoinTestCase(unittest.TestCase):
         self.assertFalse(self.partial(room))
         self.assertEqual(seen_partial, [False])
 
+    def test_long_poll_is_woken_by_the_resync(self) -> None:
+        """A /sync long-polling while the room is partial returns when the resync ends, with the room as newly
+        joined (the resync changes state without an event: nothing else would wake it, and a timed-out poll
+        would move the client's token past the resync)."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        self.flush()
+        channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
+        since = channel.json_body["next_batch"]
+        timeout_ms = int((RETRY_DELAY + 60) * 1000)
+        poll = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}&timeout={timeout_ms}",
+                               access_token=self.alice_token, await_result=False)
+        self.flush(1)
+        self.assertFalse(poll.is_finished())
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        self.assertTrue(poll.is_finished())
+        joined = poll.json_body["rooms"]["join"][room.room_id]
+        members = {e["state_key"] for e in [*joined["state"]["events"], *joined["timeline"]["events"]]
+                   if e["type"] == "m.room.member"}
+        self.assertEqual(members, {self.alice, CAROL, *OTHERS})
+
     def test_members_wait_for_resync(self) -> None:
         """/joined_members, /members and /state during the resync answer once the full state is known."""
         self.host.serves_state = False

@@ -239,8 +239,9 @@ class _SyncComputation:
         result = SyncResult(next_batch=self.now)
         memberships = await self._memberships()
         joined = {r: m for r, m in memberships.items() if m.membership == "join"}
-        resynced = await self._leave_out_partial_state(joined)
+        # Rooms left out while partial stay among the keys a long-poll waits on: their resync wakes it.
         result.joined_room_ids = frozenset(joined)
+        resynced = await self._leave_out_partial_state(joined)
         newly_joined = await self._newly_joined(joined) | resynced
         account_data = await self._account_data(newly_joined)
         left = await self._left_rooms(memberships)
