@@ -6,40 +6,23 @@ import urllib.parse
 from typing import Any
 
 from twisted.internet import defer
-from twisted.trial import unittest
 
 from matrixd.events.event import JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
 from matrixd.federation.membership.partial_state import RETRY_DELAY, PartialStateResync
-from tests.federation.utils import REMOTE, make_federating_homeserver
+from tests.federation.utils import REMOTE
 from tests.federation_flow.fake_room import FakeRoom, FakeRoomHost
+from tests.federation_flow.remote_room_case import CAROL, RemoteRoomTestCase, q
 from tests.federation_flow.utils import send_transaction
 
-CAROL = f"@carol:{REMOTE}"
 OTHERS = [f"@m{i}:{REMOTE}" for i in range(6)]
 
 
-def q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-class PartialJoinTestCase(unittest.TestCase):
+class PartialJoinTestCase(RemoteRoomTestCase):
     def setUp(self) -> None:
-        self.hs, self.network, self.remote = make_federating_homeserver(self)
-        self.hs.run(self.hs.components.federation_out.sender.start())
-        self.addCleanup(self.hs.components.federation_out.sender.stop)
+        super().setUp()
         self.flow = self.hs.components.federation_flow
         self.addCleanup(self.flow.partial_state.stop)
-        self.alice, self.alice_token = self.hs.create_user("alice")
-        self.st = self.hs.components.core.stores
-        self.received: list[JsonDict] = []
-        self.host = FakeRoomHost(self.remote)
-
-        async def on_send(origin: str, content: Any, request: Any, txn_id: str) -> tuple[int, JsonDict]:
-            self.received.extend(content.get("pdus", []))
-            return 200, {"pdus": {}}
-
-        self.remote.handle("PUT", "/_matrix/federation/v1/send/(?P<txn_id>[^/]*)", on_send)
 
     def make_room(self, version: str = "10") -> FakeRoom:
         room = FakeRoom(self.remote, KNOWN_ROOM_VERSIONS[version], CAROL)
@@ -48,10 +31,6 @@ class PartialJoinTestCase(unittest.TestCase):
         room.omit_members = True
         room.serve(self.host)
         return room
-
-    def join(self, room: FakeRoom) -> Any:
-        return self.hs.request("POST", f"/_matrix/client/v3/join/{q(room.room_id)}?server_name={REMOTE}", {},
-                               access_token=self.alice_token)
 
     def members(self, room: FakeRoom) -> list[str]:
         return sorted(self.hs.run(self.st.current_state.get_users_in_room(room.room_id)))

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
-
-from twisted.trial import unittest
 
 from matrixd.events.event import Event, JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
 from matrixd.events.signing import sign_event_dict
-from tests.federation.utils import REMOTE, create_room, make_federating_homeserver
-from tests.federation_flow.fake_room import FakeRoom, FakeRoomHost
+from tests.federation.utils import REMOTE, create_room
+from tests.federation_flow.fake_room import FakeRoom
+from tests.federation_flow.remote_room_case import CAROL, RemoteRoomTestCase, q
 from tests.federation_flow.utils import send_transaction
 
-CAROL = f"@carol:{REMOTE}"
 
-
-def q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-class RemoteJoinTestCase(unittest.TestCase):
-    def setUp(self) -> None:
-        self.hs, self.network, self.remote = make_federating_homeserver(self)
-        self.hs.run(self.hs.components.federation_out.sender.start())
-        self.addCleanup(self.hs.components.federation_out.sender.stop)
-        self.alice, self.alice_token = self.hs.create_user("alice")
-        self.st = self.hs.components.core.stores
-        self.received: list[JsonDict] = []
-        self.host = FakeRoomHost(self.remote)
-
-        async def on_send(origin: str, content: Any, request: Any, txn_id: str) -> tuple[int, JsonDict]:
-            self.received.extend(content.get("pdus", []))
-            return 200, {"pdus": {}}
-
-        self.remote.handle("PUT", "/_matrix/federation/v1/send/(?P<txn_id>[^/]*)", on_send)
-
+class RemoteJoinTestCase(RemoteRoomTestCase):
     def make_room(self, version: str = "10", join_rule: str = "public") -> FakeRoom:
         room = FakeRoom(self.remote, KNOWN_ROOM_VERSIONS[version], CAROL, join_rule=join_rule)
         room.serve(self.host)
         return room
-
-    def join(self, room: FakeRoom) -> Any:
-        channel = self.hs.request("POST", f"/_matrix/client/v3/join/{q(room.room_id)}?server_name={REMOTE}", {},
-                                  access_token=self.alice_token)
-        return channel
 
     def flush_sender(self) -> None:
         """Let the outbound sender deliver what it has queued."""
