@@ -60,15 +60,27 @@ class ServerVisibility:
         self._current_state = current_state
         # (state group, server) -> (history visibility, memberships of the server's users)
         self._facts: LruCache[tuple[int, str], tuple[str, frozenset[str]]] = LruCache("server_visibility", 50_000)
+        self._hosts_by_room: LruCache[str, tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]] = LruCache(
+            "hosts_in_room", 10_000)
 
     async def get_hosts_in_room(self, room_id: str) -> list[str]:
         """Servers with a joined user in the room's current state, sorted."""
-        users = await self._current_state.get_users_in_room(room_id)
-        return sorted({d for d in (domain_or_none(u) for u in users) if d is not None})
+        return list((await self._hosts(room_id))[1])
 
     async def is_host_in_room(self, server_name: str, room_id: str) -> bool:
-        users = await self._current_state.get_users_in_room(room_id)
-        return any(domain_or_none(u) == server_name for u in users)
+        return server_name in (await self._hosts(room_id))[0]
+
+    async def _hosts(self, room_id: str) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The room's servers, worked out once per member list: asked for every outgoing event and
+        presence or typing update, it would otherwise parse every member's id each time."""
+        users = await self._current_state.get_users_in_room_tuple(room_id)
+        cached = self._hosts_by_room.get(room_id)
+        if cached is not None and cached[0] is users:  # the same tuple until the membership changes
+            return cached[1], cached[2]
+        hosts = frozenset(d for d in (domain_or_none(u) for u in users) if d is not None)
+        ordered = tuple(sorted(hosts))
+        self._hosts_by_room.set(room_id, (users, hosts, ordered))
+        return hosts, ordered
 
     async def is_room_world_readable(self, room_id: str) -> bool:
         event = await self._current_state.get_current_state_event(room_id, HISTORY_VISIBILITY, "")

@@ -29,7 +29,7 @@ re-checks these events against it.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, cast
 
 from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
@@ -50,6 +50,9 @@ from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.linearizer import Linearizer
 
 logger = logging.getLogger(__name__)
+
+#: Not looked up yet (None is a valid answer: no create event known).
+_UNSET = object()
 
 CREATE_KEY: StateKey = ("m.room.create", "")
 
@@ -173,6 +176,7 @@ class FederationEventHandler:
         pool.update((e.event_id, e) for e in pending)
         stored: list[Event] = []
         checked: dict[str, Event] = {}
+        derived_create: object = _UNSET
         for ev in pending:
             ev.internal_metadata.outlier = True
             auth = {}
@@ -190,7 +194,13 @@ class FederationEventHandler:
             elif any(a.rejected for a in auth.values()):
                 ev.internal_metadata.rejected_reason = "an auth event is rejected"
             else:
-                create = await self._create_event(ev.room_version, room_id, auth.values(), pool)
+                if ev.room_version.room_id_is_create_event_hash:
+                    # Not among the auth events in these rooms: the same one for the whole batch.
+                    if derived_create is _UNSET:
+                        derived_create = await self._create_event(ev.room_version, room_id, (), pool)
+                    create = cast(Optional[Event], derived_create)
+                else:
+                    create = await self._create_event(ev.room_version, room_id, auth.values(), pool)
                 try:
                     check_state_independent_auth_rules(ev.room_version, ev, auth, create_event=create)
                     check_state_dependent_auth_rules(ev.room_version, ev, _by_key(auth.values()),
