@@ -386,6 +386,8 @@ async def build_master_components(
         default_room_version=get_room_version(config.server.default_room_version),
         rc_message={"per_second": rc.per_second, "burst_count": rc.burst_count},
     )
+    # The master marks and clears partial-state rooms through this one store: it keeps them in memory.
+    await core.stores.partial_state.track_in_memory()
     # -- accounts: registration, login, tokens, devices, profiles, user directory --------------
     tokens = TokenStore(db, clock)
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock, tokens=tokens), tokens)
@@ -470,6 +472,7 @@ async def build_master_components(
         sync=SyncHandlers(typing=sync.typing, receipts=sync.receipts, receipt_store=sync.stores.receipts,
                           presence=sync.presence, presence_store=sync.stores.presence),
         retry_policy=retry_policy_from_config(config.federation.destination_retry),
+        partial_state=core.stores.partial_state,
     )
     core.persister.add_persisted_callback(federation_out.sender.on_event_persisted)
     remote_e2e_keys.bind(federation_out.remote_e2e_keys)

@@ -3,9 +3,11 @@
 A row exists from just before the join is persisted until the background
 resync has replaced the join's state with the full state; then the
 events-stream position of the new current state is kept for ``/sync`` (a
-room it left out shows up as newly joined).  Reads are not
-cached: the table is tiny (usually empty) and every process (the federation
-sender, sync workers) must see a room leave it at once.
+room it left out shows up as newly joined).  Reads are not cached in general:
+every process (the federation sender, sync workers) must see a room leave it at
+once.  The master's own store, through which every mark and clear goes, keeps
+the set in memory instead (:meth:`PartialStateStore.track_in_memory`), so a
+woken ``/sync`` or an outgoing event costs no query for it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ class PartialStateStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        # The partial rooms, when this store is the one every change goes through (the master's).
+        self._in_memory: Optional[set[str]] = None
+
+    async def track_in_memory(self) -> None:
+        """Answer membership questions from memory from now on: only for the one store every mark and
+        clear of this database goes through (with the resync's in-transaction clear reported by
+        :meth:`forget_partial` after its commit)."""
+        rows = await self._db.execute("load_partial_state_rooms", "SELECT room_id FROM partial_state_rooms")
+        self._in_memory = {r[0] for r in rows}
+
+    def forget_partial(self, room_id: str) -> None:
+        """``clear_partial_state_txn`` committed for ``room_id`` (call before announcing it)."""
+        if self._in_memory is not None:
+            self._in_memory.discard(room_id)
 
     async def mark_partial(self, room_id: str, join_event_id: str, joined_via: str, servers: Iterable[str]) -> None:
         """Record ``room_id`` as partial-state (replacing an older mark of the same room)."""
@@ -52,6 +68,8 @@ class PartialStateStore:
             )
 
         await self._db.run_interaction("mark_partial_state", _txn)
+        if self._in_memory is not None:
+            self._in_memory.add(room_id)
 
     async def add_servers(self, room_id: str, servers: Iterable[str]) -> None:
         """Servers learnt to be in a partial-state room (senders of received events); no-op once resynced."""
@@ -85,6 +103,8 @@ class PartialStateStore:
         """Those of ``room_ids`` that are partial-state."""
         if not room_ids:
             return set()
+        if self._in_memory is not None:
+            return self._in_memory & set(room_ids)
 
         def _txn(txn: Cursor) -> set[str]:
             txn.execute("SELECT room_id FROM partial_state_rooms")
@@ -94,12 +114,15 @@ class PartialStateStore:
 
     async def get_servers(self, room_id: str) -> Optional[list[str]]:
         """The servers known to be in the room while it is partial-state; None once it is not."""
+        if self._in_memory is not None and room_id not in self._in_memory:
+            return None
         room = await self.get(room_id)
         return list(room.servers) if room is not None else None
 
     async def clear(self, room_id: str, resynced_at: Optional[int] = None) -> None:
         """The room's full state is known (from events-stream position ``resynced_at``, if it was resynced)."""
         await self._db.run_interaction("clear_partial_state", clear_partial_state_txn, room_id, resynced_at)
+        self.forget_partial(room_id)
 
     async def resynced_after(self, room_ids: Collection[str], stream_id: int) -> set[str]:
         """Those of ``room_ids`` whose resync finished after events-stream position ``stream_id``."""

@@ -155,6 +155,7 @@ def build_federation_out_area(
     current_state: CurrentStateStore,
     sync: Optional[SyncHandlers] = None,
     retry_policy: RetryPolicy = RetryPolicy(),
+    partial_state: Optional[PartialStateStore] = None,
 ) -> FederationOutArea:
     store = FederationSenderStore(db, clock)
     remote_devices = RemoteDeviceCacheStore(db, clock)
@@ -165,7 +166,7 @@ def build_federation_out_area(
         events_position=event_stream_ids.get_current_token,
         device_lists_position=device_lists_position.current_position,
         hosts_in_room=visibility.get_hosts_in_room, policy=retry_policy,
-        partial_servers=PartialStateStore(db, clock).get_servers,
+        partial_servers=(partial_state or PartialStateStore(db, clock)).get_servers,
     )
     resync = RemoteDeviceResync(client, remote_devices)
     registry = EduRegistry()

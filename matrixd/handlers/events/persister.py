@@ -276,17 +276,21 @@ class EventPersister:
             self._announce(events)
 
     async def replace_current_state(self, room_id: str, new_state: StateMap,
-                                    in_same_txn: Optional[Callable[[Cursor, int], None]] = None) -> int:
+                                    in_same_txn: Optional[Callable[[Cursor, int], None]] = None,
+                                    after_commit: Optional[Callable[[], None]] = None) -> int:
         """Set a room's current state without a new event (room lock held): a partial-state room's full
         state became known.  Announced like an event, so /sync and workers see the member changes.
 
         Returns the events-stream position allocated for the change (one is allocated even if nothing
         changed, so a position strictly after every sync computed before exists). ``in_same_txn`` runs
-        in the change's transaction with that position, before anyone is woken at it.
+        in the change's transaction with that position, ``after_commit`` once it committed; both
+        before anyone is woken at it.
         """
         old = await self._current.get_current_state_ids(room_id)
         delta = StateDelta.between(old, new_state)
         result = await self._writer.persist_events([], state_delta_by_room={room_id: delta}, in_same_txn=in_same_txn)
+        if after_commit is not None:
+            after_commit()  # before anyone is woken at the new position
         if self._announcer is not None:
             self._announcer([])
         else:
