@@ -37,18 +37,23 @@ class PartialStateStore:
         self._clock = clock
         # The partial rooms, when this store is the one every change goes through (the master's).
         self._in_memory: Optional[set[str]] = None
+        self._last_resync: Optional[int] = None  # the latest resync's position (tracked in memory)
 
     async def track_in_memory(self) -> None:
         """Answer membership questions from memory from now on: only for the one store every mark and
         clear of this database goes through (with the resync's in-transaction clear reported by
         :meth:`forget_partial` after its commit)."""
         rows = await self._db.execute("load_partial_state_rooms", "SELECT room_id FROM partial_state_rooms")
+        last = await self._db.execute("last_partial_state_resync", "SELECT MAX(stream_id) FROM partial_state_resynced")
         self._in_memory = {r[0] for r in rows}
+        self._last_resync = int(last[0][0]) if last and last[0][0] is not None else None
 
-    def forget_partial(self, room_id: str) -> None:
+    def forget_partial(self, room_id: str, resynced_at: Optional[int] = None) -> None:
         """``clear_partial_state_txn`` committed for ``room_id`` (call before announcing it)."""
         if self._in_memory is not None:
             self._in_memory.discard(room_id)
+            if resynced_at is not None and (self._last_resync is None or resynced_at > self._last_resync):
+                self._last_resync = resynced_at
 
     async def mark_partial(self, room_id: str, join_event_id: str, joined_via: str, servers: Iterable[str]) -> None:
         """Record ``room_id`` as partial-state (replacing an older mark of the same room)."""
@@ -122,10 +127,12 @@ class PartialStateStore:
     async def clear(self, room_id: str, resynced_at: Optional[int] = None) -> None:
         """The room's full state is known (from events-stream position ``resynced_at``, if it was resynced)."""
         await self._db.run_interaction("clear_partial_state", clear_partial_state_txn, room_id, resynced_at)
-        self.forget_partial(room_id)
+        self.forget_partial(room_id, resynced_at)
 
     async def resynced_after(self, room_ids: Collection[str], stream_id: int) -> set[str]:
         """Those of ``room_ids`` whose resync finished after events-stream position ``stream_id``."""
+        if self._in_memory is not None and (self._last_resync is None or self._last_resync <= stream_id):
+            return set()  # no resync since then (the usual answer, known without a query)
         ids = sorted(set(room_ids))
 
         def _txn(txn: Cursor) -> set[str]:

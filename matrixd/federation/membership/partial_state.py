@@ -275,7 +275,7 @@ class PartialStateResync:
         position = await self._persister.replace_current_state(
             room_id, current.state_ids,
             in_same_txn=lambda txn, stream_id: clear_partial_state_txn(txn, room_id, stream_id),
-            after_commit=lambda: self._store.forget_partial(room_id),
+            after_commit=lambda stream_id: self._store.forget_partial(room_id, stream_id),
         )
         return count, position
 

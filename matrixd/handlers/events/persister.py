@@ -277,7 +277,7 @@ class EventPersister:
 
     async def replace_current_state(self, room_id: str, new_state: StateMap,
                                     in_same_txn: Optional[Callable[[Cursor, int], None]] = None,
-                                    after_commit: Optional[Callable[[], None]] = None) -> int:
+                                    after_commit: Optional[Callable[[int], None]] = None) -> int:
         """Set a room's current state without a new event (room lock held): a partial-state room's full
         state became known.  Announced like an event, so /sync and workers see the member changes.
 
@@ -290,7 +290,7 @@ class EventPersister:
         delta = StateDelta.between(old, new_state)
         result = await self._writer.persist_events([], state_delta_by_room={room_id: delta}, in_same_txn=in_same_txn)
         if after_commit is not None:
-            after_commit()  # before anyone is woken at the new position
+            after_commit(result.max_stream_ordering)  # before anyone is woken at the new position
         if self._announcer is not None:
             self._announcer([])
         else:
