@@ -85,11 +85,11 @@ class EventCreationHandler:
         # Group commit: message events waiting for their room's lock, and the rooms being drained.
         self._queued: dict[str, list[tuple[EventSpec, "defer.Deferred[PersistedEvent]"]]] = {}
         self._draining: set[str] = set()
-        # The state after our own latest events, keyed by the ids of the events
-        # it is after (state after given events never changes), so the next
-        # event on them needs no state lookups.
-        self._state_after: LruCache[tuple[str, ...], StateAtPoint] = LruCache(
-            "state_after_local_events", 50_000, size_of=lambda at: len(at.state_ids)
+        # The state after our own latest event in each room (state after an event
+        # never changes), so the next event on it needs no state lookups. One per
+        # room: only the latest can be the next event's single prev event.
+        self._state_after: LruCache[str, tuple[str, StateAtPoint]] = LruCache(
+            "state_after_local_events", 50_000, size_of=lambda entry: len(entry[1].state_ids)
         )
 
     @property
@@ -198,7 +198,9 @@ class EventCreationHandler:
 
     def forget_state_after(self, event_ids: Iterable[str]) -> None:
         """These events' states were recomputed (a partial-state room resynced): drop the remembered ones."""
-        self._state_after.invalidate_many((event_id,) for event_id in event_ids)
+        ids = set(event_ids)
+        self._state_after.invalidate_many(
+            room_id for room_id, (event_id, _) in self._state_after.items_snapshot().items() if event_id in ids)
 
     async def current_state_after(self, room_id: str, room_version: RoomVersion, first: Event, last: Event,
                                   state_after: StateMap) -> Optional[StateMap]:
@@ -228,15 +230,15 @@ class EventCreationHandler:
         state_after = state_before
         if event.is_state():
             state_after = {**state_before, event.state_key_tuple(): event.event_id}
-        self._state_after.set((event.event_id,), StateAtPoint(state_after, group_after))
+        self._state_after.set(event.room_id, (event.event_id, StateAtPoint(state_after, group_after)))
 
     async def _state_after_events(self, room_id: str, room_version: RoomVersion,
                                   prev_events: list[Event]) -> StateAtPoint:
-        key = tuple(sorted(e.event_id for e in prev_events))
-        cached = self._state_after.get(key)
-        if cached is not None:
-            return cached
-        return await self._state_calc.state_after_events(room_id, room_version, list(key))
+        key = sorted(e.event_id for e in prev_events)
+        cached = self._state_after.get(room_id) if len(key) == 1 else None
+        if cached is not None and cached[0] == key[0]:
+            return cached[1]
+        return await self._state_calc.state_after_events(room_id, room_version, key)
 
     async def build(
         self, room_id: str, room_version: RoomVersion, spec: EventSpec
