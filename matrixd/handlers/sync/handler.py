@@ -63,7 +63,9 @@ MAX_TIMEOUT_MS = 10 * 60 * 1000
 #: Presence stream rows read per query when catching a client up.
 _PRESENCE_PAGE = 5000
 #: ``(user, rooms, events position, receipts position) -> (weight, unread counts)``.
-UnreadCache = LruCache[tuple[str, tuple[str, ...], int, int], tuple[int, dict[str, dict[str, tuple[int, int]]]]]
+UnreadCache = LruCache[
+    tuple[str, tuple[str, ...]], tuple[int, tuple[int, int], dict[str, dict[str, tuple[int, int]]]]
+]
 
 
 @attrs.frozen(slots=True)
@@ -311,12 +313,14 @@ class _SyncComputation:
         # Counts at a token change only with the events (push actions are stored before
         # an event is announced) and receipts positions: a long-poll's first pass and the
         # previous request's woken pass usually ask for the same ones.
-        key = (self.user_id, tuple(room_ids), self.now.events, self.now.receipts)
+        # One entry per user and room list, replaced when the positions move (older ones are dead).
+        key = (self.user_id, tuple(room_ids))
+        at = (self.now.events, self.now.receipts)
         cached = self.h.unread_cache.get(key)
-        if cached is not None:
-            return cached[1]
+        if cached is not None and cached[1] == at:
+            return cached[2]
         counts = await source.get_unread_counts(self.user_id, room_ids, self.now.events)
-        self.h.unread_cache.set(key, (1 + len(room_ids) + len(counts), counts))
+        self.h.unread_cache.set(key, (1 + len(room_ids) + len(counts), at, counts))
         return counts
 
     # -- memberships ----------------------------------------------------------
