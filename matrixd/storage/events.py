@@ -59,12 +59,13 @@ class EventStore:
         prune_event_dict: the redaction algorithm (``matrixd.events``) used to
             build the view of redacted events.
         cache_bytes: roughly how much memory the LRU event cache may hold
-            (sizes are estimated, see :func:`approx_event_size`); about 5,700
-            message events with the default.
+            (sizes are estimated, see :func:`approx_event_size`); about 4,000
+            short message events with the default, as many as the 8 MiB held
+            before events were cached in compact form.
     """
 
     def __init__(
-        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 8 * 2**20
+        self, db: Database, clock: Clock, *, prune_event_dict: PruneEventDict, cache_bytes: int = 7 * 2**20
     ) -> None:
         self._db = db
         self._clock = clock
@@ -127,8 +128,8 @@ class EventStore:
         for ev in new_events:
             # A copy sharing the repeated strings, as events read from the database do
             # (the writer's own object holds the request's strings).
-            compact = Event(_share_strings(ev.get_pdu_json()), ev.room_version, event_id=ev.event_id,
-                            internal_metadata=ev.internal_metadata)
+            compact = Event.compact(_share_strings(ev.get_pdu_json()), ev.room_version, ev.event_id,
+                                    ev.internal_metadata)
             self._cache.set(ev.event_id, compact)
             self._primed[ev.event_id] = None
         while len(self._primed) > _MAX_PRIMED:
@@ -256,13 +257,13 @@ class EventStore:
         metadata.outlier = bool(outlier)
         metadata.rejected_reason = rejected_reason
         metadata.soft_failed = bool(soft_failed)
-        event = Event(pdu, room_version, event_id=event_id, internal_metadata=metadata)
         for redaction_id, authorised, redaction_sender, redaction_room in redactions:
-            if _redaction_applies(event, redaction_sender, redaction_room, authorised):
+            if _redaction_applies(Event(pdu, room_version, event_id, metadata), redaction_sender, redaction_room,
+                                  authorised):
                 pruned = self._prune(pdu, room_version)
                 pruned["unsigned"] = {**(pruned.get("unsigned") or {}), "redacted_by": redaction_id}
-                return Event(pruned, room_version, event_id=event_id, internal_metadata=metadata)
-        return event
+                return Event.compact(pruned, room_version, event_id, metadata)
+        return Event.compact(pdu, room_version, event_id, metadata)
 
     # -- timeline ---------------------------------------------------------------
 
@@ -522,7 +523,7 @@ def _share_strings(pdu: JsonDict) -> JsonDict:
             value = _intern(value)
         elif key in _SHARED_ID_LISTS and isinstance(value, list):
             value = [_intern(v) if isinstance(v, str) else v for v in value]
-        elif isinstance(value, dict) and key in ("content", "hashes", "signatures"):
+        elif isinstance(value, dict) and key == "content":
             value = {_intern(k): v for k, v in value.items()}
         out[key] = value
     return out
@@ -531,12 +532,12 @@ def _share_strings(pdu: JsonDict) -> JsonDict:
 def approx_event_size(event: Event) -> int:
     """A rough estimate of an event's memory in bytes, cheap enough for every cache insert.
 
-    A stored message event (about 0.7 KB of JSON) takes about 2.2 KB as Python
-    objects once its repeated strings are shared (3.6 KB without): the dicts
-    and strings of its PDU, its metadata and the wrapper.
+    A stored message event (about 0.7 KB of JSON) takes about 1.8 KB as Python
+    objects in its cached form: repeated strings shared, hashes and signatures
+    kept as one string (:meth:`Event.compact`); 3.6 KB without either.
     """
-    pdu = event.get_pdu_json()
-    size = 900 + 80 * len(pdu)
+    pdu = event.get_fields_without_signing()
+    size = 500 + 80 * len(pdu) + event.signing_size()
     for key in _SHARED_ID_LISTS:
         ids = pdu.get(key)
         if isinstance(ids, list):

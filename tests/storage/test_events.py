@@ -33,6 +33,25 @@ class EventRoundTripTestCase(StorageTestCase):
         self.assertEqual(set(await self.events.get_events(["$a", "$missing", "$a"])), {"$a"})
         self.assertEqual(await self.events.have_seen_events(["$a", "$missing"]), {"$a"})
 
+    async def test_cached_events_are_compact_and_whole(self) -> None:
+        """Events read from the database and those the writer caches keep their hashes
+        and signatures serialised, and still give back the whole PDU."""
+        ev = make_event("$a")
+        ev.get_pdu_json()["signatures"] = {"test.local": {"ed25519:k": "c2ln"}}
+        await self.persist(ev)
+        for source in ("writer", "database"):
+            if source == "database":
+                self.events._cache.clear()
+            got = await self.events.get_event("$a")
+            assert got is not None
+            self.assertNotIn("signatures", got.get_fields_without_signing(), source)
+            self.assertNotIn("hashes", got.get_fields_without_signing(), source)
+            self.assertEqual(got.get_pdu_json(), ev.get_pdu_json(), source)
+            self.assertEqual(got.signatures, {"test.local": {"ed25519:k": "c2ln"}})
+            self.assertEqual(got.hashes, {"sha256": "x"})
+            self.assertTrue(got.has("hashes"))
+            self.assertEqual(got.get("signatures"), ev.get("signatures"))
+
     async def test_stream_position_covers_persisted_events(self) -> None:
         """After persist_events returns, the events stream token covers the batch."""
         result = await self.writer.persist_events(

@@ -76,7 +76,7 @@ def check_create_event(room_version: RoomVersion, event: Event) -> None:
     if event.get("prev_events"):
         raise AuthError(403, "create event has prev_events")
     if room_version.room_id_is_create_event_hash:
-        if "room_id" in event.get_pdu_json():
+        if event.has("room_id"):
             raise AuthError(403, "create event may not have a room_id in this room version")
     else:
         room_id = event.get("room_id")
