@@ -493,6 +493,7 @@ async def build_master_components(
     await federation_flow.partial_state.resume()  # rooms still joined with partial state
     rooms.members.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)
     rooms.state.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)
+    core.membership.set_full_state_waiter(federation_flow.partial_state.wait_for_full_state)
     # -- end federation event flow --
     # -- server administration: /_synapse/admin users, rooms, purges, media; resumable jobs --
     admin_store = AdminStore(db, clock)

@@ -283,6 +283,39 @@ class PartialJoinTestCase(RemoteRoomTestCase):
                          everyone)
         self.assertEqual(channels[f"state/m.room.member/{q(OTHERS[2])}"].json_body["membership"], "join")
 
+    def test_kick_of_an_omitted_member_waits_for_resync(self) -> None:
+        """Kicking (or banning, inviting) a user whose membership the partial state lacks waits for the
+        full state, so it is checked against, and cites, the target's real membership."""
+        self.host.serves_state = False
+        room = self.make_room()
+        room.add("m.room.power_levels", CAROL, {"users": {CAROL: 100, self.alice: 100}}, "")
+        self.assertEqual(self.join(room).code, 200)
+        base = f"/_matrix/client/v3/rooms/{q(room.room_id)}"
+        kick = self.hs.request("POST", f"{base}/kick", {"user_id": OTHERS[2], "reason": "bye"},
+                               access_token=self.alice_token, await_result=False)
+        self.flush(1)
+        self.assertFalse(kick.is_finished())
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertTrue(kick.is_finished())
+        self.assertEqual(kick.code, 200, kick.result_body)
+        sent = [p for p in self.received if p.get("state_key") == OTHERS[2]]
+        self.assertEqual([p["content"]["membership"] for p in sent], ["leave"])
+        self.assertIn(room.state[("m.room.member", OTHERS[2])], sent[0]["auth_events"])
+
+    def test_kick_during_a_resync_that_never_ends_is_refused(self) -> None:
+        """If the full state does not come in time, the kick is refused with 503 and nothing is sent."""
+        self.host.serves_state = False
+        room = self.make_room()
+        room.add("m.room.power_levels", CAROL, {"users": {CAROL: 100, self.alice: 100}}, "")
+        self.assertEqual(self.join(room).code, 200)
+        kick = self.hs.request("POST", f"/_matrix/client/v3/rooms/{q(room.room_id)}/kick", {"user_id": OTHERS[2]},
+                               access_token=self.alice_token, await_result=False)
+        self.flush(65)
+        self.assertTrue(kick.is_finished())
+        self.assertEqual(kick.code, 503, kick.result_body)
+        self.assertEqual([p for p in self.received if p.get("state_key") == OTHERS[2]], [])
+
     def test_local_event_after_resync_builds_on_full_state(self) -> None:
         """Our first event after the resync is built on the full state (not a cached partial one): the room
         keeps every member and the event reaches the room's servers."""

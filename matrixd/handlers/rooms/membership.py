@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, Optional, Protocol
 from matrixd.api.errors import AuthError, Codes, MatrixError, NotFoundError
 from matrixd.events.event import Event
 from matrixd.handlers.events.creation import EventCreationHandler, EventSpec
+from matrixd.handlers.rooms.members import FullStateWaiter, wait_for_full_state
 from matrixd.state.auth import get_named_level, get_user_power_level
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.forgotten import ForgottenRoomsStore
@@ -75,6 +76,13 @@ class RoomMemberHandler:
         self._remote: Optional[RemoteMembership] = None
         self._blocks: Optional[RoomBlocks] = None
         self._unknown_users: Optional[Callable[[str], Awaitable[bool]]] = None
+        self._full_state: Optional[FullStateWaiter] = None
+
+    def set_full_state_waiter(self, waiter: FullStateWaiter) -> None:
+        """Membership changes of other users in a room joined with partial state wait for its
+        resync: whether they are allowed, and their auth events, depend on the target's
+        membership, which the partial state may lack."""
+        self._full_state = waiter
 
     def set_room_blocks(self, blocks: RoomBlocks) -> None:
         """Refuse joins, knocks and invites into rooms ``blocks`` names (admin room blocking)."""
@@ -162,6 +170,8 @@ class RoomMemberHandler:
             if hosts:
                 return await self._remote.remote_leave(requester, room_id, [*(remote_servers or []), *hosts])
 
+        if target != requester.user_id:
+            await wait_for_full_state(self._full_state, room_id)
         membership, content = self._membership_for(action, requester.user_id, target)
         if extra_content:
             content = {**extra_content, **content}
