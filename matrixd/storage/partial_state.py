@@ -148,6 +148,35 @@ class PartialStateStore:
             return set()
         return await self._db.run_interaction("partial_state_resynced_after", _txn)
 
+    async def partial_and_resynced(
+        self, room_ids: Collection[str], since: Optional[int]
+    ) -> tuple[set[str], set[str]]:
+        """For a sync: which of ``room_ids`` are partial-state, and which of the others finished
+        their resync after events-stream position ``since`` (none if ``since`` is None).
+        One transaction at most (none in the process that tracks them in memory)."""
+        wanted = set(room_ids)
+        if not wanted:
+            return set(), set()
+        if self._in_memory is not None:
+            partial = self._in_memory & wanted
+            if since is None or self._last_resync is None or self._last_resync <= since:
+                return partial, set()
+            return partial, await self.resynced_after(wanted - partial, since)
+
+        def _txn(txn: Cursor) -> tuple[set[str], set[str]]:
+            txn.execute("SELECT room_id FROM partial_state_rooms")
+            partial = {r[0] for r in txn} & wanted
+            found: set[str] = set()
+            if since is not None:
+                for chunk in batch_iter(sorted(wanted - partial), IN_LIST_BATCH):
+                    clause, args = in_list_clause(txn.engine, "room_id", chunk)
+                    txn.execute(f"SELECT room_id FROM partial_state_resynced WHERE {clause} AND stream_id > ?",
+                                [*args, since])
+                    found.update(r[0] for r in txn)
+            return partial, found
+
+        return await self._db.run_interaction("partial_and_resynced", _txn)
+
     async def _load(self, room_ids: Optional[list[str]]) -> list[PartialStateRoom]:
         def _txn(txn: Cursor) -> list[PartialStateRoom]:
             rows: list[tuple[str, str, str]] = []

@@ -213,6 +213,30 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         self.assertEqual(members, {self.alice, CAROL, *OTHERS})
         self.assertIn("m.room.create", {e["type"] for e in events})
 
+    def test_lazy_sync_gets_member_counts_once_resynced(self) -> None:
+        """A lazy-loading /sync shows the partial-state room without member counts (they are not known),
+        and a long-poll is woken by the resync with the room's real counts."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        lazy = urllib.parse.quote('{"room":{"state":{"lazy_load_members":true}}}')
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?filter={lazy}", access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        summary = channel.json_body["rooms"]["join"][room.room_id].get("summary", {})
+        self.assertNotIn("m.joined_member_count", summary)
+        since = channel.json_body["next_batch"]
+        timeout_ms = int((RETRY_DELAY + 60) * 1000)
+        poll = self.hs.request("GET", f"/_matrix/client/v3/sync?filter={lazy}&since={since}&timeout={timeout_ms}",
+                               access_token=self.alice_token, await_result=False)
+        self.flush(1)
+        self.assertFalse(poll.is_finished())
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertTrue(poll.is_finished())
+        summary = poll.json_body["rooms"]["join"][room.room_id]["summary"]
+        self.assertEqual(summary["m.joined_member_count"], 2 + len(OTHERS))
+        self.assertEqual(summary["m.invited_member_count"], 0)
+
     def test_room_is_resynced_when_its_full_state_is_announced(self) -> None:
         """A /sync woken by the resync's current-state change already finds the room resynced: were it still
         marked partial, that sync would leave it out and hand out a token past the resync (the room's

@@ -25,6 +25,21 @@ class PartialStateStoreTestCase(StorageTestCase):
         self.assertEqual(await self.store.resynced_after(["!r:x"], 41), {"!r:x"})
         self.assertEqual(await self.store.resynced_after(["!r:x"], 42), set())
 
+    async def test_partial_and_resynced_for_sync(self) -> None:
+        """One call answers both of a sync's questions, from the database or from memory alike."""
+        for in_memory in (False, True):
+            store = PartialStateStore(self.db, self.clock)
+            if in_memory:
+                await store.track_in_memory()
+            rooms = [f"!a{in_memory}:x", f"!b{in_memory}:x", f"!c{in_memory}:x"]
+            await store.mark_partial(rooms[0], "$j", "a.example", [])
+            await store.mark_partial(rooms[1], "$j", "a.example", [])
+            await store.clear(rooms[1], resynced_at=50)
+            self.assertEqual(await store.partial_and_resynced(rooms, 49), ({rooms[0]}, {rooms[1]}))
+            self.assertEqual(await store.partial_and_resynced(rooms, 50), ({rooms[0]}, set()))
+            self.assertEqual(await store.partial_and_resynced(rooms, None), ({rooms[0]}, set()))
+            self.assertEqual(await store.partial_and_resynced([], 1), (set(), set()))
+
     async def test_servers_learnt_only_while_partial(self) -> None:
         """Servers are added (once) while the room is partial, and ignored for other rooms."""
         await self.store.mark_partial("!r:x", "$join", "a.example", [])

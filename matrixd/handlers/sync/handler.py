@@ -236,6 +236,9 @@ class _SyncComputation:
         self.full_state = full_state
         self.filter = config.filter
         self.since_events = since.events if since is not None else None
+        # Lazy-loading syncs only: joined rooms still partial, and those resynced since ``since``.
+        self._partial_rooms: set[str] = set()
+        self._resynced_rooms: set[str] = set()
 
     async def run(self) -> SyncResult:
         result = SyncResult(next_batch=self.now)
@@ -340,16 +343,21 @@ class _SyncComputation:
     async def _leave_out_partial_state(self, joined: dict[str, MembershipInfo]) -> set[str]:
         """Drop rooms joined with partial state from ``joined`` (their member list is incomplete) unless the
         filter lazy-loads members; returns the rooms whose resync finished after ``since`` (shown as newly
-        joined: the client has not seen them, or saw them without their members)."""
+        joined: the client has not seen them, or saw them without their members).
+
+        A lazy-loading client is shown partial-state rooms, without member counts (see
+        ``RoomPlan.partial_state``), and is sent the counts once the resync finishes."""
         store = self.s.partial_state
         if store is None or not joined:
             return set()
-        if not self.filter.room.state.lazy_load_members:
-            for room_id in await store.partial_among(list(joined)):
-                del joined[room_id]
-            if self.since_events is not None:
-                return await store.resynced_after(list(joined), self.since_events)
-        return set()
+        partial, resynced = await store.partial_and_resynced(list(joined), self.since_events)
+        if self.filter.room.state.lazy_load_members:
+            self._partial_rooms = set(partial)
+            self._resynced_rooms = resynced
+            return set()
+        for room_id in partial:
+            del joined[room_id]
+        return resynced
 
     async def _newly_joined(self, joined: dict[str, MembershipInfo]) -> set[str]:
         """Joined rooms the user was not joined to at ``since``."""
@@ -370,6 +378,8 @@ class _SyncComputation:
         return RoomPlan(
             room_id=room_id,
             joined=True,
+            partial_state=room_id in self._partial_rooms,
+            members_resynced=room_id in self._resynced_rooms,
             lower=lower,
             upper=self.now.events,
             full_state=self.since is None or self.full_state or newly_joined,

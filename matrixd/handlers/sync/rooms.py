@@ -53,6 +53,10 @@ class RoomPlan:
             through history visibility (None: the user saw all of the range).
         fixed_timeline: a timeline decided in advance (the leave event of an
             invite the user rejected); no state is sent with it.
+        partial_state: a room joined with partial state, shown to a lazy-loading
+            client: its member counts are not known yet, so the summary has none.
+        members_resynced: the room's full state arrived since ``since``: the
+            summary is sent (with the real counts) even if nothing else changed.
     """
 
     room_id: str
@@ -63,6 +67,8 @@ class RoomPlan:
     since: Optional[int]
     check_visibility_upto: Optional[int]
     fixed_timeline: Optional[tuple[Event, ...]] = None
+    partial_state: bool = False
+    members_resynced: bool = False
 
 
 @attrs.define
@@ -317,6 +323,7 @@ class RoomSyncer:
             r for r, p in plans.items()
             if p.joined and (
                 modes[r] == "full"
+                or p.members_resynced
                 or any(e.type == MEMBER for e in timelines[r].events)
                 or any(k[0] == MEMBER for k in selected[r])
             )
@@ -339,8 +346,10 @@ class RoomSyncer:
         heroes = await self._current_state.get_heroes(unnamed, config.user_id) if unnamed else {}
         out: dict[str, JsonDict] = {}
         for room_id in rooms:
-            joined, invited = counts.get(room_id, (0, 0))
-            summary: JsonDict = {"m.joined_member_count": joined, "m.invited_member_count": invited}
+            summary: JsonDict = {}
+            if not plans[room_id].partial_state:
+                joined, invited = counts.get(room_id, (0, 0))
+                summary = {"m.joined_member_count": joined, "m.invited_member_count": invited}
             if room_id in heroes:
                 summary["m.heroes"] = heroes[room_id]
             out[room_id] = summary
