@@ -37,6 +37,7 @@ from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
 from matrixd.config import RootConfig, load_config
 from matrixd.storage.cache import set_cache_factors
+from matrixd.util.malloc import limit_malloc_arenas
 from matrixd.config.generate import generate_config
 from matrixd.app.master import MasterComponents, build_master_components, build_servlet_groups
 from matrixd.util.clock import Clock
@@ -236,6 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise ConfigError("worker_app", "is set: run this config with 'matrixd worker -c ...'")
         setup_logging(config.logging.log_config)
         set_cache_factors(config.caches.global_factor, config.caches.per_cache_factors)
+        limit_malloc_arenas()  # before the database threads start (see matrixd.util.malloc)
         for key in config.ignored_keys:
             logger.warning("Ignoring unknown config key %r", key)
         code = _run(config, args.ready_file)

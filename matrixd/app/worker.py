@@ -48,6 +48,7 @@ from matrixd.app.roles.worker import (
 )
 from matrixd.config import RootConfig, load_config
 from matrixd.storage.cache import set_cache_factors
+from matrixd.util.malloc import limit_malloc_arenas
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import AgentTransport
 from matrixd.util.clock import Clock
@@ -222,6 +223,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "matrixd worker") -> 
             raise ConfigError("worker_app", "is not set: run the master with 'matrixd -c ...' instead")
         setup_logging(config.workers.worker_log_config or config.logging.log_config)
         set_cache_factors(config.caches.global_factor, config.caches.per_cache_factors)
+        limit_malloc_arenas()  # before the database threads start (see matrixd.util.malloc)
         for key in config.ignored_keys:
             logger.warning("Ignoring unknown config key %r", key)
         code = _run(config, args.ready_file)
