@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from matrixd.events.event import Event
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
-from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, check_pdus
+from matrixd.federation.inbound.pdu_checks import PduBatch, PduDropped, check_pdu, check_pdus
 from matrixd.testing.federation import FakeRemoteServer
 from tests.federation.utils import REMOTE, make_federating_homeserver
 
@@ -113,3 +113,26 @@ class CheckPdusTestCase(unittest.TestCase):
         self.assertLessEqual(self.key_fetches() - before, 2)
         for result, pdu in zip(results, pdus):
             self.assert_same_verdict("10", result, pdu)
+
+    def test_batch_in_steps_verifies_lazily_with_the_same_verdicts(self) -> None:
+        """PduBatch: ids known before any signature is checked; each PDU verified when asked, as check_pdus."""
+        for version in ("4", "10"):
+            good = self.pdu(version, "good")
+            tampered = {**self.pdu(version, "tampered"), "content": {"msgtype": "m.text", "body": "changed"}}
+            forged = {**self.pdu(version, "forged"), "type": "m.room.topic"}
+            pdus: list[Any] = [good, "not an object", tampered, forged]
+            batch = PduBatch(KNOWN_ROOM_VERSIONS[version], pdus)
+            self.network.run(batch.fetch_keys(self.keyring))
+            self.network.run(batch.check_unbatched(self.keyring))
+            # The malformed one is not a candidate; the forged one is, until verified.
+            self.assertEqual([i for i, _ in batch.candidates()], [0, 2, 3])
+            expected = self.check(version, pdus)
+            for i in (3, 0, 2, 1):  # any order
+                result = batch.result(i)
+                self.assertIs(batch.result(i), result)  # verified once
+                if isinstance(expected[i], PduDropped):
+                    self.assertIsInstance(result, PduDropped)
+                else:
+                    self.assertIsInstance(result, Event)
+                    self.assertEqual(result.get_pdu_json(), expected[i].get_pdu_json())
+            self.assertEqual([i for i, _ in batch.candidates()], [0, 2])

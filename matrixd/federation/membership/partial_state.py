@@ -38,6 +38,7 @@ from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.events.room_versions import RoomVersion
 from matrixd.federation.inbound.events import FederationEventHandler
+from matrixd.federation.inbound.pdu_checks import PduBatch, PduDropped
 from matrixd.federation.missing_events import RemoteEventFetcher, RemoteFetchError
 from matrixd.federation.transport.client import HttpResponseException, RequestSendFailed
 from matrixd.handlers.events.persister import EventPersister
@@ -61,6 +62,12 @@ MAX_RETRY_DELAY = 600.0
 RECOMPUTE_BATCH = 500
 
 CREATE_KEY: StateKey = ("m.room.create", "")
+
+
+def _drop(d: "defer.Deferred[PduBatch]") -> None:
+    """A speculative request no longer needed: cancelled, and its outcome ignored."""
+    d.cancel()
+    d.addErrback(lambda _f: None)
 
 
 class _ResyncFailed(Exception):
@@ -190,23 +197,35 @@ class PartialStateResync:
     async def _resync_from(self, room: PartialStateRoom, join: Event, server: str) -> None:
         started = self._clock.time()
         rv = await self._rooms.get_room_version(room.room_id)
-        state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
-                                                                 max_events=None)
-        wanted = set(state_ids) | set(chain_ids)
-        missing = wanted - await self._events.have_seen_events(wanted)
-        fetched: list[Event] = []
+        # Asked at once with /state_ids: after a partial join most of the state is missing, and then
+        # /state is needed anyway; dropped below if few events turn out to be missing.
+        state_answer = defer.ensureDeferred(
+            self._fetcher.get_state_batch(server, rv, room.room_id, join.event_id))
+        try:
+            state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
+                                                                     max_events=None)
+            wanted = set(state_ids) | set(chain_ids)
+            missing = wanted - await self._events.have_seen_events(wanted)
+        except BaseException:
+            _drop(state_answer)
+            raise
+        fetched: dict[str, Event] = {}
+        batch: Optional[PduBatch] = None
+        from_state: dict[str, int] = {}  # event id -> index in batch, for the events not verified yet
         if len(missing) > FETCH_ONE_BY_ONE:
-            fetched = [e for e in await self._fetcher.get_state(server, rv, room.room_id, join.event_id)
-                       if e.event_id in missing]
-        left = missing - {e.event_id for e in fetched}
+            batch = await state_answer
+            for i, candidate in batch.candidates():
+                if candidate.event_id in missing and candidate.room_id == room.room_id \
+                        and candidate.event_id not in fetched:
+                    fetched[candidate.event_id] = candidate
+                    from_state[candidate.event_id] = i
+        else:
+            _drop(state_answer)
+        left = missing - fetched.keys()
         if left:
-            fetched += await self._fetcher.get_events(server, rv, sorted(left))
+            fetched.update((e.event_id, e) for e in await self._fetcher.get_events(server, rv, sorted(left)))
         if fetched:
-            async with self._room_lock.queue(room.room_id):
-                have = await self._events.have_seen_events([e.event_id for e in fetched])
-                await self._event_handler.store_outliers(
-                    room.room_id, [e for e in fetched if e.event_id not in have],
-                    known={e.event_id: e for e in fetched})
+            await self._store_fetched(room.room_id, rv, server, fetched, batch, from_state)
         state_events = await self._events.get_events(state_ids)
         absent = set(state_ids) - set(state_events)
         if absent:
@@ -233,6 +252,31 @@ class PartialStateResync:
             room.room_id, server, len(full_before), len(fetched), recomputed, fetched_at - started,
             self._clock.time() - fetched_at,
         )
+
+    async def _store_fetched(self, room_id: str, rv: RoomVersion, server: str, fetched: dict[str, Event],
+                             batch: Optional[PduBatch], from_state: dict[str, int]) -> None:
+        """Check and store the fetched events as outliers, under the room lock.
+
+        Those of ``from_state`` (event id -> index) come from ``batch`` unverified: each is verified
+        when the checks first need it, so the signature checks of later events overlap the writes of
+        earlier ones. One that fails is asked for again by id, as one missing from the answer would be.
+        """
+
+        async def resolve(ev: Event) -> Optional[Event]:
+            i = from_state.get(ev.event_id)
+            if batch is None or i is None:
+                return ev  # verified already
+            result = batch.result(i)
+            if not isinstance(result, PduDropped):
+                return result
+            logger.info("dropping a fetched PDU: %s", result)
+            again = [e for e in await self._fetcher.get_events(server, rv, [ev.event_id]) if e.room_id == room_id]
+            return again[0] if again else None
+
+        async with self._room_lock.queue(room_id):
+            have = await self._events.have_seen_events(list(fetched))
+            await self._event_handler.store_outliers(
+                room_id, [e for e in fetched.values() if e.event_id not in have], known=fetched, resolve=resolve)
 
     async def _apply_full_state(self, room_id: str, rv: RoomVersion, join: Event,
                                 full_before: StateMap) -> tuple[int, int]:
