@@ -125,12 +125,13 @@ class RemoteEventFetcher:
     async def get_state(self, destination: str, room_version: RoomVersion, room_id: str,
                         event_id: str) -> list[Event]:
         """The state events before ``event_id`` and their auth chain in one ``/state`` answer (checked)."""
-        batch = await self.get_state_batch(destination, room_version, room_id, event_id)
+        batch, _state_count = await self.get_state_batch(destination, room_version, room_id, event_id)
         return [e for e in self.settle(batch, range(len(batch))) if e.room_id == room_id]
 
     async def get_state_batch(self, destination: str, room_version: RoomVersion, room_id: str,
-                              event_id: str) -> PduBatch:
-        """The ``/state`` answer before ``event_id`` (state, then auth chain), its signatures not yet verified.
+                              event_id: str) -> tuple[PduBatch, int]:
+        """The ``/state`` answer before ``event_id``, its signatures not yet verified, and how many of its
+        PDUs are the state (the auth chain follows them in the batch).
 
         The signers' keys are fetched and the PDUs the batch cannot settle alone are checked; the rest are
         verified as the caller asks for them (``PduBatch.result``, or ``settle``).
@@ -147,7 +148,7 @@ class RemoteEventFetcher:
         batch = PduBatch(room_version, [*pdus, *chain])
         await batch.fetch_keys(self._keyring)
         await batch.check_unbatched(self._keyring)
-        return batch
+        return batch, len(pdus)
 
     @staticmethod
     def settle(batch: PduBatch, indices: Iterable[int]) -> list[Event]:

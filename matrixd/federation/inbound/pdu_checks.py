@@ -96,6 +96,7 @@ class PduBatch:
         self._room_version = room_version
         self._pdus = pdus
         self._results: list[Union[Event, PduDropped, None]] = [None] * len(pdus)
+        self._event_ids: list[Optional[str]] = [None] * len(pdus)
         # index -> (pdu, the bytes its signatures cover, the event, the servers that must sign it)
         self._prepared: dict[int, tuple[dict[str, Any], bytes, Event, set[str]]] = {}
         self._unbatched: list[int] = []  # left for check_pdu
@@ -122,6 +123,7 @@ class PduBatch:
         event_id = (pdu["event_id"] if room_version.event_format == EventFormat.V1
                     else event_id_from_reference_hash(room_version, hashlib.sha256(signing).digest()))
         event = Event(pdu, room_version, event_id=event_id)
+        self._event_ids[i] = event_id
         required = servers_required_to_sign(room_version, event)
         if not required:
             self._unbatched.append(i)
@@ -136,6 +138,10 @@ class PduBatch:
 
     def __len__(self) -> int:
         return len(self._pdus)
+
+    def event_ids(self) -> list[Optional[str]]:
+        """Each PDU's event id (None: malformed, dropped before its id could be known)."""
+        return list(self._event_ids)
 
     def candidates(self) -> list[tuple[int, Event]]:
         """Each PDU not dropped yet, with its index: its event if settled, else the event not yet verified."""

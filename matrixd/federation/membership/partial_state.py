@@ -5,11 +5,14 @@ A join made with ``omit_members`` (``remote.py``) leaves the room marked in
 background:
 
 1. asks a server of the room (the one that answered send_join first, then
-   the others of ``servers_in_room`` and those learnt since) for
-   ``/state_ids`` at the join event; the events we lack come in one ``/state``
-   answer when many, else one by one with ``/event``; all pass the batch
-   receipt checks (``pdu_checks.check_pdus``) and are auth-checked against
-   their own auth events as they are stored as outliers;
+   the others of ``servers_in_room`` and those learnt since) for ``/state``
+   at the join event: the ids of its PDUs are the state and its auth chain
+   (``/state_ids`` gives them when a PDU cannot even be read); the events we
+   lack pass the batch receipt checks (``pdu_checks.PduBatch``), each
+   verified when first needed, and are auth-checked against their own auth
+   events as they are stored as outliers, in chunks, each written while the
+   next is checked; one the answer lacks or that fails its checks is asked
+   for with ``/event``;
 2. under the room lock, gives the join event the full state before it, and
    recomputes the state of every later timeline event of the room in stream
    order from its prev events.  Events received while the room was partial
@@ -53,8 +56,6 @@ from matrixd.util.linearizer import Linearizer
 
 logger = logging.getLogger(__name__)
 
-#: More missing events than this are fetched with one /state request instead of /event each.
-FETCH_ONE_BY_ONE = 20
 #: Delay before the first retry round once every server failed; doubled each round up to the maximum.
 RETRY_DELAY = 5.0
 MAX_RETRY_DELAY = 600.0
@@ -62,12 +63,6 @@ MAX_RETRY_DELAY = 600.0
 RECOMPUTE_BATCH = 500
 
 CREATE_KEY: StateKey = ("m.room.create", "")
-
-
-def _drop(d: "defer.Deferred[PduBatch]") -> None:
-    """A speculative request no longer needed: cancelled, and its outcome ignored."""
-    d.cancel()
-    d.addErrback(lambda _f: None)
 
 
 class _ResyncFailed(Exception):
@@ -197,30 +192,23 @@ class PartialStateResync:
     async def _resync_from(self, room: PartialStateRoom, join: Event, server: str) -> None:
         started = self._clock.time()
         rv = await self._rooms.get_room_version(room.room_id)
-        # Asked at once with /state_ids: after a partial join most of the state is missing, and then
-        # /state is needed anyway; dropped below if few events turn out to be missing.
-        state_answer = defer.ensureDeferred(
-            self._fetcher.get_state_batch(server, rv, room.room_id, join.event_id))
-        try:
+        batch, state_count = await self._fetcher.get_state_batch(server, rv, room.room_id, join.event_id)
+        ids = batch.event_ids()
+        if all(i is not None for i in ids):
+            state_ids = [i for i in ids[:state_count] if i is not None]
+            chain_ids = [i for i in ids[state_count:] if i is not None]
+        else:  # a PDU we cannot even read: the ids from /state_ids, and by id what the answer lacks
             state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
                                                                      max_events=None)
-            wanted = set(state_ids) | set(chain_ids)
-            missing = wanted - await self._events.have_seen_events(wanted)
-        except BaseException:
-            _drop(state_answer)
-            raise
+        wanted = set(state_ids) | set(chain_ids)
+        missing = wanted - await self._events.have_seen_events(wanted)
         fetched: dict[str, Event] = {}
-        batch: Optional[PduBatch] = None
         from_state: dict[str, int] = {}  # event id -> index in batch, for the events not verified yet
-        if len(missing) > FETCH_ONE_BY_ONE:
-            batch = await state_answer
-            for i, candidate in batch.candidates():
-                if candidate.event_id in missing and candidate.room_id == room.room_id \
-                        and candidate.event_id not in fetched:
-                    fetched[candidate.event_id] = candidate
-                    from_state[candidate.event_id] = i
-        else:
-            _drop(state_answer)
+        for i, candidate in batch.candidates():
+            if candidate.event_id in missing and candidate.room_id == room.room_id \
+                    and candidate.event_id not in fetched:
+                fetched[candidate.event_id] = candidate
+                from_state[candidate.event_id] = i
         left = missing - fetched.keys()
         if left:
             fetched.update((e.event_id, e) for e in await self._fetcher.get_events(server, rv, sorted(left)))
@@ -254,7 +242,7 @@ class PartialStateResync:
         )
 
     async def _store_fetched(self, room_id: str, rv: RoomVersion, server: str, fetched: dict[str, Event],
-                             batch: Optional[PduBatch], from_state: dict[str, int]) -> None:
+                             batch: PduBatch, from_state: dict[str, int]) -> None:
         """Check and store the fetched events as outliers, under the room lock.
 
         Those of ``from_state`` (event id -> index) come from ``batch`` unverified: each is verified
@@ -264,7 +252,7 @@ class PartialStateResync:
 
         async def resolve(ev: Event) -> Optional[Event]:
             i = from_state.get(ev.event_id)
-            if batch is None or i is None:
+            if i is None:
                 return ev  # verified already
             result = batch.result(i)
             if not isinstance(result, PduDropped):
