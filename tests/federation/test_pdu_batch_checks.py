@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixd.events.event import Event
@@ -136,3 +137,27 @@ class CheckPdusTestCase(unittest.TestCase):
                     self.assertIsInstance(result, Event)
                     self.assertEqual(result.get_pdu_json(), expected[i].get_pdu_json())
             self.assertEqual([i for i, _ in batch.candidates()], [0, 2])
+
+    def test_servers_keys_looked_up_at_once(self) -> None:
+        """The keys of different servers are looked up concurrently (a large room has many servers)."""
+        third = FakeRemoteServer(self.network, "third.test")
+        pdus = [self.pdu("10", f"c{i}", server=server, depth=i + 1)
+                for i, server in enumerate((self.remote, self.other, third))]
+        real = self.keyring.get_verify_keys
+        started: list[str] = []
+        gates: list["defer.Deferred[None]"] = []
+
+        async def gated(server_name: str, key_ids: Any, min_valid: int) -> Any:
+            started.append(server_name)
+            gate: "defer.Deferred[None]" = defer.Deferred()
+            gates.append(gate)
+            await gate
+            return await real(server_name, key_ids, min_valid)
+
+        self.keyring.get_verify_keys = gated  # type: ignore[method-assign]
+        d = defer.ensureDeferred(check_pdus(self.keyring, KNOWN_ROOM_VERSIONS["10"], pdus))
+        self.assertEqual(sorted(started), sorted([REMOTE, OTHER, "third.test"]))  # none answered yet
+        for gate in gates:
+            gate.callback(None)
+        results = self.network.run(d)
+        self.assertTrue(all(isinstance(r, Event) for r in results))

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any, Mapping, Optional, Union
 
 from signedjson.types import VerifyKey
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from matrixd.api.errors import EventFormatError, SignatureVerifyError
 from matrixd.crypto.keyring import Keyring
@@ -31,6 +33,9 @@ from matrixd.events.signing import SUPPORTED_ALGORITHM, servers_required_to_sign
 from matrixd.events.validation import validate_pdu
 from matrixd.types import IdentifierError, get_domain_from_id
 
+
+#: How many servers' keys a batch looks up at once.
+KEY_LOOKUPS_AT_ONCE = 16
 
 #: ``unsigned`` keys only the receiving server may set.
 _SERVER_ONLY_UNSIGNED = ("redacted_because", "transaction_id", "membership")
@@ -154,8 +159,19 @@ class PduBatch:
         return out
 
     async def fetch_keys(self, keyring: Keyring) -> None:
-        for server, key_ids in self._key_ids_by_server.items():
+        """Look up the signers' keys, ``KEY_LOOKUPS_AT_ONCE`` servers at a time (a large room has many)."""
+        limit = defer.DeferredSemaphore(KEY_LOOKUPS_AT_ONCE)
+
+        async def lookup(server: str, key_ids: set[str]) -> None:
             self._keys[server] = await keyring.get_verify_keys(server, key_ids, 0) if key_ids else {}
+
+        results = await defer.DeferredList(
+            [limit.run(lookup, server, key_ids) for server, key_ids in self._key_ids_by_server.items()],
+            consumeErrors=True,
+        )
+        for _ok, result in results:
+            if isinstance(result, Failure):
+                result.raiseException()
 
     async def check_unbatched(self, keyring: Keyring) -> None:
         """``check_pdu`` on each PDU the batch cannot settle with its keys (after ``fetch_keys``)."""
