@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 from matrixd.crypto.keyring import Keyring
 from matrixd.events.event import Event
 from matrixd.events.room_versions import RoomVersion
-from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, check_pdus
+from matrixd.federation.inbound.pdu_checks import PduBatch, PduDropped, check_pdu, check_pdus
 from matrixd.federation.transport.client import HttpResponseException, MatrixFederationClient, RequestSendFailed
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,17 @@ class RemoteEventFetcher:
     async def get_state(self, destination: str, room_version: RoomVersion, room_id: str,
                         event_id: str) -> list[Event]:
         """The state events before ``event_id`` and their auth chain in one ``/state`` answer (checked)."""
+        batch, _state_count = await self.get_state_batch(destination, room_version, room_id, event_id)
+        return [e for e in self.settle(batch, range(len(batch))) if e.room_id == room_id]
+
+    async def get_state_batch(self, destination: str, room_version: RoomVersion, room_id: str,
+                              event_id: str) -> tuple[PduBatch, int]:
+        """The ``/state`` answer before ``event_id``, its signatures not yet verified, and how many of its
+        PDUs are the state (the auth chain follows them in the batch).
+
+        The signers' keys are fetched and the PDUs the batch cannot settle alone are checked; the rest are
+        verified as the caller asks for them (``PduBatch.result``, or ``settle``).
+        """
         try:
             body = await self._client.get_json(
                 destination, f"/_matrix/federation/v1/state/{_q(room_id)}", {"event_id": event_id}
@@ -134,4 +145,19 @@ class RemoteEventFetcher:
         pdus, chain = body.get("pdus"), body.get("auth_chain")
         if not isinstance(pdus, list) or not isinstance(chain, list):
             raise RemoteFetchError(f"malformed state answer from {destination}")
-        return [e for e in await self.check_all(room_version, [*pdus, *chain]) if e.room_id == room_id]
+        batch = PduBatch(room_version, [*pdus, *chain])
+        await batch.fetch_keys(self._keyring)
+        await batch.check_unbatched(self._keyring)
+        return batch, len(pdus)
+
+    @staticmethod
+    def settle(batch: PduBatch, indices: Iterable[int]) -> list[Event]:
+        """The events of ``batch`` at ``indices`` that pass the receipt checks (failures are logged)."""
+        events: list[Event] = []
+        for i in indices:
+            result = batch.result(i)
+            if isinstance(result, PduDropped):
+                logger.info("dropping a fetched PDU: %s", result)
+            else:
+                events.append(result)
+        return events

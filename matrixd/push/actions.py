@@ -290,8 +290,11 @@ class PushActionGenerator:
         invitee_rs: Optional[CompiledRuleset] = None
         if invitee is not None:
             invitee_rs = (await self._rulesets_for([invitee]))[invitee]
-        if any(g.ruleset.needs_mention_index for g in plan.groups) or (
-            invitee_rs is not None and invitee_rs.needs_mention_index
+        # Display names and the mention index only ever match a string body: a membership or other
+        # body-less event in a large room skips reading every member's profile.
+        if facts.folded_body() is not None and (
+            any(g.ruleset.needs_mention_index for g in plan.groups)
+            or (invitee_rs is not None and invitee_rs.needs_mention_index)
         ):
             names, facts.mentions = await self._mention_targets(event.room_id)
 

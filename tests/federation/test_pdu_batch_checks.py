@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixd.events.event import Event
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
-from matrixd.federation.inbound.pdu_checks import PduDropped, check_pdu, check_pdus
+from matrixd.federation.inbound.pdu_checks import PduBatch, PduDropped, check_pdu, check_pdus
 from matrixd.testing.federation import FakeRemoteServer
 from tests.federation.utils import REMOTE, make_federating_homeserver
 
@@ -113,3 +114,50 @@ class CheckPdusTestCase(unittest.TestCase):
         self.assertLessEqual(self.key_fetches() - before, 2)
         for result, pdu in zip(results, pdus):
             self.assert_same_verdict("10", result, pdu)
+
+    def test_batch_in_steps_verifies_lazily_with_the_same_verdicts(self) -> None:
+        """PduBatch: ids known before any signature is checked; each PDU verified when asked, as check_pdus."""
+        for version in ("4", "10"):
+            good = self.pdu(version, "good")
+            tampered = {**self.pdu(version, "tampered"), "content": {"msgtype": "m.text", "body": "changed"}}
+            forged = {**self.pdu(version, "forged"), "type": "m.room.topic"}
+            pdus: list[Any] = [good, "not an object", tampered, forged]
+            batch = PduBatch(KNOWN_ROOM_VERSIONS[version], pdus)
+            self.network.run(batch.fetch_keys(self.keyring))
+            self.network.run(batch.check_unbatched(self.keyring))
+            # The malformed one is not a candidate; the forged one is, until verified.
+            self.assertEqual([i for i, _ in batch.candidates()], [0, 2, 3])
+            expected = self.check(version, pdus)
+            for i in (3, 0, 2, 1):  # any order
+                result = batch.result(i)
+                self.assertIs(batch.result(i), result)  # verified once
+                if isinstance(expected[i], PduDropped):
+                    self.assertIsInstance(result, PduDropped)
+                else:
+                    self.assertIsInstance(result, Event)
+                    self.assertEqual(result.get_pdu_json(), expected[i].get_pdu_json())
+            self.assertEqual([i for i, _ in batch.candidates()], [0, 2])
+
+    def test_servers_keys_looked_up_at_once(self) -> None:
+        """The keys of different servers are looked up concurrently (a large room has many servers)."""
+        third = FakeRemoteServer(self.network, "third.test")
+        pdus = [self.pdu("10", f"c{i}", server=server, depth=i + 1)
+                for i, server in enumerate((self.remote, self.other, third))]
+        real = self.keyring.get_verify_keys
+        started: list[str] = []
+        gates: list["defer.Deferred[None]"] = []
+
+        async def gated(server_name: str, key_ids: Any, min_valid: int) -> Any:
+            started.append(server_name)
+            gate: "defer.Deferred[None]" = defer.Deferred()
+            gates.append(gate)
+            await gate
+            return await real(server_name, key_ids, min_valid)
+
+        self.keyring.get_verify_keys = gated  # type: ignore[method-assign]
+        d = defer.ensureDeferred(check_pdus(self.keyring, KNOWN_ROOM_VERSIONS["10"], pdus))
+        self.assertEqual(sorted(started), sorted([REMOTE, OTHER, "third.test"]))  # none answered yet
+        for gate in gates:
+            gate.callback(None)
+        results = self.network.run(d)
+        self.assertTrue(all(isinstance(r, Event) for r in results))

@@ -8,6 +8,7 @@ from typing import Any
 from twisted.trial import unittest
 
 from matrixd.api.errors import MatrixError
+from matrixd.federation.read_handler import pdu_for_federation
 from matrixd.storage.directory import DirectoryQuery
 from matrixd.testing.federation import FakeRemoteServer
 from tests.federation.utils import REMOTE, create_room, join, make_federating_homeserver, send_event
@@ -23,7 +24,7 @@ class ReadEndpointsTestCase(unittest.TestCase):
     def setUp(self) -> None:
         self.hs, self.network, self.remote = make_federating_homeserver(self)
         self.other = FakeRemoteServer(self.network, OTHER)
-        self.alice, _ = self.hs.create_user("alice")
+        self.alice, self.alice_token = self.hs.create_user("alice")
         self.room_id = create_room(self.hs, self.alice, {"preset": "public_chat", "room_alias_name": "lobby"})
         self.join_id = join(self.hs, self.room_id, f"@bob:{REMOTE}")
         self.message_id = send_event(self.hs, self.room_id, self.alice, "m.room.message",
@@ -126,6 +127,26 @@ class ReadEndpointsTestCase(unittest.TestCase):
         self.assertIn(("m.room.create", ""), types)
         self.assertIn(("m.room.member", f"@bob:{REMOTE}"), types)
         self.assertTrue(all("type" in p for p in channel.json_body["auth_chain"]))
+
+    def test_state_relays_each_event_as_pdu_for_federation_gives_it(self) -> None:
+        """/state's PDUs, relayed from their stored text, are exactly the events as served one by one:
+        by depth, without unsigned, and a redacted one pruned."""
+        topic_id = send_event(self.hs, self.room_id, self.alice, "m.room.topic", {"topic": "secret"}, "")
+        channel = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{q(self.room_id)}/redact/{q(topic_id)}/r1",
+                                  {}, access_token=self.alice_token)
+        self.assertEqual(channel.code, 200, channel.result_body)
+        after = send_event(self.hs, self.room_id, self.alice, "m.room.message", {"msgtype": "m.text", "body": "x"})
+        channel = self.get(self.remote, f"/_matrix/federation/v1/state/{q(self.room_id)}?event_id={q(after)}")
+        self.assertEqual(channel.code, 200, channel.result_body)
+        events = self.hs.components.core.stores.events
+        state = self.hs.run(self.hs.components.core.stores.state.get_state_ids_for_event(after, before=True))
+        chain = self.hs.run(events.get_auth_chain_ids(list(state.values())))
+        for key, ids in (("pdus", state.values()), ("auth_chain", chain)):
+            stored = sorted(self.hs.run(events.get_events(ids)).values(), key=lambda e: (e.depth, e.event_id))
+            self.assertEqual(channel.json_body[key], [pdu_for_federation(e) for e in stored])
+        topic = next(p for p in channel.json_body["pdus"] if p["type"] == "m.room.topic")
+        self.assertEqual(topic["content"], {})  # redacted
+        self.assertFalse(any("unsigned" in p for p in channel.json_body["pdus"] + channel.json_body["auth_chain"]))
 
     def test_state_refused_to_server_not_in_room(self) -> None:
         """/state and /state_ids are 403 for a server with no joined user."""
@@ -260,7 +281,7 @@ class PublicRoomsTestCase(unittest.TestCase):
     def _setup(self, allow: bool) -> None:
         self.hs, self.network, self.remote = make_federating_homeserver(
             self, {"allow_public_rooms_over_federation": allow})
-        self.alice, _ = self.hs.create_user("alice")
+        self.alice, self.alice_token = self.hs.create_user("alice")
 
     def test_public_rooms_disabled_by_default_config(self) -> None:
         """With allow_public_rooms_over_federation off, /publicRooms is 403."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 
 from matrixd.events.event import JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
+from matrixd.federation.inbound import events as inbound_events
 from matrixd.federation.membership.partial_state import RETRY_DELAY, PartialStateResync
 from tests.federation.utils import REMOTE
 from tests.federation_flow.fake_room import FakeRoom, FakeRoomHost
@@ -56,7 +57,7 @@ class PartialJoinTestCase(RemoteRoomTestCase):
             self.flush()
             self.assertFalse(self.partial(room))
             self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS]))
-            self.assertEqual(room.state_requests, 1)
+            self.assertEqual(room.state_requests, 1)  # /state alone: its PDUs' ids are the state
             info = self.hs.run(self.st.rooms.get_room(room.room_id))
             assert info is not None
             # The join's own state is the full one.
@@ -64,6 +65,59 @@ class PartialJoinTestCase(RemoteRoomTestCase):
             before = self.hs.run(self.st.state.get_state_ids_for_event(join_id, before=True))
             assert before is not None
             self.assertEqual(dict(before), room.state_before[join_id])
+
+    def resync_with_tampered_state(self, tamper: Callable[[JsonDict], None]) -> tuple[FakeRoom, list[str], str]:
+        """Join a room of 36 members whose /state answer has the membership of one of them tampered with;
+        ``(room, those members, the tampered event's id)`` once resynced."""
+        self.patch(inbound_events, "OUTLIER_CHUNK", 7)
+        room = self.make_room()
+        many = [f"@x{i}:{REMOTE}" for i in range(30)]
+        for user in many:
+            room.add("m.room.member", user, {"membership": "join", "displayname": user[1:4]}, user)
+        tampered_id = room.state[("m.room.member", many[11])]
+        answer_state = room._on_state
+
+        async def tampered_state(*args: Any, **kwargs: Any) -> tuple[int, JsonDict]:
+            code, body = await answer_state(*args, **kwargs)
+            for pdu in body["pdus"]:
+                if pdu.get("state_key") == many[11]:
+                    tamper(pdu)
+            return code, body
+
+        room._on_state = tampered_state  # type: ignore[method-assign]
+        self.assertEqual(self.join(room).code, 200)
+        self.flush()
+        self.assertFalse(self.partial(room))
+        self.assertEqual(self.members(room), sorted([self.alice, CAROL, *OTHERS, *many]))
+        stored = self.hs.run(self.st.events.get_events([room.state[("m.room.member", u)] for u in many]))
+        self.assertEqual(len(stored), len(many))
+        self.assertTrue(all(e.internal_metadata.outlier and not e.rejected for e in stored.values()))
+        return room, many, tampered_id
+
+    def event_fetches(self) -> list[str]:
+        return [uri.split("/v1/event/")[1] for _m, uri in self.network.requests_sent if "/federation/v1/event/" in uri]
+
+    def test_state_pdu_failing_its_signature_check_is_fetched_again(self) -> None:
+        """Many missing events, stored in chunks as they are verified; a PDU of /state failing its signature
+        check is asked for again with /event, as one missing from the answer is."""
+
+        def forge(pdu: JsonDict) -> None:
+            pdu["signatures"] = {REMOTE: {k: "A" * 86 for k in pdu["signatures"][REMOTE]}}
+
+        room, _many, forged_id = self.resync_with_tampered_state(forge)
+        self.assertEqual(self.event_fetches(), [q(forged_id)])
+        self.assertEqual(room.state_requests, 1)
+
+    def test_unreadable_state_pdu_falls_back_to_state_ids(self) -> None:
+        """A PDU of /state too malformed to have an id: the state's ids come from /state_ids, and the event
+        from /event."""
+
+        def mangle(pdu: JsonDict) -> None:
+            pdu["depth"] = "deep"
+
+        room, _many, mangled_id = self.resync_with_tampered_state(mangle)
+        self.assertEqual(self.event_fetches(), [q(mangled_id)])
+        self.assertEqual(room.state_requests, 2)  # /state, then /state_ids
 
     def test_messages_during_and_after_resync(self) -> None:
         """While partial, received messages are accepted and ours reach the room's servers; after, both still flow."""

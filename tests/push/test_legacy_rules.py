@@ -73,6 +73,25 @@ class LegacyRulesTests(SyncTestCase):
         notes = self.request("GET", "/notifications", self.btok).json_body["notifications"]
         self.assertEqual(notes[-1]["actions"], ["notify", SOUND, HIGHLIGHT])
 
+    def test_members_profiles_read_only_for_a_body(self) -> None:
+        """Display names only ever match a string body: an event without one (a membership, a topic) is
+        evaluated without reading every member's profile; a message after it still finds bob's name."""
+        store = self.hs.components.core.stores.current_state
+        real = store.get_joined_member_profiles
+        reads: list[str] = []
+
+        async def counting(room_id: str) -> Any:
+            reads.append(room_id)
+            return await real(room_id)
+
+        store.get_joined_member_profiles = counting  # type: ignore[method-assign]
+        self.send(self.alice, self.room, event_type="m.room.topic", content={"topic": "lunch"}, state_key="")
+        self.send(self.alice, self.room, event_type="org.example.ping", content={"n": 1})
+        self.assertEqual(reads, [])
+        self.say(self.alice, "ping bobby tables!")
+        self.assertEqual(reads, [self.room])
+        self.assertEqual(self.highlights(self.btok), ["ping bobby tables!"])
+
     def test_room_notification_needs_power(self) -> None:
         """'@room' from the creator (power 100) highlights everyone; from bob (power 0) nobody; not with m.mentions."""
         self.say(self.alice, "@room meeting now")

@@ -29,7 +29,9 @@ re-checks these events against it.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Optional, cast
+from typing import Awaitable, Callable, Iterable, Mapping, Optional, Sequence, cast
+
+from twisted.internet import defer
 
 from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
@@ -50,6 +52,9 @@ from matrixd.storage.partial_state import PartialStateStore
 from matrixd.util.linearizer import Linearizer
 
 logger = logging.getLogger(__name__)
+
+#: A batch of outliers is written in chunks of this many events, each while the next chunk is checked.
+OUTLIER_CHUNK = 250
 
 #: Not looked up yet (None is a valid answer: no create event known).
 _UNSET = object()
@@ -164,25 +169,59 @@ class FederationEventHandler:
         await self.store_outliers(room_id, fetched)
 
     async def store_outliers(self, room_id: str, events: Iterable[Event],
-                             known: Optional[Mapping[str, Event]] = None) -> list[Event]:
+                             known: Optional[Mapping[str, Event]] = None,
+                             resolve: Optional[Callable[[Event], Awaitable[Optional[Event]]]] = None) -> list[Event]:
         """Auth-check events against their own auth events (oldest first) and store them as outliers.
 
         ``known``: events (e.g. the rest of a send_join answer) to find auth events in
-        before the database.  Returns the stored events.
+        before the database.  ``resolve``: for events (of ``events`` and ``known``) whose
+        signatures are not verified yet, the event to use (redacted if its content hash
+        fails) or None if it must be dropped; called when an event is first needed,
+        oldest first, so the checks of later events overlap the writes of earlier ones.
+        Large batches are written in chunks of ``OUTLIER_CHUNK``, each while the next is
+        checked.  Returns the stored events.
         """
         pending = sorted((e for e in events if e.room_id == room_id or e.type == "m.room.create"),
                          key=lambda e: (e.depth, e.event_id))
         pool: dict[str, Event] = dict(known or {})
         pool.update((e.event_id, e) for e in pending)
+        resolved: dict[str, Optional[Event]] = {}
+
+        async def usable(ev: Event) -> Optional[Event]:
+            if resolve is None:
+                return ev
+            if ev.event_id not in resolved:
+                resolved[ev.event_id] = await resolve(ev)
+            return resolved[ev.event_id]
+
         stored: list[Event] = []
+        writes = _ChainedWrites(self._received.persist_outliers)
+        try:
+            await self._check_outliers(room_id, pending, pool, usable, stored, writes)
+        except BaseException:
+            await writes.wait(quietly=True)  # nothing left writing behind the caller's back
+            raise
+        await writes.wait()
+        return stored
+
+    async def _check_outliers(self, room_id: str, pending: list[Event], pool: Mapping[str, Event],
+                              usable: Callable[[Event], Awaitable[Optional[Event]]], stored: list[Event],
+                              writes: "_ChainedWrites") -> None:
+        """``store_outliers``' checks, in order; each full chunk of ``stored`` is handed to ``writes``."""
         checked: dict[str, Event] = {}
         derived_create: object = _UNSET
-        for ev in pending:
+        for candidate in pending:
+            maybe = await usable(candidate)
+            if maybe is None:
+                continue
+            ev = maybe
             ev.internal_metadata.outlier = True
             auth = {}
             missing_auth = []
             for aid in ev.auth_event_ids():
-                a = checked.get(aid) or pool.get(aid)
+                a = checked.get(aid)
+                if a is None and aid in pool:
+                    a = await usable(pool[aid])
                 if a is None:
                     a = await self._events.get_event(aid)
                 if a is None:
@@ -197,10 +236,10 @@ class FederationEventHandler:
                 if ev.room_version.room_id_is_create_event_hash:
                     # Not among the auth events in these rooms: the same one for the whole batch.
                     if derived_create is _UNSET:
-                        derived_create = await self._create_event(ev.room_version, room_id, (), pool)
+                        derived_create = await self._create_event(ev.room_version, room_id, (), pool, usable)
                     create = cast(Optional[Event], derived_create)
                 else:
-                    create = await self._create_event(ev.room_version, room_id, auth.values(), pool)
+                    create = await self._create_event(ev.room_version, room_id, auth.values(), pool, usable)
                 try:
                     check_state_independent_auth_rules(ev.room_version, ev, auth, create_event=create)
                     check_state_dependent_auth_rules(ev.room_version, ev, _by_key(auth.values()),
@@ -209,25 +248,36 @@ class FederationEventHandler:
                     ev.internal_metadata.rejected_reason = f"auth: {e.msg}"
             checked[ev.event_id] = ev
             stored.append(ev)
-        await self._received.persist_outliers(stored)
-        return stored
+            if len(stored) % OUTLIER_CHUNK == 0:
+                writes.add(stored[-OUTLIER_CHUNK:])
+        writes.add(stored[len(stored) - len(stored) % OUTLIER_CHUNK:])
 
     # -- auth ------------------------------------------------------------------------
 
     async def _create_event(self, rv: RoomVersion, room_id: str, candidates: Iterable[Event],
-                            pool: Optional[Mapping[str, Event]] = None) -> Optional[Event]:
+                            pool: Optional[Mapping[str, Event]] = None,
+                            usable: Optional[Callable[[Event], Awaitable[Optional[Event]]]] = None
+                            ) -> Optional[Event]:
+        """The room's create event: among ``candidates``, else the (derived) one in ``pool``, else stored.
+
+        ``usable``: the verified event for one of ``pool`` (None: it was dropped).
+        """
         for ev in candidates:
             if ev.type == "m.room.create" and ev.state_key == "":
                 return ev
         if rv.room_id_is_create_event_hash:
             create_id = "$" + room_id[1:]
             if pool is not None and create_id in pool:
-                return pool[create_id]
+                found = await usable(pool[create_id]) if usable is not None else pool[create_id]
+                if found is not None:
+                    return found
             return await self._events.get_event(create_id)
         if pool is not None:
             for ev in pool.values():
                 if ev.type == "m.room.create" and ev.room_id == room_id:
-                    return ev
+                    found = await usable(ev) if usable is not None else ev
+                    if found is not None:
+                        return found
         current_id = await self._current.get_current_state_event_id(room_id, "m.room.create", "")
         return await self._events.get_event(current_id) if current_id is not None else None
 
@@ -297,3 +347,40 @@ def _complete_from_auth_events(state_events: dict[StateKey, Event], state: State
 
 def _by_key(events: Iterable[Event]) -> dict[StateKey, Event]:
     return {e.state_key_tuple(): e for e in events if e.is_state()}
+
+
+class _ChainedWrites:
+    """Writes started one after the other in the background, each once the previous one has finished.
+
+    The checks of the next chunk of a batch run on the reactor while the database
+    thread writes the previous one; ``wait`` returns once all are written and
+    raises the first failure (later writes are then not started).
+    """
+
+    def __init__(self, write: Callable[[list[Event]], Awaitable[None]]) -> None:
+        self._write = write
+        self._last: Optional["defer.Deferred[None]"] = None
+
+    def add(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        chunk = list(events)
+        previous = self._last
+
+        async def run() -> None:
+            if previous is not None:
+                await previous
+            await self._write(chunk)
+
+        self._last = defer.ensureDeferred(run())
+
+    async def wait(self, quietly: bool = False) -> None:
+        """Until every write started has finished (``quietly``: their failure is only logged)."""
+        if self._last is not None:
+            last, self._last = self._last, None
+            try:
+                await last
+            except Exception:
+                if not quietly:
+                    raise
+                logger.exception("writing outliers failed")

@@ -8,7 +8,8 @@ be dropped, not stored.
 ``check_pdus(keyring, room_version, pdus)`` applies the same checks to many
 PDUs at once (a ``send_join`` answer, a fetched state): each signing server's
 keys are looked up once for the batch, and each PDU's redacted form is
-encoded once for both its event id and its signature check.
+encoded once for both its event id and its signature check.  ``PduBatch`` is
+the same in steps, for callers that verify each PDU only when they need it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any, Mapping, Optional, Union
 
 from signedjson.types import VerifyKey
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from matrixd.api.errors import EventFormatError, SignatureVerifyError
 from matrixd.crypto.keyring import Keyring
@@ -30,6 +33,9 @@ from matrixd.events.signing import SUPPORTED_ALGORITHM, servers_required_to_sign
 from matrixd.events.validation import validate_pdu
 from matrixd.types import IdentifierError, get_domain_from_id
 
+
+#: How many servers' keys a batch looks up at once.
+KEY_LOOKUPS_AT_ONCE = 16
 
 #: ``unsigned`` keys only the receiving server may set.
 _SERVER_ONLY_UNSIGNED = ("redacted_because", "transaction_id", "membership")
@@ -74,14 +80,41 @@ async def check_pdus(keyring: Keyring, room_version: RoomVersion,
     ``origin_server_ts`` (room v5+), or that names no required signer (a
     third-party invite), goes through ``check_pdu`` alone, which may fetch.
     """
-    results: list[Union[Event, PduDropped, None]] = [None] * len(pdus)
-    # index -> (pdu, the bytes its signatures cover, the event, the servers that must sign it)
-    prepared: dict[int, tuple[dict[str, Any], bytes, Event, set[str]]] = {}
-    key_ids_by_server: dict[str, set[str]] = {}
-    for i, raw in enumerate(pdus):
+    batch = PduBatch(room_version, pdus)
+    await batch.fetch_keys(keyring)
+    await batch.check_unbatched(keyring)
+    return [batch.result(i) for i in range(len(pdus))]
+
+
+class PduBatch:
+    """``check_pdus`` in steps, so a caller can verify each PDU's signatures only when it needs the event.
+
+    Construction runs the format checks and computes every event id (the
+    events are available unverified through ``candidates``); ``fetch_keys``
+    looks the signers' keys up once; ``check_unbatched`` runs ``check_pdu`` on
+    the PDUs the batch cannot settle; ``result(i)`` then verifies PDU ``i``
+    (once, remembered), without waiting. A caller storing thousands of fetched
+    events verifies them as it goes, while earlier ones are written.
+    """
+
+    def __init__(self, room_version: RoomVersion, pdus: Sequence[Any]) -> None:
+        self._room_version = room_version
+        self._pdus = pdus
+        self._results: list[Union[Event, PduDropped, None]] = [None] * len(pdus)
+        self._event_ids: list[Optional[str]] = [None] * len(pdus)
+        # index -> (pdu, the bytes its signatures cover, the event, the servers that must sign it)
+        self._prepared: dict[int, tuple[dict[str, Any], bytes, Event, set[str]]] = {}
+        self._unbatched: list[int] = []  # left for check_pdu
+        self._key_ids_by_server: dict[str, set[str]] = {}
+        self._keys: dict[str, dict[str, FetchedKey]] = {}
+        for i, raw in enumerate(pdus):
+            self._prepare(i, raw)
+
+    def _prepare(self, i: int, raw: Any) -> None:
+        room_version = self._room_version
         if not isinstance(raw, dict):
-            results[i] = PduDropped("PDU is not a JSON object")
-            continue
+            self._results[i] = PduDropped("PDU is not a JSON object")
+            return
         pdu = dict(raw)
         unsigned = pdu.get("unsigned")
         if isinstance(unsigned, dict):
@@ -89,73 +122,129 @@ async def check_pdus(keyring: Keyring, room_version: RoomVersion,
         try:
             validate_pdu(room_version, pdu)
         except EventFormatError as e:
-            results[i] = PduDropped(f"invalid PDU: {e.msg}")
-            continue
+            self._results[i] = PduDropped(f"invalid PDU: {e.msg}")
+            return
         signing = redacted_signing_bytes(room_version, pdu)
         event_id = (pdu["event_id"] if room_version.event_format == EventFormat.V1
                     else event_id_from_reference_hash(room_version, hashlib.sha256(signing).digest()))
         event = Event(pdu, room_version, event_id=event_id)
+        self._event_ids[i] = event_id
         required = servers_required_to_sign(room_version, event)
         if not required:
-            continue  # left for check_pdu
-        prepared[i] = (pdu, signing, event, required)
+            self._unbatched.append(i)
+            return
+        self._prepared[i] = (pdu, signing, event, required)
         sigs = pdu["signatures"]
         for server in required:
             server_sigs = sigs.get(server)
             if isinstance(server_sigs, dict):
-                key_ids_by_server.setdefault(server, set()).update(
+                self._key_ids_by_server.setdefault(server, set()).update(
                     k for k in server_sigs if k.startswith(SUPPORTED_ALGORITHM + ":"))
 
-    keys: dict[str, dict[str, FetchedKey]] = {}
-    for server, key_ids in key_ids_by_server.items():
-        keys[server] = await keyring.get_verify_keys(server, key_ids, 0) if key_ids else {}
+    def __len__(self) -> int:
+        return len(self._pdus)
 
-    for i, (pdu, signing, event, required) in prepared.items():
+    def event_ids(self) -> list[Optional[str]]:
+        """Each PDU's event id (None: malformed, dropped before its id could be known)."""
+        return list(self._event_ids)
+
+    def candidates(self) -> list[tuple[int, Event]]:
+        """Each PDU not dropped yet, with its index: its event if settled, else the event not yet verified."""
+        out: list[tuple[int, Event]] = []
+        for i, result in enumerate(self._results):
+            if isinstance(result, Event):
+                out.append((i, result))
+            elif result is None and i in self._prepared:
+                out.append((i, self._prepared[i][2]))
+        return out
+
+    async def fetch_keys(self, keyring: Keyring) -> None:
+        """Look up the signers' keys, ``KEY_LOOKUPS_AT_ONCE`` servers at a time (a large room has many)."""
+        limit = defer.DeferredSemaphore(KEY_LOOKUPS_AT_ONCE)
+
+        async def lookup(server: str, key_ids: set[str]) -> None:
+            self._keys[server] = await keyring.get_verify_keys(server, key_ids, 0) if key_ids else {}
+
+        results = await defer.DeferredList(
+            [limit.run(lookup, server, key_ids) for server, key_ids in self._key_ids_by_server.items()],
+            consumeErrors=True,
+        )
+        for _ok, result in results:
+            if isinstance(result, Failure):
+                result.raiseException()
+
+    async def check_unbatched(self, keyring: Keyring) -> None:
+        """``check_pdu`` on each PDU the batch cannot settle with its keys (after ``fetch_keys``)."""
+        unbatched = set(self._unbatched)
+        for i in range(len(self._pdus)):
+            if self._results[i] is None and (i in unbatched or self._needs_check_pdu(i)):
+                try:
+                    self._results[i] = await check_pdu(keyring, self._room_version, self._pdus[i])
+                except PduDropped as e:
+                    self._results[i] = e
+
+    def result(self, i: int) -> Union[Event, PduDropped]:
+        """PDU ``i``'s event to process (redacted if its content hash fails) or why it is dropped."""
+        result = self._results[i]
+        if result is None:
+            result = self._verify(i)
+        if result is None:
+            raise RuntimeError(f"PDU {i} needs check_pdu: check_unbatched was not awaited")
+        return result
+
+    def _needs_check_pdu(self, i: int) -> bool:
+        """Every signer's key is known, but some signer's not as valid at the PDU's time."""
+        known_at_all, usable = self._usable_keys(i)
+        return known_at_all and not all(usable.values())
+
+    def _usable_keys(self, i: int) -> tuple[bool, dict[str, dict[str, VerifyKey]]]:
+        """Whether a key of every signer was found, and the keys valid at PDU ``i``'s time by signer."""
+        pdu, _signing, _event, required = self._prepared[i]
         min_valid = 0
-        if room_version.enforce_key_validity:
+        if self._room_version.enforce_key_validity:
             ts = pdu.get("origin_server_ts")
             min_valid = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
         usable: dict[str, dict[str, VerifyKey]] = {}
         known_at_all = True
         for server in required:
             server_sigs = pdu["signatures"].get(server)
-            found = keys.get(server, {})
+            found = self._keys.get(server, {})
             signed_with = [kid for kid in (server_sigs if isinstance(server_sigs, dict) else ()) if kid in found]
             known_at_all = known_at_all and bool(signed_with)
             usable[server] = {
                 kid: found[kid].verify_key for kid in signed_with if found[kid].valid_until_ts >= min_valid
             }
+        return known_at_all, usable
+
+    def _verify(self, i: int) -> Union[Event, PduDropped, None]:
+        """Signatures and content hash of prepared PDU ``i`` (None: left for check_pdu)."""
+        room_version = self._room_version
+        pdu, signing, event, required = self._prepared[i]
+        known_at_all, usable = self._usable_keys(i)
+        result: Union[Event, PduDropped, None]
         if not known_at_all:
-            # No key of a signer could be found at all (the lookup above fetched): as check_pdu would, drop it,
+            # No key of a signer could be found at all (the lookup fetched): as check_pdu would, drop it,
             # without asking the server again for every PDU of the batch.
             try:
                 for server in sorted(required):
                     verify_event_signature(room_version, pdu, server, usable[server], signing)
             except SignatureVerifyError as e:
-                results[i] = PduDropped(f"signature check failed: {e.msg}")
-                continue
+                self._results[i] = result = PduDropped(f"signature check failed: {e.msg}")
+                return result
         if not all(usable.values()):
-            continue  # keys known but not valid at the PDU's time: check_pdu looks again (or refuses)
+            return None  # keys known but not valid at the PDU's time: check_pdu looks again (or refuses)
         try:
             for server in sorted(required):
                 verify_event_signature(room_version, pdu, server, usable[server], signing)
         except SignatureVerifyError as e:
-            results[i] = PduDropped(f"signature check failed: {e.msg}")
-            continue
-        if check_content_hash(pdu):
-            results[i] = event
-        else:  # redacted: the content was tampered with
-            results[i] = Event(prune_event_dict(room_version, pdu), room_version, event_id=event.event_id)
-
-    out: list[Union[Event, PduDropped]] = []
-    for i, result in enumerate(results):
-        if result is None:
-            try:
-                result = await check_pdu(keyring, room_version, pdus[i])
-            except PduDropped as e:
-                result = e
-        out.append(result)
-    return out
+            result = PduDropped(f"signature check failed: {e.msg}")
+        else:
+            if check_content_hash(pdu):
+                result = event
+            else:  # redacted: the content was tampered with
+                result = Event(prune_event_dict(room_version, pdu), room_version, event_id=event.event_id)
+        self._results[i] = result
+        return result
 
 
 def domain_of(identifier: str) -> Optional[str]:

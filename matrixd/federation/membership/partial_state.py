@@ -5,11 +5,14 @@ A join made with ``omit_members`` (``remote.py``) leaves the room marked in
 background:
 
 1. asks a server of the room (the one that answered send_join first, then
-   the others of ``servers_in_room`` and those learnt since) for
-   ``/state_ids`` at the join event; the events we lack come in one ``/state``
-   answer when many, else one by one with ``/event``; all pass the batch
-   receipt checks (``pdu_checks.check_pdus``) and are auth-checked against
-   their own auth events as they are stored as outliers;
+   the others of ``servers_in_room`` and those learnt since) for ``/state``
+   at the join event: the ids of its PDUs are the state and its auth chain
+   (``/state_ids`` gives them when a PDU cannot even be read); the events we
+   lack pass the batch receipt checks (``pdu_checks.PduBatch``), each
+   verified when first needed, and are auth-checked against their own auth
+   events as they are stored as outliers, in chunks, each written while the
+   next is checked; one the answer lacks or that fails its checks is asked
+   for with ``/event``;
 2. under the room lock, gives the join event the full state before it, and
    recomputes the state of every later timeline event of the room in stream
    order from its prev events.  Events received while the room was partial
@@ -38,6 +41,7 @@ from matrixd.api.errors import AuthError
 from matrixd.events.event import Event, StateKey, StateMap
 from matrixd.events.room_versions import RoomVersion
 from matrixd.federation.inbound.events import FederationEventHandler
+from matrixd.federation.inbound.pdu_checks import PduBatch, PduDropped
 from matrixd.federation.missing_events import RemoteEventFetcher, RemoteFetchError
 from matrixd.federation.transport.client import HttpResponseException, RequestSendFailed
 from matrixd.handlers.events.persister import EventPersister
@@ -52,8 +56,6 @@ from matrixd.util.linearizer import Linearizer
 
 logger = logging.getLogger(__name__)
 
-#: More missing events than this are fetched with one /state request instead of /event each.
-FETCH_ONE_BY_ONE = 20
 #: Delay before the first retry round once every server failed; doubled each round up to the maximum.
 RETRY_DELAY = 5.0
 MAX_RETRY_DELAY = 600.0
@@ -190,23 +192,29 @@ class PartialStateResync:
     async def _resync_from(self, room: PartialStateRoom, join: Event, server: str) -> None:
         started = self._clock.time()
         rv = await self._rooms.get_room_version(room.room_id)
-        state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
-                                                                 max_events=None)
+        batch, state_count = await self._fetcher.get_state_batch(server, rv, room.room_id, join.event_id)
+        answered_at = self._clock.time()
+        ids = batch.event_ids()
+        if all(i is not None for i in ids):
+            state_ids = [i for i in ids[:state_count] if i is not None]
+            chain_ids = [i for i in ids[state_count:] if i is not None]
+        else:  # a PDU we cannot even read: the ids from /state_ids, and by id what the answer lacks
+            state_ids, chain_ids = await self._fetcher.get_state_ids(server, room.room_id, join.event_id,
+                                                                     max_events=None)
         wanted = set(state_ids) | set(chain_ids)
         missing = wanted - await self._events.have_seen_events(wanted)
-        fetched: list[Event] = []
-        if len(missing) > FETCH_ONE_BY_ONE:
-            fetched = [e for e in await self._fetcher.get_state(server, rv, room.room_id, join.event_id)
-                       if e.event_id in missing]
-        left = missing - {e.event_id for e in fetched}
+        fetched: dict[str, Event] = {}
+        from_state: dict[str, int] = {}  # event id -> index in batch, for the events not verified yet
+        for i, candidate in batch.candidates():
+            if candidate.event_id in missing and candidate.room_id == room.room_id \
+                    and candidate.event_id not in fetched:
+                fetched[candidate.event_id] = candidate
+                from_state[candidate.event_id] = i
+        left = missing - fetched.keys()
         if left:
-            fetched += await self._fetcher.get_events(server, rv, sorted(left))
+            fetched.update((e.event_id, e) for e in await self._fetcher.get_events(server, rv, sorted(left)))
         if fetched:
-            async with self._room_lock.queue(room.room_id):
-                have = await self._events.have_seen_events([e.event_id for e in fetched])
-                await self._event_handler.store_outliers(
-                    room.room_id, [e for e in fetched if e.event_id not in have],
-                    known={e.event_id: e for e in fetched})
+            await self._store_fetched(room.room_id, rv, server, fetched, batch, from_state)
         state_events = await self._events.get_events(state_ids)
         absent = set(state_ids) - set(state_events)
         if absent:
@@ -229,10 +237,35 @@ class PartialStateResync:
             recomputed, _position = await self._apply_full_state(room.room_id, rv, join, full_before)
         logger.info(
             "partial-state resync of %s from %s: %d state events (%d fetched), %d later events recomputed;"
-            " fetch %.2fs, recompute %.2fs",
-            room.room_id, server, len(full_before), len(fetched), recomputed, fetched_at - started,
-            self._clock.time() - fetched_at,
+            " state answered in %.2fs, checked and stored in %.2fs, recomputed in %.2fs",
+            room.room_id, server, len(full_before), len(fetched), recomputed, answered_at - started,
+            fetched_at - answered_at, self._clock.time() - fetched_at,
         )
+
+    async def _store_fetched(self, room_id: str, rv: RoomVersion, server: str, fetched: dict[str, Event],
+                             batch: PduBatch, from_state: dict[str, int]) -> None:
+        """Check and store the fetched events as outliers, under the room lock.
+
+        Those of ``from_state`` (event id -> index) come from ``batch`` unverified: each is verified
+        when the checks first need it, so the signature checks of later events overlap the writes of
+        earlier ones. One that fails is asked for again by id, as one missing from the answer would be.
+        """
+
+        async def resolve(ev: Event) -> Optional[Event]:
+            i = from_state.get(ev.event_id)
+            if i is None:
+                return ev  # verified already
+            result = batch.result(i)
+            if not isinstance(result, PduDropped):
+                return result
+            logger.info("dropping a fetched PDU: %s", result)
+            again = [e for e in await self._fetcher.get_events(server, rv, [ev.event_id]) if e.room_id == room_id]
+            return again[0] if again else None
+
+        async with self._room_lock.queue(room_id):
+            have = await self._events.have_seen_events(list(fetched))
+            await self._event_handler.store_outliers(
+                room_id, [e for e in fetched.values() if e.event_id not in have], known=fetched, resolve=resolve)
 
     async def _apply_full_state(self, room_id: str, rv: RoomVersion, join: Event,
                                 full_before: StateMap) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from matrixd.federation.read_handler import FederationReadHandler, parse_limit
 from matrixd.federation.transport.server import BaseFederationServlet, FederationAuthenticator, JsonDict
 from matrixd.federation.acl import ServerAclChecker
 from matrixd.http.request import MatrixRequest
+from matrixd.http.responses import respond_with_bytes
 from matrixd.http.server import federation_patterns
 from matrixd.http.servlet import parse_integer, parse_string, parse_strings_from_args
 
@@ -36,9 +37,12 @@ class StateServlet(_ReadServlet):
     PATTERNS = federation_patterns("/state/(?P<room_id>[^/]*)")
     ROOM_ID_ARG = "room_id"
 
-    async def on_GET(self, origin: str, content: None, request: MatrixRequest, room_id: str) -> tuple[int, JsonDict]:
+    async def on_GET(self, origin: str, content: None, request: MatrixRequest, room_id: str) -> None:
         event_id = parse_string(request, "event_id", required=True)
-        return 200, await self._handler.get_state(origin, room_id, event_id)
+        # Thousands of events in a large room: relayed as stored rather than parsed and encoded again.
+        body = await self._handler.get_state_body(origin, room_id, event_id)
+        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+        respond_with_bytes(request, 200, body, b"application/json")
 
 
 class StateIdsServlet(_ReadServlet):
