@@ -122,12 +122,6 @@ class RemoteEventFetcher:
             raise RemoteFetchError(f"state at {event_id} is too large ({len(pdu_ids)} events)")
         return pdu_ids, chain_ids
 
-    async def get_state(self, destination: str, room_version: RoomVersion, room_id: str,
-                        event_id: str) -> list[Event]:
-        """The state events before ``event_id`` and their auth chain in one ``/state`` answer (checked)."""
-        batch, _state_count = await self.get_state_batch(destination, room_version, room_id, event_id)
-        return [e for e in self.settle(batch, range(len(batch))) if e.room_id == room_id]
-
     async def get_state_batch(self, destination: str, room_version: RoomVersion, room_id: str,
                               event_id: str) -> tuple[PduBatch, int]:
         """The ``/state`` answer before ``event_id``, its signatures not yet verified, and how many of its
