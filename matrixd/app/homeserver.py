@@ -37,6 +37,7 @@ from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
 from matrixd.config import RootConfig, load_config
 from matrixd.storage.cache import set_cache_factors
+from matrixd.util.gc_tuning import freeze_startup_objects
 from matrixd.util.malloc import limit_malloc_arenas
 from matrixd.config.generate import generate_config
 from matrixd.app.master import MasterComponents, build_master_components, build_servlet_groups
@@ -195,6 +196,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
             exit_code[0] = 1
             reactor.stop()
             return
+        freeze_startup_objects()  # full collections skip what start-up made (util/gc_tuning.py)
         if config.server.pid_file:
             with open(config.server.pid_file, "w", encoding="utf-8") as f:
                 f.write(f"{os.getpid()}\n")

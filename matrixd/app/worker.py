@@ -48,6 +48,7 @@ from matrixd.app.roles.worker import (
 )
 from matrixd.config import RootConfig, load_config
 from matrixd.storage.cache import set_cache_factors
+from matrixd.util.gc_tuning import freeze_startup_objects
 from matrixd.util.malloc import limit_malloc_arenas
 from matrixd.replication.client import Connector
 from matrixd.replication.http.client import AgentTransport
@@ -191,6 +192,7 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
             exit_code[0] = 1
             reactor.stop()
             return
+        freeze_startup_objects()  # full collections skip what start-up made (util/gc_tuning.py)
         if pid_file:
             with open(pid_file, "w", encoding="utf-8") as f:
                 f.write(f"{os.getpid()}\n")
