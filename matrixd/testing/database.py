@@ -11,7 +11,8 @@ If PostgreSQL was asked for and is unreachable, the test errors: the
 PostgreSQL leg must never silently pass.
 
 Database administration here (CREATE/DROP DATABASE, file copies) blocks the
-reactor briefly; that is acceptable in tests only.
+reactor briefly; that is acceptable in tests only.  The reactor is always the
+caller's: storage tests pass trial's real one, in-process homeservers a memory reactor.
 """
 
 from __future__ import annotations
@@ -49,24 +50,24 @@ def selected_engine() -> str:
 
 
 def make_test_database(
-    testcase: TestCase, *, prepare: bool = True, reactor: Any = None
+    testcase: TestCase, reactor: Any, *, prepare: bool = True, inline: bool = False
 ) -> "defer.Deferred[Database]":
     """A fresh Database for ``testcase``, closed and dropped in cleanup.
 
     With ``prepare`` (the default) it holds the full current schema; without,
     it is empty (for testing the migration runner itself).
 
-    Without ``reactor`` transactions run on a real thread pool and trial's real
-    reactor (storage tests).  With a ``reactor`` (a memory reactor) they run
-    inline on the calling thread, so the returned Deferred, and every request
-    of an in-process test homeserver, completes synchronously.
+    Transactions run on a thread pool of ``reactor`` (storage tests pass
+    trial's real reactor), or with ``inline`` on the calling thread (with a
+    memory reactor), so the returned Deferred, and every request of an
+    in-process test homeserver, completes synchronously.
     """
-    return defer.ensureDeferred(_make(testcase, prepare, reactor))
+    return defer.ensureDeferred(_make(testcase, reactor, prepare, inline))
 
 
 def make_test_database_sync(testcase: TestCase, reactor: Any) -> Database:
     """The inline variant of :func:`make_test_database`, returned directly."""
-    d = make_test_database(testcase, reactor=reactor)
+    d = make_test_database(testcase, reactor, inline=True)
     result: list[Database] = []
     failures: list[Any] = []
     d.addCallbacks(result.append, failures.append)
@@ -76,16 +77,7 @@ def make_test_database_sync(testcase: TestCase, reactor: Any) -> Database:
     return result[0]
 
 
-async def _make(testcase: TestCase, prepare: bool, given_reactor: Any) -> Database:
-    inline = given_reactor is not None
-    if inline:
-        reactor = given_reactor
-    else:
-        # Storage tests run transactions on real threads, so they use trial's
-        # real reactor; this is test support, not a server component.
-        from twisted.internet import reactor as real_reactor
-
-        reactor = real_reactor
+async def _make(testcase: TestCase, reactor: Any, prepare: bool, inline: bool) -> Database:
     if selected_engine() == "postgres":
         return await _make_postgres(testcase, reactor, prepare, inline)
     return await _make_sqlite(testcase, reactor, prepare, inline)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from matrixd.storage.database import Database
@@ -19,9 +19,7 @@ POOLS = 4
 
 class ConcurrentClaimTests(TestCase):
     async def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.db = await make_test_database(self)
+        self.db = await make_test_database(self, reactor)
         self.clock = Clock(reactor)
         # Independent pools on the same database, so claims really run in parallel transactions.
         self.stores = [E2EKeyStore(self.db, self.clock)]

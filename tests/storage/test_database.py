@@ -27,7 +27,7 @@ def _retryable_error(db: Database) -> Exception:
 
 class DatabaseTestCase(TestCase):
     async def setUp(self) -> None:
-        self.db = await make_test_database(self, prepare=False)
+        self.db = await make_test_database(self, reactor, prepare=False)
         await self.db.execute("create", "CREATE TABLE kv (k TEXT NOT NULL PRIMARY KEY, v TEXT, n BIGINT)")
 
     async def test_commit_and_rollback(self) -> None:
@@ -282,5 +282,5 @@ class TestDatabaseHelperTestCase(TestCase):
         os.environ["MATRIXD_TEST_DB"] = "postgres"
         os.environ["MATRIXD_TEST_PG_DSN"] = "host=127.0.0.1 port=1 user=postgres dbname=postgres"
         with self.assertRaises(RuntimeError) as cm:
-            await make_test_database(self, prepare=False)
+            await make_test_database(self, reactor, prepare=False)
         self.assertIn("unreachable", str(cm.exception))

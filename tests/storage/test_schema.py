@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from matrixd.storage.database import Database
@@ -45,7 +46,7 @@ async def _version(db: Database) -> int:
 
 class SchemaTestCase(TestCase):
     async def setUp(self) -> None:
-        self.db = await make_test_database(self, prepare=False)
+        self.db = await make_test_database(self, reactor, prepare=False)
         self.dir = Path(self.mktemp())
         (self.dir / "full").mkdir(parents=True)
         (self.dir / "full" / "10_things.sql").write_text(
@@ -157,7 +158,7 @@ class SchemaTestCase(TestCase):
 
     async def test_concurrent_migrations(self) -> None:
         """Two processes preparing the same empty database at once both succeed; it is created once."""
-        from twisted.internet import defer, reactor
+        from twisted.internet import defer
 
         other = Database(self.db.config, reactor)
         self.addCleanup(other.close)

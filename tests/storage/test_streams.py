@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from matrixd.storage.streams import StreamIdGenerator
@@ -10,7 +11,7 @@ from matrixd.testing.database import make_test_database
 
 class StreamIdGeneratorTestCase(TestCase):
     async def setUp(self) -> None:
-        self.db = await make_test_database(self, prepare=False)
+        self.db = await make_test_database(self, reactor, prepare=False)
         await self.db.execute("c", "CREATE TABLE s (id BIGINT NOT NULL)")
         await self.db.execute("c2", "CREATE TABLE s2 (pos BIGINT NOT NULL)")
 

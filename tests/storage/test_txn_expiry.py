@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet import task
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from matrixd.federation.inbound.txn_store import ReceivedTransactionStore
@@ -18,7 +18,7 @@ ALICE = "@alice:test.local"
 
 class TxnIdExpiryStorageTests(TestCase):
     async def setUp(self) -> None:
-        self.db: Database = await make_test_database(self)
+        self.db: Database = await make_test_database(self, reactor)
         self.reactor = task.Clock()  # timestamps only: the database runs on the real reactor
         self.reactor.advance(1_700_000_000)
         self.clock = Clock(self.reactor)

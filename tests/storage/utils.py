@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from matrixd.events.event import Event, JsonDict
@@ -91,9 +92,7 @@ class StorageTestCase(TestCase):
     db: Database
 
     async def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.db = await make_test_database(self)
+        self.db = await make_test_database(self, reactor)
         self.clock = Clock(reactor)
         self.events = EventStore(self.db, self.clock, prune_event_dict=prune_for_tests)
         self.state = StateGroupStore(self.db, self.clock)
