@@ -105,15 +105,19 @@ class RemoteEventFetcher:
         return [e for e in await self.check_all(room_version, pdus if isinstance(pdus, list) else [])
                 if e.room_id == room_id]
 
+    async def _get_state_answer(self, destination: str, endpoint: str, room_id: str, event_id: str) -> Any:
+        """The answer of ``/state`` or ``/state_ids`` (``endpoint``) at ``event_id``; RemoteFetchError if it failed."""
+        try:
+            return await self._client.get_json(
+                destination, f"/_matrix/federation/v1/{endpoint}/{_q(room_id)}", {"event_id": event_id}
+            )
+        except (HttpResponseException, RequestSendFailed) as e:
+            raise RemoteFetchError(f"{endpoint} at {event_id} from {destination}: {e}") from None
+
     async def get_state_ids(self, destination: str, room_id: str, event_id: str,
                             max_events: Optional[int] = MAX_STATE_FETCH) -> tuple[list[str], list[str]]:
         """``(state ids, auth chain ids)`` before ``event_id`` (more than ``max_events`` in all: refused)."""
-        try:
-            body = await self._client.get_json(
-                destination, f"/_matrix/federation/v1/state_ids/{_q(room_id)}", {"event_id": event_id}
-            )
-        except (HttpResponseException, RequestSendFailed) as e:
-            raise RemoteFetchError(f"state_ids at {event_id} from {destination}: {e}") from None
+        body = await self._get_state_answer(destination, "state_ids", room_id, event_id)
         pdu_ids, chain_ids = body.get("pdu_ids"), body.get("auth_chain_ids")
         if not isinstance(pdu_ids, list) or not isinstance(chain_ids, list) or \
                 not all(isinstance(i, str) for i in pdu_ids + chain_ids):
@@ -130,12 +134,7 @@ class RemoteEventFetcher:
         The signers' keys are fetched and the PDUs the batch cannot settle alone are checked; the rest are
         verified as the caller asks for them (``PduBatch.result``, or ``settle``).
         """
-        try:
-            body = await self._client.get_json(
-                destination, f"/_matrix/federation/v1/state/{_q(room_id)}", {"event_id": event_id}
-            )
-        except (HttpResponseException, RequestSendFailed) as e:
-            raise RemoteFetchError(f"state at {event_id} from {destination}: {e}") from None
+        body = await self._get_state_answer(destination, "state", room_id, event_id)
         pdus, chain = body.get("pdus"), body.get("auth_chain")
         if not isinstance(pdus, list) or not isinstance(chain, list):
             raise RemoteFetchError(f"malformed state answer from {destination}")
