@@ -131,51 +131,42 @@ class PartialStateStore:
 
     async def resynced_after(self, room_ids: Collection[str], stream_id: int) -> set[str]:
         """Those of ``room_ids`` whose resync finished after events-stream position ``stream_id``."""
-        if self._in_memory is not None and (self._last_resync is None or self._last_resync <= stream_id):
-            return set()  # no resync since then (the usual answer, known without a query)
-        ids = sorted(set(room_ids))
+        return set(await self._resync_positions(set(room_ids), stream_id))
 
-        def _txn(txn: Cursor) -> set[str]:
-            found: set[str] = set()
-            for chunk in batch_iter(ids, IN_LIST_BATCH):
-                clause, args = in_list_clause(txn.engine, "room_id", chunk)
-                txn.execute(f"SELECT room_id FROM partial_state_resynced WHERE {clause} AND stream_id > ?",
-                            [*args, stream_id])
-                found.update(r[0] for r in txn)
-            return found
-
-        if not ids:
-            return set()
-        return await self._db.run_interaction("partial_state_resynced_after", _txn)
+    async def _resync_positions(self, room_ids: set[str], after: int) -> dict[str, int]:
+        """``{room: resync position}`` of those of ``room_ids`` resynced after position ``after``."""
+        if self._in_memory is not None and (self._last_resync is None or self._last_resync <= after):
+            return {}  # no resync since then (the usual answer, known without a query)
+        if not room_ids:
+            return {}
+        return await self._db.run_interaction("partial_state_resynced_after", _resync_positions_txn,
+                                              sorted(room_ids), after)
 
     async def partial_and_resynced(
-        self, room_ids: Collection[str], since: Optional[int]
+        self, room_ids: Collection[str], since: Optional[int], upto: int
     ) -> tuple[set[str], set[str]]:
-        """For a sync: which of ``room_ids`` are partial-state, and which of the others finished
-        their resync after events-stream position ``since`` (none if ``since`` is None).
+        """For a sync computed at events-stream position ``upto``: which of ``room_ids`` are
+        partial-state, and which finished their resync in ``(since, upto]`` (none if ``since`` is
+        None). A room resynced after ``upto`` still counts as partial, so that exactly one sync (the
+        first whose position covers the resync) shows it resynced.
         One transaction at most (none in the process that tracks them in memory)."""
         wanted = set(room_ids)
         if not wanted:
             return set(), set()
+        after = upto if since is None else min(since, upto)
         if self._in_memory is not None:
             partial = self._in_memory & wanted
-            if since is None or self._last_resync is None or self._last_resync <= since:
-                return partial, set()
-            return partial, await self.resynced_after(wanted - partial, since)
+            positions = await self._resync_positions(wanted - partial, after)
+        else:
+            def _txn(txn: Cursor) -> tuple[set[str], dict[str, int]]:
+                txn.execute("SELECT room_id FROM partial_state_rooms")
+                found = {r[0] for r in txn} & wanted
+                return found, _resync_positions_txn(txn, sorted(wanted - found), after)
 
-        def _txn(txn: Cursor) -> tuple[set[str], set[str]]:
-            txn.execute("SELECT room_id FROM partial_state_rooms")
-            partial = {r[0] for r in txn} & wanted
-            found: set[str] = set()
-            if since is not None:
-                for chunk in batch_iter(sorted(wanted - partial), IN_LIST_BATCH):
-                    clause, args = in_list_clause(txn.engine, "room_id", chunk)
-                    txn.execute(f"SELECT room_id FROM partial_state_resynced WHERE {clause} AND stream_id > ?",
-                                [*args, since])
-                    found.update(r[0] for r in txn)
-            return partial, found
-
-        return await self._db.run_interaction("partial_and_resynced", _txn)
+            partial, positions = await self._db.run_interaction("partial_and_resynced", _txn)
+        late = {r for r, position in positions.items() if position > upto}
+        resynced = set() if since is None else {r for r, position in positions.items() if since < position <= upto}
+        return partial | late, resynced
 
     async def _load(self, room_ids: Optional[list[str]]) -> list[PartialStateRoom]:
         def _txn(txn: Cursor) -> list[PartialStateRoom]:
@@ -197,6 +188,17 @@ class PartialStateStore:
             return out
 
         return await self._db.run_interaction("get_partial_state_rooms", _txn)
+
+
+def _resync_positions_txn(txn: Cursor, room_ids: list[str], after: int) -> dict[str, int]:
+    """``{room: resync position}`` of those of ``room_ids`` resynced after events-stream position ``after``."""
+    found: dict[str, int] = {}
+    for chunk in batch_iter(room_ids, IN_LIST_BATCH):
+        clause, args = in_list_clause(txn.engine, "room_id", chunk)
+        txn.execute(f"SELECT room_id, stream_id FROM partial_state_resynced WHERE {clause} AND stream_id > ?",
+                    [*args, after])
+        found.update((r[0], int(r[1])) for r in txn)
+    return found
 
 
 def clear_partial_state_txn(txn: Cursor, room_id: str, resynced_at: Optional[int]) -> None:

@@ -267,6 +267,27 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         self.assertEqual(members, {self.alice, CAROL, *OTHERS})
         self.assertIn("m.room.create", {e["type"] for e in events})
 
+    def test_messages_received_while_left_out_are_in_the_resynced_timeline(self) -> None:
+        """A message that arrived while a non-lazy /sync left the room out, and that the client's token
+        has since passed, is in the room's timeline when the room is shown after its resync."""
+        self.host.serves_state = False
+        room = self.make_room()
+        self.assertEqual(self.join(room).code, 200)
+        since = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token).json_body[
+            "next_batch"]
+        msg = room.add("m.room.message", OTHERS[1], {"msgtype": "m.text", "body": "while partial"})
+        self.assertEqual(send_transaction(self.hs, self.remote, [msg.get_pdu_json()]).json_body["pdus"],
+                         {msg.event_id: {}})
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}", access_token=self.alice_token)
+        self.assertNotIn(room.room_id, channel.json_body.get("rooms", {}).get("join", {}))
+        since = channel.json_body["next_batch"]  # past the message
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertFalse(self.partial(room))
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}", access_token=self.alice_token)
+        joined = channel.json_body["rooms"]["join"][room.room_id]
+        self.assertIn(msg.event_id, [e["event_id"] for e in joined["timeline"]["events"]])
+
     def test_lazy_sync_gets_member_counts_once_resynced(self) -> None:
         """A lazy-loading /sync shows the partial-state room without member counts (they are not known),
         and a long-poll is woken by the resync with the room's real counts."""
@@ -290,6 +311,10 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         summary = poll.json_body["rooms"]["join"][room.room_id]["summary"]
         self.assertEqual(summary["m.joined_member_count"], 2 + len(OTHERS))
         self.assertEqual(summary["m.invited_member_count"], 0)
+        # Shown once: the next sync has nothing more for the room.
+        channel = self.hs.request("GET", f"/_matrix/client/v3/sync?filter={lazy}&since={poll.json_body['next_batch']}",
+                                  access_token=self.alice_token)
+        self.assertNotIn(room.room_id, channel.json_body.get("rooms", {}).get("join", {}))
 
     def test_room_is_resynced_when_its_full_state_is_announced(self) -> None:
         """A /sync woken by the resync's current-state change already finds the room resynced: were it still

@@ -35,10 +35,13 @@ class PartialStateStoreTestCase(StorageTestCase):
             await store.mark_partial(rooms[0], "$j", "a.example", [])
             await store.mark_partial(rooms[1], "$j", "a.example", [])
             await store.clear(rooms[1], resynced_at=50)
-            self.assertEqual(await store.partial_and_resynced(rooms, 49), ({rooms[0]}, {rooms[1]}))
-            self.assertEqual(await store.partial_and_resynced(rooms, 50), ({rooms[0]}, set()))
-            self.assertEqual(await store.partial_and_resynced(rooms, None), ({rooms[0]}, set()))
-            self.assertEqual(await store.partial_and_resynced([], 1), (set(), set()))
+            self.assertEqual(await store.partial_and_resynced(rooms, 49, 60), ({rooms[0]}, {rooms[1]}))
+            self.assertEqual(await store.partial_and_resynced(rooms, 50, 60), ({rooms[0]}, set()))
+            self.assertEqual(await store.partial_and_resynced(rooms, None, 60), ({rooms[0]}, set()))
+            # A sync computed before the resync's position still sees the room partial.
+            self.assertEqual(await store.partial_and_resynced(rooms, 40, 49), ({rooms[0], rooms[1]}, set()))
+            self.assertEqual(await store.partial_and_resynced(rooms, None, 49), ({rooms[0], rooms[1]}, set()))
+            self.assertEqual(await store.partial_and_resynced([], 1, 2), (set(), set()))
 
     async def test_servers_learnt_only_while_partial(self) -> None:
         """Servers are added (once) while the room is partial, and ignored for other rooms."""

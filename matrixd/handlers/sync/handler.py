@@ -239,6 +239,9 @@ class _SyncComputation:
         # Lazy-loading syncs only: joined rooms still partial, and those resynced since ``since``.
         self._partial_rooms: set[str] = set()
         self._resynced_rooms: set[str] = set()
+        # Non-lazy syncs: rooms shown for the first time since their resync. The client's token may be
+        # past events they received while left out, so their timeline starts afresh (as in an initial sync).
+        self._shown_after_resync: set[str] = set()
 
     async def run(self) -> SyncResult:
         result = SyncResult(next_batch=self.now)
@@ -246,7 +249,7 @@ class _SyncComputation:
         joined = {r: m for r, m in memberships.items() if m.membership == "join"}
         # Rooms left out while partial stay among the keys a long-poll waits on: their resync wakes it.
         result.joined_room_ids = frozenset(joined)
-        resynced = await self._leave_out_partial_state(joined)
+        resynced = self._shown_after_resync = await self._leave_out_partial_state(joined)
         newly_joined = await self._newly_joined(joined) | resynced
         account_data = await self._account_data(newly_joined)
         left = await self._left_rooms(memberships)
@@ -350,7 +353,7 @@ class _SyncComputation:
         store = self.s.partial_state
         if store is None or not joined:
             return set()
-        partial, resynced = await store.partial_and_resynced(list(joined), self.since_events)
+        partial, resynced = await store.partial_and_resynced(list(joined), self.since_events, self.now.events)
         if self.filter.room.state.lazy_load_members:
             self._partial_rooms = set(partial)
             self._resynced_rooms = resynced
@@ -371,7 +374,7 @@ class _SyncComputation:
 
     def _joined_plan(self, room_id: str, m: MembershipInfo, newly_joined: bool) -> RoomPlan:
         # Events after the user's (latest) join are visible to them whatever the history visibility.
-        lower = self.since_events
+        lower = None if room_id in self._shown_after_resync else self.since_events
         check_upto: Optional[int] = m.stream_ordering - 1
         if lower is not None and check_upto is not None and lower >= check_upto:
             check_upto = None
