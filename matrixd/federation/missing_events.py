@@ -138,7 +138,7 @@ class RemoteEventFetcher:
         pdus, chain = body.get("pdus"), body.get("auth_chain")
         if not isinstance(pdus, list) or not isinstance(chain, list):
             raise RemoteFetchError(f"malformed state answer from {destination}")
-        batch = PduBatch(room_version, [*pdus, *chain])
+        batch = PduBatch(room_version, [*pdus, *chain], owned=True)
         await batch.fetch_keys(self._keyring)
         await batch.check_unbatched(self._keyring)
         return batch, len(pdus)

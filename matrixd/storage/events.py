@@ -105,7 +105,9 @@ class EventStore:
         ``allocated``: every events-stream id the batch took; ``rows``: the
         events now at those ids; ``moved``: older ids whose event moved (an
         outlier joined the timeline); ``extremities``: rooms' new forward
-        extremities; ``new_events``: events stored for the first time, cached.
+        extremities; ``new_events``: events stored for the first time, cached
+        unless they are outliers (a remote room's state and auth chain, thousands
+        at a time on a join, which are read back only when needed).
         """
         if self._recent_rows is not None:
             by_id: dict[int, list[EventStreamRow]] = {}
@@ -126,6 +128,8 @@ class EventStore:
             for room_id, ids in extremities.items():
                 self._extremities.set(room_id, tuple(sorted(ids)))
         for ev in new_events:
+            if ev.internal_metadata.outlier:
+                continue
             # A copy sharing the repeated strings, as events read from the database do
             # (the writer's own object holds the request's strings).
             compact = Event.compact(_share_strings(ev.get_pdu_json()), ev.room_version, ev.event_id,
@@ -215,6 +219,25 @@ class EventStore:
             return seen
 
         return await self._db.run_interaction("have_seen_events", _txn)
+
+    async def get_state_keys(
+        self, event_ids: Collection[str]
+    ) -> dict[str, tuple[str, str, Optional[str], bool]]:
+        """``{event_id: (room_id, type, state_key, rejected)}`` of the stored events among ``event_ids``
+        (``state_key`` None: not a state event): what building a state map needs, without loading
+        (or caching) the events."""
+
+        def _txn(txn: Cursor) -> dict[str, tuple[str, str, Optional[str], bool]]:
+            out: dict[str, tuple[str, str, Optional[str], bool]] = {}
+            for chunk in batch_iter(event_ids, IN_LIST_BATCH):
+                clause, args = in_list_clause(txn.engine, "event_id", chunk)
+                txn.execute(
+                    "SELECT event_id, room_id, type, state_key, rejected_reason IS NOT NULL FROM events"
+                    f" WHERE {clause}", args)
+                out.update((r[0], (r[1], r[2], r[3], bool(r[4]))) for r in txn)
+            return out
+
+        return await self._db.run_interaction("get_state_keys", _txn)
 
     def invalidate_events(self, event_ids: Iterable[str]) -> None:
         """Forget cached copies (a redaction arrived, an outlier joined the timeline, events were purged)."""

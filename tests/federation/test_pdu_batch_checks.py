@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from twisted.internet import defer
@@ -137,6 +138,38 @@ class CheckPdusTestCase(unittest.TestCase):
                     self.assertIsInstance(result, Event)
                     self.assertEqual(result.get_pdu_json(), expected[i].get_pdu_json())
             self.assertEqual([i for i, _ in batch.candidates()], [0, 2])
+
+    def test_owned_batch_trims_in_place_with_the_same_verdicts(self) -> None:
+        """An owned batch (a parsed /state answer) strips server-only ``unsigned`` keys in place and
+        shares the values its PDUs repeat; a batch that does not own its PDUs leaves them untouched."""
+        def pdus() -> list[Any]:
+            out: list[Any] = [{**self.pdu("10", f"m{i}", depth=i + 1), "unsigned": {"membership": "join", "age": i}}
+                              for i in range(3)]
+            out.append({**self.pdu("10", "tampered"), "content": {"msgtype": "m.text", "body": "changed"}})
+            return out
+
+        expected = self.check("10", pdus())
+        given = pdus()
+        snapshot = copy.deepcopy(given)
+        borrowed = PduBatch(KNOWN_ROOM_VERSIONS["10"], given)
+        self.network.run(borrowed.fetch_keys(self.keyring))
+        self.assertEqual(given, snapshot)
+
+        owned_pdus = pdus()
+        owned = PduBatch(KNOWN_ROOM_VERSIONS["10"], owned_pdus, owned=True)
+        self.network.run(owned.fetch_keys(self.keyring))
+        self.network.run(owned.check_unbatched(self.keyring))
+        self.assertEqual([p["unsigned"] for p in owned_pdus[:3]], [{"age": 0}, {"age": 1}, {"age": 2}])
+        senders = [p["sender"] for p in owned_pdus]
+        self.assertTrue(all(s is senders[0] for s in senders))  # one object, not four equal strings
+        for i, want in enumerate(expected):
+            got = owned.result(i)
+            if isinstance(want, PduDropped):
+                self.assertIsInstance(got, PduDropped)
+            else:
+                self.assertIsInstance(got, Event)
+                self.assertEqual(got.get_pdu_json(), want.get_pdu_json())
+        self.assertEqual(owned.result(3).content, {})  # the tampered one, redacted
 
     def test_servers_keys_looked_up_at_once(self) -> None:
         """The keys of different servers are looked up concurrently (a large room has many servers)."""

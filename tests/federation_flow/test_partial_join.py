@@ -65,6 +65,9 @@ class PartialJoinTestCase(RemoteRoomTestCase):
             before = self.hs.run(self.st.state.get_state_ids_for_event(join_id, before=True))
             assert before is not None
             self.assertEqual(dict(before), room.state_before[join_id])
+            # A resync that stored the state and then failed would ask again after its retry delay.
+            self.flush(2 * RETRY_DELAY)
+            self.assertEqual(room.state_requests, 1)
 
     def resync_with_tampered_state(self, tamper: Callable[[JsonDict], None]) -> tuple[FakeRoom, list[str], str]:
         """Join a room of 36 members whose /state answer has the membership of one of them tampered with;

@@ -52,6 +52,25 @@ class EventRoundTripTestCase(StorageTestCase):
             self.assertTrue(got.has("hashes"))
             self.assertEqual(got.get("signatures"), ev.get("signatures"))
 
+    async def test_state_keys_without_loading_events(self) -> None:
+        """get_state_keys gives room, type, state key and rejection of stored events (None for a
+        message), and the outliers the writer stored are not put in the event cache."""
+        await self.persist(
+            make_event("$m", type="m.room.member", state_key="@bob:test.local", content={"membership": "join"},
+                       outlier=True),
+            make_event("$r", type="m.room.topic", state_key="", outlier=True, rejected_reason="auth_error"),
+            make_event("$t", room_id=OTHER, type="m.room.name", state_key="", depth=2),
+            make_event("$msg", depth=3),
+        )
+        self.assertEqual(await self.events.get_state_keys(["$m", "$r", "$t", "$msg", "$missing"]), {
+            "$m": (ROOM, "m.room.member", "@bob:test.local", False),
+            "$r": (ROOM, "m.room.topic", "", True),
+            "$t": (OTHER, "m.room.name", "", False),
+            "$msg": (ROOM, "m.room.message", None, False),
+        })
+        self.assertIsNone(self.events._cache.get("$m"))
+        self.assertIsNotNone(self.events._cache.get("$t"))
+
     async def test_stream_position_covers_persisted_events(self) -> None:
         """After persist_events returns, the events stream token covers the batch."""
         result = await self.writer.persist_events(

@@ -215,14 +215,19 @@ class PartialStateResync:
             fetched.update((e.event_id, e) for e in await self._fetcher.get_events(server, rv, sorted(left)))
         if fetched:
             await self._store_fetched(room.room_id, rv, server, fetched, batch, from_state)
-        state_events = await self._events.get_events(state_ids)
-        absent = set(state_ids) - set(state_events)
+        # The answer's events are stored: let them go before the state is applied (a large
+        # room's answer is most of the resync's memory).
+        fetched_count = len(fetched)
+        del batch, fetched, from_state
+        state_keys = await self._events.get_state_keys(state_ids)
+        absent = set(state_ids) - set(state_keys)
         if absent:
             raise _ResyncFailed(f"{len(absent)} state events could not be fetched, e.g. {sorted(absent)[:3]}")
         partial_before = await self._state.get_state_ids_for_event(join.event_id, before=True) or {}
         full_before: dict[StateKey, str] = {
-            ev.state_key_tuple(): ev.event_id for ev in state_events.values()
-            if ev.room_id == room.room_id and ev.is_state() and not ev.rejected
+            (event_type, state_key): event_id
+            for event_id, (room_id, event_type, state_key, rejected) in state_keys.items()
+            if room_id == room.room_id and state_key is not None and not rejected
         }
         own = join.state_key_tuple()
         if full_before.get(own) == join.event_id:  # a server answering with the state after the join
@@ -238,7 +243,7 @@ class PartialStateResync:
         logger.info(
             "partial-state resync of %s from %s: %d state events (%d fetched), %d later events recomputed;"
             " state answered in %.2fs, checked and stored in %.2fs, recomputed in %.2fs",
-            room.room_id, server, len(full_before), len(fetched), recomputed, answered_at - started,
+            room.room_id, server, len(full_before), fetched_count, recomputed, answered_at - started,
             fetched_at - answered_at, self._clock.time() - fetched_at,
         )
 

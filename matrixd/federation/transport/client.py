@@ -277,7 +277,9 @@ class MatrixFederationClient:
     ) -> JsonDict:
         _headers, body = await self._request_raw(method, destination, path, args, content, timeout, max_retries,
                                                  max_delay_s, max_response_size)
-        return self._parse_json(destination, body)
+        text = self._decode_body(destination, body)
+        del body  # a large answer (a room's /state) is not held three times while it is parsed
+        return self._parse_json_text(destination, text)
 
     async def _request_raw(
         self,
@@ -374,10 +376,17 @@ class MatrixFederationClient:
         return RequestSendFailed(destination, f"{type(e).__name__}: {e}", can_retry=True)
 
     @staticmethod
-    def _parse_json(destination: str, body: bytes) -> JsonDict:
+    def _decode_body(destination: str, body: bytes) -> str:
         try:
-            parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError):
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestSendFailed(destination, "the response is not JSON", can_retry=False) from None
+
+    @staticmethod
+    def _parse_json_text(destination: str, text: str) -> JsonDict:
+        try:
+            parsed = json.loads(text, parse_constant=_reject_constant)
+        except ValueError:
             raise RequestSendFailed(destination, "the response is not JSON", can_retry=False) from None
         if not isinstance(parsed, dict):
             raise RequestSendFailed(destination, "the response is not a JSON object", can_retry=False)
