@@ -40,6 +40,7 @@ from bench.profiling import Recording, parse_txn_metrics, summarize, txn_delta_r
 from bench.report import table  # noqa: E402
 from bench.scenarios import FULL, QUICK, SCENARIOS, Metric, ServerState  # noqa: E402
 from bench.servers import metrics_url, start_matrixd_bench, start_synapse  # noqa: E402
+from matrixd.testing.bytecode import compile_server_bytecode  # noqa: E402
 from matrixd.testing.process import ServerProcess, read_cpu_seconds, read_memory_kib  # noqa: E402
 
 LAUNCHERS: dict[str, Callable[[str, str], Awaitable[ServerProcess]]] = {
@@ -228,6 +229,7 @@ async def main_async(args: argparse.Namespace) -> int:
     os.makedirs(workdir, exist_ok=True)
     out: dict[str, Any] = {}
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    compile_server_bytecode()  # as an installed, once-started server has it (matrixd.testing.bytecode)
     if args.external and all(n in {x[0] for x in args.external} for n in args.servers.split(",")):
         engines = ["external"]
     try:

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from twisted.internet import defer, task  # noqa: E402
 from twisted.internet.task import deferLater  # noqa: E402
 
+from matrixd.testing.bytecode import compile_server_bytecode  # noqa: E402
 from matrixd.testing.federation_pair import (  # noqa: E402
     FederationPair, MatrixClient, MatrixRequestError, start_federation_pair,
 )
@@ -253,6 +254,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     def sleep(seconds: float) -> "defer.Deferred[None]":
         return deferLater(reactor, seconds, lambda: None)
 
+    compile_server_bytecode()  # as an installed, once-started server has it (matrixd.testing.bytecode)
     setups: dict[str, KindSetup] = {}
     joiners: dict[str, MatrixClient] = {}
     kinds = tuple(k for k in KINDS if k in args.kinds.split(","))

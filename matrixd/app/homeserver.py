@@ -20,11 +20,18 @@ for tests and supervisors. SIGTERM and SIGINT shut down cleanly (exit status 0).
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__" and "--generate-config" not in sys.argv:
+    # Before the imports below, which the restarted process does once (matrixd.app.optimise).
+    from matrixd.app.optimise import reexec_optimised
+
+    reexec_optimised()
+
+import argparse  # noqa: E402
 import json
 import logging
 import os
-import sys
 from typing import Any, Optional, Sequence
 
 import attrs
@@ -35,6 +42,7 @@ from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
 from matrixd.app.listeners import BoundListener, ServletGroups, start_listeners
 from matrixd.app.logging_setup import setup_logging
+from matrixd.app.optimise import reexec_optimised
 from matrixd.config import RootConfig, load_config
 from matrixd.storage.cache import set_cache_factors
 from matrixd.util.gc_tuning import freeze_startup_objects
@@ -225,6 +233,8 @@ def _run(config: RootConfig, ready_file: Optional[str]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console entry point; exits with 0 on clean shutdown, 1 on bad config or start-up failure."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and "--generate-config" not in args_list:
+        reexec_optimised()  # the console script: the command line is this process's own
     if args_list[:1] == ["worker"]:
         from matrixd.app.worker import main as worker_main
 

@@ -22,11 +22,18 @@ would answer from nothing.  SIGTERM/SIGINT shut down cleanly (exit status 0).
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":
+    # Before the imports below, which the restarted process does once (matrixd.app.optimise).
+    from matrixd.app.optimise import reexec_optimised
+
+    reexec_optimised()
+
+import argparse  # noqa: E402
 import json
 import logging
 import os
-import sys
 from typing import Any, Optional, Sequence
 
 import attrs

@@ -38,7 +38,8 @@ class ProfileStore:
         await self._upsert(user_id, "avatar_url", avatar_url)
 
     async def _upsert(self, user_id: str, column: str, value: Optional[str]) -> None:
-        assert column in ("displayname", "avatar_url")
+        if column not in ("displayname", "avatar_url"):
+            raise ValueError(f"not a profile column: {column!r}")
 
         def _txn(txn: Cursor) -> None:
             txn.execute(
@@ -59,7 +60,8 @@ class ProfileStore:
         return {r[0]: json.loads(r[1]) for r in rows}
 
     async def set_profile_field(self, user_id: str, field_name: str, value: Any) -> None:
-        assert field_name not in ("displayname", "avatar_url")
+        if field_name in ("displayname", "avatar_url"):
+            raise ValueError(f"{field_name!r} is a profile column, not an extended field")
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
         def _txn(txn: Cursor) -> None:

@@ -98,8 +98,8 @@ class HomeserverProcessTestCase(unittest.TestCase):
         d: defer.Deferred[None] = proc.ended.addBoth(lambda _: None)
         return d
 
-    async def start(self) -> dict[str, Any]:
-        env = dict(os.environ)
+    async def start(self, **extra_env: str) -> dict[str, Any]:
+        env = dict(os.environ, **extra_env)
         env["MATRIXD_READY_FILE"] = self.ready_file
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = _Collect()
@@ -125,6 +125,9 @@ class HomeserverProcessTestCase(unittest.TestCase):
         ready = await self.start()
         assert self.proc is not None
         self.assertEqual(ready["pid"], self.transport.pid)
+        # It restarted itself under -OO in place (same pid): docstrings and asserts are not loaded.
+        with open(f"/proc/{self.transport.pid}/cmdline", "rb") as f:
+            self.assertEqual(f.read().split(b"\0")[1:3], [b"-OO", b"-m"])
         by_type = {listener["type"]: listener for listener in ready["listeners"]}
         http, metrics = by_type["http"], by_type["metrics"]
         self.assertNotEqual(http["port"], 0)
@@ -164,6 +167,15 @@ class HomeserverProcessTestCase(unittest.TestCase):
         self.assertNotIn("secret-token", output)
         if selected_engine() == "sqlite":
             self.assertTrue(os.path.exists(os.path.join(self.dir, "data", "homeserver.db")))
+
+    async def test_optimisation_can_be_turned_off(self) -> None:
+        """MATRIXD_PYTHON_OPTIMIZE=0 keeps the process as started."""
+        ready = await self.start(MATRIXD_PYTHON_OPTIMIZE="0")
+        with open(f"/proc/{ready['pid']}/cmdline", "rb") as f:
+            self.assertNotIn(b"-OO", f.read().split(b"\0"))
+        self.transport.signalProcess("TERM")
+        assert self.proc is not None
+        await self.proc.ended
 
     async def test_port_in_use_fails_start_with_status_1(self) -> None:
         """A listener that cannot bind makes the process exit 1 with the reason logged."""
