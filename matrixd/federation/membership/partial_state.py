@@ -53,6 +53,7 @@ from matrixd.storage.rooms import RoomStore
 from matrixd.storage.state import StateGroupStore
 from matrixd.util.clock import Clock
 from matrixd.util.linearizer import Linearizer
+from matrixd.util.malloc import release_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class PartialStateResync:
             for server in self._servers(room):
                 try:
                     await self._resync_from(room, join, server)
+                    release_free_memory()  # the answer's megabytes, freed between live objects
                     return
                 except (_ResyncFailed, RemoteFetchError, HttpResponseException, RequestSendFailed) as e:
                     logger.info("partial-state resync of %s from %s failed: %s", room_id, server, e)
