@@ -15,14 +15,16 @@ import site
 import subprocess
 import sys
 
+from matrixd.app.optimise import FLAGS
+
 MATRIXD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def compile_server_bytecode() -> None:
-    """Write the ``-OO`` bytecode of matrixd and of this interpreter's site-packages (missing or stale
-    files only: a second run takes a few seconds)."""
+    """Write the bytecode (``-OO``, compiled with the server's ``FLAGS``) of matrixd and of this
+    interpreter's site-packages, all of it again (a file compiled under other flags would not be stale)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run(
-        [sys.executable, "-OO", "-m", "compileall", "-q", "-j0", MATRIXD_DIR, *site.getsitepackages()],
+        [sys.executable, *FLAGS, "-m", "compileall", "-q", "-f", "-j0", MATRIXD_DIR, *site.getsitepackages()],
         env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -127,7 +127,7 @@ class HomeserverProcessTestCase(unittest.TestCase):
         self.assertEqual(ready["pid"], self.transport.pid)
         # It restarted itself under -OO in place (same pid): docstrings and asserts are not loaded.
         with open(f"/proc/{self.transport.pid}/cmdline", "rb") as f:
-            self.assertEqual(f.read().split(b"\0")[1:3], [b"-OO", b"-m"])
+            self.assertEqual(f.read().split(b"\0")[1:5], [b"-OO", b"-X", b"no_debug_ranges", b"-m"])
         by_type = {listener["type"]: listener for listener in ready["listeners"]}
         http, metrics = by_type["http"], by_type["metrics"]
         self.assertNotEqual(http["port"], 0)

@@ -43,4 +43,5 @@ class ShouldReexecTestCase(unittest.TestCase):
                 mock.patch.object(sys, "executable", "/venv/bin/python3"), \
                 mock.patch.object(os, "execv") as execv:
             optimise.reexec_optimised()
-        execv.assert_called_once_with("/venv/bin/python3", ["/venv/bin/python3", "-OO", "/venv/bin/matrixd", "-c", "h.yaml"])
+        execv.assert_called_once_with(
+            "/venv/bin/python3", ["/venv/bin/python3", "-OO", "-X", "no_debug_ranges", "/venv/bin/matrixd", "-c", "h.yaml"])
