@@ -7,7 +7,8 @@ public room is created per size and filled with that many real local users
 (shared-secret registration, then joins, ``--setup-concurrency`` at a time;
 this setup is not measured). Then a user of the second server joins each room
 by id through the host; the kinds alternate (size by size, round by round) in
-one run on the same machine.
+one run on the same machine, each join starting once all four servers are idle
+(the previous join's background work done).
 
 Measured per join:
 
@@ -173,6 +174,18 @@ def stop_profilers(profilers: list["subprocess.Popen[bytes]"]) -> None:
             p.wait()
 
 
+async def wait_until_idle(reactor: Any, pids: list[int], *, window: float = 0.5, busy_cpu: float = 0.05,
+                          timeout: float = 30.0) -> None:
+    """Wait until ``pids`` together used under ``busy_cpu`` CPU seconds in a ``window`` (or ``timeout``):
+    a server still busy after the previous join (the other kind's, say) would slow this one down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        await deferLater(reactor, window, lambda: None)
+        if sum(cpu_seconds(pid) for pid in pids) - before < busy_cpu:
+            return
+
+
 async def measure_join(reactor: Any, setup: KindSetup, joiner: MatrixClient, room_id: str, size: int,
                        timeout: float, profile_dir: Optional[str] = None) -> dict[str, Any]:
     """Time ``joiner``'s join of ``room_id`` and the peak RSS of both servers until it has every member."""
@@ -274,6 +287,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
                 order = kinds if (r + sizes.index(size)) % 2 == 0 else tuple(reversed(kinds))
                 for kind in order:
                     setup = setups[kind]
+                    await wait_until_idle(reactor, [p for st in setups.values() for p in (
+                        st.pair.first.process.popen.pid, st.pair.second.process.popen.pid)])
                     figures = await measure_join(reactor, setup, joiners[kind], setup.rooms[(size, r)], size,
                                                  args.timeout, args.profile)
                     results[kind].setdefault(size, []).append(figures)
