@@ -267,6 +267,12 @@ class Event:
 #: The PDU fields a compact event keeps serialised (see Event.compact).
 _SIGNING_KEYS = ("hashes", "signatures")
 
+#: Top-level PDU fields whose string values repeat across a room's events; holders of many
+#: events (the event cache, a large fetched batch) keep one object per distinct value.
+REPEATED_STRING_FIELDS = ("room_id", "sender", "type", "state_key", "origin")
+#: Top-level PDU fields that are lists of event ids (auth events repeat across a room's events).
+EVENT_ID_LIST_FIELDS = ("auth_events", "prev_events")
+
 
 def _ids_of(refs: Iterable[Any], room_version: RoomVersion) -> list[str]:
     if room_version.event_format == EventFormat.V1:

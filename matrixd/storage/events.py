@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any, Callable, Collection, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence
 
-from matrixd.events.event import Event, InternalMetadata, JsonDict
+from matrixd.events.event import EVENT_ID_LIST_FIELDS, REPEATED_STRING_FIELDS, Event, InternalMetadata, JsonDict
 from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
@@ -553,21 +553,15 @@ class EventStore:
 _intern = sys.intern
 
 
-#: Top-level PDU fields whose string values repeat across a room's events.
-_SHARED_VALUES = ("room_id", "sender", "type", "origin")
-#: Top-level PDU fields that are lists of event ids (auth events repeat across a room's events).
-_SHARED_ID_LISTS = ("auth_events", "prev_events")
-
-
 def _share_strings(pdu: JsonDict) -> JsonDict:
     """Intern what every event repeats (its keys, room, sender, type, cited event ids),
     so cached events share one copy of each: about a third of a message event's memory."""
     out: JsonDict = {}
     for key, value in pdu.items():
         key = _intern(key)
-        if isinstance(value, str) and key in _SHARED_VALUES:
+        if isinstance(value, str) and key in REPEATED_STRING_FIELDS:
             value = _intern(value)
-        elif key in _SHARED_ID_LISTS and isinstance(value, list):
+        elif key in EVENT_ID_LIST_FIELDS and isinstance(value, list):
             value = [_intern(v) if isinstance(v, str) else v for v in value]
         elif isinstance(value, dict) and key == "content":
             value = {_intern(k): v for k, v in value.items()}
@@ -584,7 +578,7 @@ def approx_event_size(event: Event) -> int:
     """
     pdu = event.get_fields_without_signing()
     size = 500 + 80 * len(pdu) + event.signing_size()
-    for key in _SHARED_ID_LISTS:
+    for key in EVENT_ID_LIST_FIELDS:
         ids = pdu.get(key)
         if isinstance(ids, list):
             size += 30 * len(ids)

@@ -43,6 +43,19 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         for _ in range(int(seconds * 10)):
             self.hs.advance(0.1)
 
+    def long_poll_across_resync(self, since: str, query: str = "") -> Any:
+        """A /sync long-poll from ``since`` that is still waiting while the host withholds the state and
+        has returned once the resync (then let through) has ended; the finished request."""
+        timeout_ms = int((RETRY_DELAY + 60) * 1000)
+        poll = self.hs.request("GET", f"/_matrix/client/v3/sync?{query}since={since}&timeout={timeout_ms}",
+                               access_token=self.alice_token, await_result=False)
+        self.flush(1)
+        self.assertFalse(poll.is_finished())
+        self.host.serves_state = True
+        self.flush(RETRY_DELAY + 2)
+        self.assertTrue(poll.is_finished())
+        return poll
+
     def send(self, room: FakeRoom, body: str, txn: str) -> None:
         channel = self.hs.request("PUT", f"/_matrix/client/v3/rooms/{q(room.room_id)}/send/m.room.message/{txn}",
                                   {"msgtype": "m.text", "body": body}, access_token=self.alice_token)
@@ -302,15 +315,7 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         self.assertEqual(channel.code, 200, channel.result_body)
         summary = channel.json_body["rooms"]["join"][room.room_id].get("summary", {})
         self.assertNotIn("m.joined_member_count", summary)
-        since = channel.json_body["next_batch"]
-        timeout_ms = int((RETRY_DELAY + 60) * 1000)
-        poll = self.hs.request("GET", f"/_matrix/client/v3/sync?filter={lazy}&since={since}&timeout={timeout_ms}",
-                               access_token=self.alice_token, await_result=False)
-        self.flush(1)
-        self.assertFalse(poll.is_finished())
-        self.host.serves_state = True
-        self.flush(RETRY_DELAY + 2)
-        self.assertTrue(poll.is_finished())
+        poll = self.long_poll_across_resync(channel.json_body["next_batch"], f"filter={lazy}&")
         summary = poll.json_body["rooms"]["join"][room.room_id]["summary"]
         self.assertEqual(summary["m.joined_member_count"], 2 + len(OTHERS))
         self.assertEqual(summary["m.invited_member_count"], 0)
@@ -351,16 +356,8 @@ class PartialJoinTestCase(RemoteRoomTestCase):
         self.assertEqual(self.join(room).code, 200)
         self.flush()
         channel = self.hs.request("GET", "/_matrix/client/v3/sync", access_token=self.alice_token)
-        since = channel.json_body["next_batch"]
-        timeout_ms = int((RETRY_DELAY + 60) * 1000)
-        poll = self.hs.request("GET", f"/_matrix/client/v3/sync?since={since}&timeout={timeout_ms}",
-                               access_token=self.alice_token, await_result=False)
-        self.flush(1)
-        self.assertFalse(poll.is_finished())
-        self.host.serves_state = True
-        self.flush(RETRY_DELAY + 2)
+        poll = self.long_poll_across_resync(channel.json_body["next_batch"])
         self.assertFalse(self.partial(room))
-        self.assertTrue(poll.is_finished())
         joined = poll.json_body["rooms"]["join"][room.room_id]
         members = {e["state_key"] for e in [*joined["state"]["events"], *joined["timeline"]["events"]]
                    if e["type"] == "m.room.member"}

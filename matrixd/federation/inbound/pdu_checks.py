@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from matrixd.api.errors import EventFormatError, SignatureVerifyError
 from matrixd.crypto.keyring import Keyring
 from matrixd.crypto.server_keys import FetchedKey
-from matrixd.events.event import Event
+from matrixd.events.event import EVENT_ID_LIST_FIELDS, REPEATED_STRING_FIELDS, Event
 from matrixd.events.hashing import check_content_hash, event_id_from_reference_hash, redacted_signing_bytes
 from matrixd.events.redaction import prune_event_dict
 from matrixd.events.room_versions import EventFormat, RoomVersion
@@ -39,8 +39,6 @@ KEY_LOOKUPS_AT_ONCE = 16
 
 #: ``unsigned`` keys only the receiving server may set.
 _SERVER_ONLY_UNSIGNED = frozenset(("redacted_because", "transaction_id", "membership"))
-_SHARED_VALUES = ("room_id", "sender", "type", "state_key", "origin")
-_SHARED_ID_LISTS = ("auth_events", "prev_events")
 
 
 class PduDropped(Exception):
@@ -161,11 +159,11 @@ class PduBatch:
         """Make the values the batch's PDUs repeat (room, senders, types, the cited auth and prev
         events) one object each: a 2,000-member room's state holds about a quarter less."""
         memo = self._strings
-        for key in _SHARED_VALUES:
+        for key in REPEATED_STRING_FIELDS:
             value = pdu.get(key)
             if type(value) is str:
                 pdu[key] = memo.setdefault(value, value)
-        for key in _SHARED_ID_LISTS:
+        for key in EVENT_ID_LIST_FIELDS:
             refs = pdu.get(key)
             if type(refs) is list:
                 for j, ref in enumerate(refs):
