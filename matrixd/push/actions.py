@@ -73,10 +73,11 @@ class PushOutcome:
 class _Group:
     """The local members of a room sharing one compiled ruleset."""
 
-    def __init__(self, ruleset: CompiledRuleset) -> None:
+    def __init__(self, ruleset: CompiledRuleset, users: Optional[list[str]] = None,
+                 by_lower: Optional[dict[str, str]] = None) -> None:
         self.ruleset = ruleset
-        self.users: list[str] = []
-        self.by_lower: dict[str, str] = {}
+        self.users: list[str] = users if users is not None else []
+        self.by_lower: dict[str, str] = by_lower if by_lower is not None else {}
 
 
 @attrs.frozen(slots=True)
@@ -90,6 +91,8 @@ class _RoomPlan:
 
 #: Rooms whose member grouping is kept (cleared when full: rebuilding one is a cheap pass).
 _MAX_PLANS = 10_000
+#: Members joining or leaving at most this many at once update a room's grouping; more rebuild it.
+_MAX_PLAN_CHANGES = 16
 #: Outcomes of prepared events waiting for their announcement (more only if persists keep failing).
 _MAX_PREPARED = 1_000
 
@@ -264,6 +267,11 @@ class PushActionGenerator:
             if cached.members == key:  # the same members in a new tuple: keep that one from now on
                 cached = self._plans[room_id] = attrs.evolve(cached, members=key)
                 return cached
+            updated = await self._updated_plan(cached, members)
+            if updated is not None:
+                if updated.generation == self._generation:
+                    self._plans[room_id] = updated
+                return updated
         generation = self._generation
         local = [u for u in members if u.endswith(self._suffix)]
         rulesets = await self._rulesets_for(local)
@@ -281,6 +289,41 @@ class PushActionGenerator:
                 self._plans.clear()
             self._plans[room_id] = plan
         return plan
+
+    async def _updated_plan(self, plan: "_RoomPlan", members: tuple[str, ...]) -> Optional["_RoomPlan"]:
+        """``plan`` changed for a few members joining or leaving (None: too many, rebuild it).
+
+        A join to a room of thousands otherwise regroups every member.
+        """
+        old, new = set(plan.members), set(members)
+        joined = [u for u in new - old if u.endswith(self._suffix)]
+        left = [u for u in old - new if u in plan.local]
+        if len(joined) + len(left) > _MAX_PLAN_CHANGES:
+            return None
+        generation = self._generation
+        joined_rulesets = await self._rulesets_for(joined)
+        groups = {id(g.ruleset): _Group(g.ruleset, list(g.users), dict(g.by_lower)) for g in plan.groups}
+        rulesets = dict(plan.rulesets)
+        for user_id in left:
+            leaving = groups[id(rulesets.pop(user_id))]
+            leaving.users.remove(user_id)
+            lower = user_id.lower()
+            if leaving.by_lower.get(lower) == user_id:
+                del leaving.by_lower[lower]
+                for other in leaving.users:  # another member folding to the same name, as a rebuild keeps
+                    if other.lower() == lower:
+                        leaving.by_lower[lower] = other
+            if not leaving.users:
+                del groups[id(leaving.ruleset)]
+        for user_id in joined:
+            rs = rulesets[user_id] = joined_rulesets[user_id]
+            group = groups.get(id(rs))
+            if group is None:
+                group = groups[id(rs)] = _Group(rs)
+            group.users.append(user_id)
+            group.by_lower[user_id.lower()] = user_id
+        local = plan.local.difference(left).union(joined)
+        return _RoomPlan(members, generation, local, rulesets, list(groups.values()))
 
     async def _outcome(
         self, event: Event, facts: EventFacts, plan: "_RoomPlan", invitee: Optional[str]

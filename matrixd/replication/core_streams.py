@@ -84,7 +84,7 @@ def _invalidate_events(events: EventStore, current_state: Optional[CurrentStateS
         # room's state caches here too so nothing woken by this row reads stale membership.
         for r in rows:
             if r.state_key is not None and not r.outlier:
-                current_state.invalidate_room(r.room_id)
+                current_state.invalidate_room_from_stream(r.room_id)
         members = [r.state_key for r in rows if r.type == MEMBER and r.state_key is not None and not r.outlier]
         if members:
             current_state.invalidate_users(members)
@@ -154,7 +154,7 @@ def current_state_deltas_stream(
 
     def invalidate(rows: Sequence[CurrentStateDeltaStreamRow]) -> None:
         for room_id in {r.room_id for r in rows}:
-            current_state.invalidate_room(room_id)
+            current_state.invalidate_room_from_stream(room_id)
         members = [r.state_key for r in rows if r.type == MEMBER]
         if members:
             current_state.invalidate_users(members)

@@ -120,6 +120,10 @@ class LruCache(Generic[K, V]):
         self.hits += 1
         return value
 
+    def peek(self, key: K) -> Optional[V]:
+        """The cached value, without counting a lookup or refreshing its recency."""
+        return self._data.get(key)
+
     def __contains__(self, key: object) -> bool:
         return key in self._data
 

@@ -11,13 +11,14 @@ rows, :meth:`get_current_state_deltas`) shows a change.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Collection, Iterable, Optional
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.cache import LruCache, RecentStreamRows
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.models import CurrentStateDeltaRow, MemberProfile, MembershipInfo
+from matrixd.storage.models import CurrentStateChange, CurrentStateDeltaRow, MemberProfile, MembershipInfo
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.util.clock import Clock
 
@@ -35,6 +36,7 @@ class CurrentStateStore:
         self._rooms_cache: LruCache[str, frozenset[str]] = LruCache("rooms_for_user", cache_size * 5)
         self._local_memberships_cache: Optional[LruCache[str, tuple[MembershipInfo, ...]]] = None
         self._recent_deltas: Optional[RecentStreamRows[CurrentStateDeltaRow]] = None
+        self._is_writer = False
 
     # -- invalidation -----------------------------------------------------------
 
@@ -42,6 +44,51 @@ class CurrentStateStore:
         """The room's current state changed."""
         self._state_cache.invalidate(room_id)
         self._members_cache.invalidate(room_id)
+
+    def invalidate_room_from_stream(self, room_id: str) -> None:
+        """The events or state deltas stream shows a change of the room's state.
+
+        The writer's process has applied its own changes already (it writes
+        every row of those streams, see :meth:`apply_state_change`): dropping
+        its caches again would only make the next join re-read a large room.
+        """
+        if not self._is_writer:
+            self.invalidate_room(room_id)
+
+    def apply_state_change(self, room_id: str, change: CurrentStateChange) -> None:
+        """The writer committed ``change``: update the room's cached state and members in place.
+
+        Re-reading them after every change would read every member of a large
+        room at each join. A cached map that does not show the change's previous
+        event ids (a change this process did not see) is dropped instead.
+        """
+        state = self._state_cache.peek(room_id)
+        members = self._members_cache.peek(room_id)
+        self.invalidate_room(room_id)  # new generations: no read begun before the change caches its result
+        if state is None or any(state.get(k) != eid for k, eid in change.previous.items()):
+            return
+        new_state = dict(state)
+        for key in change.previous:
+            if key not in change.inserted:
+                new_state.pop(key, None)
+        new_state.update(change.inserted)
+        self._state_cache.set(room_id, new_state)
+        if members is None:
+            return
+        if len(change.joined) > 64:  # a resync's thousands: one sort, not thousands of list inserts
+            kept = set(members).difference(change.joined)
+            kept.update(u for u, is_joined in change.joined.items() if is_joined)
+            self._members_cache.set(room_id, tuple(sorted(kept)))
+            return
+        joined = list(members)
+        for user_id, is_joined in change.joined.items():
+            i = bisect.bisect_left(joined, user_id)
+            present = i < len(joined) and joined[i] == user_id
+            if is_joined and not present:
+                joined.insert(i, user_id)
+            elif present and not is_joined:
+                del joined[i]
+        self._members_cache.set(room_id, tuple(joined))
 
     def invalidate_users(self, user_ids: Iterable[str]) -> None:
         """These users' memberships changed (somewhere)."""
@@ -61,6 +108,7 @@ class CurrentStateStore:
         """Called by the event writer of this process, which invalidates every change of
         local memberships (out-of-band ones included) through :meth:`invalidate_users`;
         other processes do not hear of out-of-band memberships that way, so they do not cache them."""
+        self._is_writer = True
         if self._local_memberships_cache is None:
             self._local_memberships_cache = LruCache("local_memberships", 10_000)
             self._recent_deltas = RecentStreamRows(1000)
@@ -161,10 +209,12 @@ class CurrentStateStore:
         rows = await self._db.execute(
             "get_users_in_room",
             "SELECT state_key FROM current_state_events"
-            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join' ORDER BY state_key",
+            " WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'",
             room_id,
         )
-        users = tuple(r[0] for r in rows)
+        # Sorted here, not by the database: PostgreSQL's collation may order
+        # differently, and apply_state_change keeps the tuple in Python's order.
+        users = tuple(sorted(r[0] for r in rows))
         self._members_cache.set_if_unchanged(room_id, users, generation)
         return users
 

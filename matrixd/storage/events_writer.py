@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from matrixd.events.event import Event
+from matrixd.events.event import Event, StateKey
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.models import CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta
+from matrixd.storage.models import CurrentStateChange, CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import IdentifierError, get_domain_from_id
@@ -170,7 +170,11 @@ class EventWriter:
         if inv.event_ids:
             self._event_store.invalidate_written(inv.event_ids)
         for room_id in inv.rooms:
-            self._current_state.invalidate_room(room_id)
+            change = inv.state_changes.get(room_id)
+            if change is None:
+                self._current_state.invalidate_room(room_id)
+            else:
+                self._current_state.apply_state_change(room_id, change)
         if inv.users:
             self._current_state.invalidate_users(inv.users)
 
@@ -360,13 +364,7 @@ class EventWriter:
         self, txn: Cursor, room_id: str, delta: StateDelta, stream_id: int, inv: "_Invalidations"
     ) -> None:
         keys = set(delta.to_delete) | set(delta.to_insert)
-        types = sorted({t for t, _ in keys})
-        clause, args = in_list_clause(txn.engine, "type", types)
-        txn.execute(
-            f"SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ? AND {clause}",
-            [room_id, *args],
-        )
-        previous = {(t, sk): eid for t, sk, eid in txn if (t, sk) in keys}
+        previous = _previous_current_state_txn(txn, room_id, keys)
 
         # Membership (and existence) of the events the state will point at.
         members: dict[str, tuple[str, int]] = {}
@@ -426,6 +424,14 @@ class EventWriter:
         )
         if deletes or inserts:
             inv.rooms.add(room_id)
+            inv.state_changes[room_id] = CurrentStateChange(
+                previous={k: previous.get(k) for k in [*deletes, *(k for k, _ in inserts)]},
+                inserted=dict(inserts),
+                joined={
+                    sk: t == "m.room.member" and eid in members and members[eid][0] == "join"
+                    for (t, sk), eid in [*((k, "") for k in deletes), *inserts] if t == "m.room.member"
+                },
+            )
         inv.users.update(changed_members)
 
     def _is_mine(self, user_id: Optional[str]) -> bool:
@@ -450,6 +456,34 @@ class _Invalidations:
         self.moved_orderings: list[int] = []
         self.fresh: set[str] = set()
         self.delta_rows: list[CurrentStateDeltaRow] = []
+        #: Each room's current state change, to update its cached state and members in place.
+        self.state_changes: dict[str, CurrentStateChange] = {}
+
+
+#: Up to this many changed keys are looked up one by one; more, by their types.
+_KEYS_LOOKED_UP_SINGLY = 32
+
+
+def _previous_current_state_txn(txn: Cursor, room_id: str, keys: set[StateKey]) -> dict[StateKey, str]:
+    """The current state event ids of ``keys`` (those set) before a change.
+
+    A few keys (a join, a message's state change) are read by key, so a join to
+    a room of thousands does not read every member's row.
+    """
+    if len(keys) <= _KEYS_LOOKED_UP_SINGLY:
+        ordered = sorted(keys)
+        clause = " OR ".join(["(type = ? AND state_key = ?)"] * len(ordered))
+        txn.execute(
+            f"SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ? AND ({clause})",
+            [room_id, *(part for key in ordered for part in key)],
+        )
+        return {(t, sk): eid for t, sk, eid in txn}
+    clause, args = in_list_clause(txn.engine, "type", sorted({t for t, _ in keys}))
+    txn.execute(
+        f"SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ? AND {clause}",
+        [room_id, *args],
+    )
+    return {(t, sk): eid for t, sk, eid in txn if (t, sk) in keys}
 
 
 def _insert_state_groups_txn(txn: Cursor, events: list[tuple[Event, EventContext]]) -> None:

@@ -49,13 +49,23 @@ class StateDelta:
     @classmethod
     def between(cls, old: Mapping[StateKey, str], new: Mapping[StateKey, str]) -> "StateDelta":
         """The delta that turns state ``old`` into state ``new``."""
-        return cls(
-            to_delete=frozenset(k for k in old if k not in new),
-            to_insert={k: v for k, v in new.items() if old.get(k) != v},
-        )
+        # Set operations on the views run in C: a join to a room of thousands diffs two large maps.
+        return cls(to_delete=frozenset(old.keys() - new.keys()), to_insert=dict(new.items() - old.items()))
 
     def is_empty(self) -> bool:
         return not self.to_delete and not self.to_insert
+
+
+@attrs.frozen(slots=True)
+class CurrentStateChange:
+    """One committed change of a room's current state, as the writer's caches apply it."""
+
+    #: The event id each changed key had before (None: the key was not set).
+    previous: Mapping[StateKey, Optional[str]]
+    #: The keys set, to their new event ids (the others in ``previous`` were removed).
+    inserted: Mapping[StateKey, str]
+    #: Each member whose membership key changed: joined after the change or not.
+    joined: Mapping[str, bool]
 
 
 @attrs.frozen(slots=True)

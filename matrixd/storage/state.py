@@ -137,10 +137,11 @@ class StateGroupStore:
                 raise ValueError(f"unknown prev state group {prev_group}")
             if row[1] != room_id:
                 raise ValueError(f"prev state group {prev_group} belongs to {row[1]}, not {room_id}")
+            # Set operations on the views run in C (the maps of a large room have thousands of keys).
             delta_rows: list[tuple[int, str, str, Optional[str]]] = [
-                (group, t, sk, eid) for (t, sk), eid in state.items() if prev_state.get((t, sk)) != eid
+                (group, t, sk, eid) for (t, sk), eid in state.items() - prev_state.items()
             ]
-            delta_rows.extend((group, t, sk, None) for (t, sk) in prev_state if (t, sk) not in state)
+            delta_rows.extend((group, t, sk, None) for (t, sk) in prev_state.keys() - state.keys())
             # A delta as large as the state saves nothing; a long chain slows reads.
             if int(row[0]) + 1 <= self._snapshot_interval and len(delta_rows) < max(1, len(state)):
                 chain_length = int(row[0]) + 1

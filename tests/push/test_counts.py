@@ -42,6 +42,41 @@ class UnreadCountTests(SyncTestCase):
         self.assertEqual(self.counts(self.btok)["unread_notifications"],
                          {"notification_count": 1, "highlight_count": 1})
 
+    def test_member_grouping_follows_joins_and_leaves(self) -> None:
+        """The room's members grouped by ruleset, updated as members join and leave (and one changes
+        rules), equal the grouping built afresh; counts follow it."""
+        generator = self.hs.components.push.generator
+        updates: list[Any] = []
+        real_update = generator._updated_plan
+
+        async def recording_update(plan: Any, members: Any) -> Any:
+            updates.append(await real_update(plan, members))
+            return updates[-1]
+
+        generator._updated_plan = recording_update  # type: ignore[method-assign]
+        dave, dtok = self.user("dave")
+        self.join(dave, self.room)
+        ch = self.request("PUT", "/pushrules/global/override/quiet", self.ctok,
+                          {"conditions": [], "actions": []})
+        self.assertEqual(ch.code, 200, ch.json_body)
+        self.send(self.alice, self.room, "grouped")
+        self.membership(self.bob, self.bob, self.room, "leave")
+        self.send(self.alice, self.room, "after bob left")
+        updated = generator._plans[self.room]
+        self.assertGreaterEqual(len(updates), 2)  # dave's join and bob's leave updated the grouping
+        self.assertTrue(all(u is not None for u in updates))
+
+        def shape(plan: Any) -> Any:
+            return (plan.members, plan.local, {u: id(r) for u, r in plan.rulesets.items()},
+                    sorted((id(g.ruleset), sorted(g.users), sorted(g.by_lower.items())) for g in plan.groups))
+
+        generator._plans.clear()
+        rebuilt = self.hs.run(generator._room_plan(self.room, updated.members))
+        self.assertEqual(shape(updated), shape(rebuilt))
+        self.assertNotIn(self.bob, updated.local)
+        self.assertEqual(self.counts(dtok)["unread_notifications"]["notification_count"], 2)
+        self.assertEqual(self.counts(self.ctok)["unread_notifications"]["notification_count"], 0)
+
     def test_incremental_sync_updates_counts_with_receipt(self) -> None:
         """An incremental sync after the user's own receipt shows the room with cleared counts."""
         last = self.send(self.alice, self.room, "one")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from matrixd.events.event import Event
+from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.events_writer import create_event_stream_generators
 from matrixd.storage.models import EventContext, MemberProfile, StateDelta
 from tests.storage.utils import StorageTestCase, make_event, member_event
@@ -62,6 +63,64 @@ class CurrentStateTestCase(StorageTestCase):
         self.assertEqual((membership.membership, membership.event_id), ("leave", "$bob_leave"))
         state = await self.current_state.get_current_state_ids(ROOM)
         self.assertEqual(state[("m.room.member", BOB)], "$bob_leave")
+
+    async def _fresh_read(self) -> tuple[dict[tuple[str, str], str], list[str]]:
+        """The room's state and members as a new store reads them from the database."""
+        store = CurrentStateStore(self.db, self.clock, self.events)
+        return dict(await store.get_current_state_ids(ROOM)), await store.get_users_in_room(ROOM)
+
+    async def test_writer_updates_cached_state_in_place(self) -> None:
+        """A committed change updates the cached state map and member tuple without reading the room
+        again, and they equal what the database holds."""
+        await self.current_state.get_current_state_ids(ROOM)
+        await self.current_state.get_users_in_room_tuple(ROOM)
+        queries: list[str] = []
+        real_execute = self.db.execute
+
+        async def counting_execute(desc: str, *args: object, **kw: object) -> object:
+            queries.append(desc)
+            return await real_execute(desc, *args, **kw)  # type: ignore[arg-type]
+
+        self.db.execute = counting_execute  # type: ignore[method-assign]
+        await self.apply(ROOM, member_event("$carol", CAROL, depth=2))
+        await self.apply(ROOM, member_event("$bob_leave", BOB, "leave", prev=["$bob"], depth=3))
+        await self.apply(ROOM, make_event("$name", type="m.room.name", state_key="", content={"name": "x"}))
+        state = await self.current_state.get_current_state_ids(ROOM)
+        members = await self.current_state.get_users_in_room(ROOM)
+        self.assertNotIn("get_current_state_ids", queries)
+        self.assertNotIn("get_users_in_room", queries)
+        self.assertEqual(members, [ALICE, CAROL])
+        self.assertEqual(state[("m.room.member", BOB)], "$bob_leave")
+        self.assertEqual((dict(state), members), await self._fresh_read())
+
+    async def test_change_not_matching_cache_drops_it(self) -> None:
+        """A cached map that does not show a change's previous event (it missed one) is dropped,
+        not patched, so the next read goes to the database."""
+        await self.current_state.get_users_in_room_tuple(ROOM)
+        cached = dict(await self.current_state.get_current_state_ids(ROOM))
+        cached[("m.room.member", BOB)] = "$not-what-the-database-has"
+        self.current_state._state_cache.set(ROOM, cached)
+        await self.apply(ROOM, member_event("$bob_leave", BOB, "leave", prev=["$bob"], depth=2))
+        self.assertIsNone(self.current_state._state_cache.peek(ROOM))
+        self.assertIsNone(self.current_state._members_cache.peek(ROOM))
+        self.assertEqual(
+            (dict(await self.current_state.get_current_state_ids(ROOM)),
+             await self.current_state.get_users_in_room(ROOM)),
+            await self._fresh_read(),
+        )
+
+    async def test_large_change_updates_cached_members(self) -> None:
+        """Many members changing at once (a resync's state) take the bulk path, with the same result."""
+        await self.current_state.get_current_state_ids(ROOM)
+        await self.current_state.get_users_in_room_tuple(ROOM)
+        joins = [member_event(f"$m{i:03}", f"@m{i:03}:remote.example", depth=2) for i in range(100)]
+        await self.apply(ROOM, *joins, member_event("$bob_leave", BOB, "leave", prev=["$bob"], depth=2))
+        members = await self.current_state.get_users_in_room(ROOM)
+        self.assertEqual(len(members), 101)
+        self.assertNotIn(BOB, members)
+        self.assertEqual(members, sorted(members))
+        self.assertEqual((dict(await self.current_state.get_current_state_ids(ROOM)), members),
+                         await self._fresh_read())
 
     async def test_state_delta_stream(self) -> None:
         """Every change to current state is recorded with its stream id and previous event."""
