@@ -8,7 +8,8 @@ public room is created per size and filled with that many real local users
 this setup is not measured). Then a user of the second server joins each room
 by id through the host; the kinds alternate (size by size, round by round) in
 one run on the same machine, each join starting once all four servers are idle
-(the previous join's background work done).
+(the previous join's background work done), with the other kind's two servers
+paused (SIGSTOP, then SIGCONT) while it runs.
 
 Measured per join:
 
@@ -35,6 +36,7 @@ of Synapse's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -46,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Callable, Coroutine, Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -174,6 +176,23 @@ def stop_profilers(profilers: list["subprocess.Popen[bytes]"]) -> None:
             p.wait()
 
 
+@contextlib.contextmanager
+def paused(pids: list[int]) -> Iterator[None]:
+    """Stop ``pids`` (SIGSTOP) for the block, and always continue them (SIGCONT) after it."""
+    stopped = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        yield
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 async def wait_until_idle(reactor: Any, pids: list[int], *, window: float = 0.5, busy_cpu: float = 0.05,
                           timeout: float = 30.0) -> None:
     """Wait until ``pids`` together used under ``busy_cpu`` CPU seconds in a ``window`` (or ``timeout``):
@@ -289,8 +308,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
                     setup = setups[kind]
                     await wait_until_idle(reactor, [p for st in setups.values() for p in (
                         st.pair.first.process.popen.pid, st.pair.second.process.popen.pid)])
-                    figures = await measure_join(reactor, setup, joiners[kind], setup.rooms[(size, r)], size,
-                                                 args.timeout, args.profile)
+                    # The other kind's servers are paused while this kind joins: on two cores, a
+                    # timer or a late background task of theirs would otherwise land in this join.
+                    others = [p for other, st in setups.items() if other != kind for p in (
+                        st.pair.first.process.popen.pid, st.pair.second.process.popen.pid)]
+                    with paused(others):
+                        figures = await measure_join(reactor, setup, joiners[kind], setup.rooms[(size, r)],
+                                                     size, args.timeout, args.profile)
                     results[kind].setdefault(size, []).append(figures)
                     log(f"{kind}: {size} members round {r}: join {figures['join_s']:.2f}s, "
                         f"full {figures['full_s']:.2f}s, CPU joining {figures['joining_cpu_s']:.2f}s hosting "

@@ -15,6 +15,8 @@ SQL is written once with ``?`` placeholders; the engine converts it.
 
 from __future__ import annotations
 
+import itertools
+
 import logging
 import random
 import threading
@@ -85,10 +87,16 @@ class Cursor:
         self._cur.executemany(self.engine.convert_sql(sql_text), [tuple(a) for a in args_seq])
 
     def execute_batch(self, sql_text: str, args_seq: Iterable[Sequence[Any]]) -> None:
-        """Like :meth:`executemany` but fast on PostgreSQL (statements sent in pages)."""
-        rows = [tuple(a) for a in args_seq]
-        if not rows:
+        """Like :meth:`executemany` but fast on PostgreSQL (statements sent in pages).
+
+        ``args_seq`` is consumed as the rows are sent: a generator keeps only a
+        page of rows alive, not thousands of events' JSON at once.
+        """
+        args = iter(args_seq)
+        first = next(args, None)
+        if first is None:
             return
+        rows = itertools.chain((tuple(first),), (tuple(a) for a in args))
         if self.engine.name == "postgres":
             from psycopg2.extras import execute_batch
 

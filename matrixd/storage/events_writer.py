@@ -286,11 +286,11 @@ class EventWriter:
         txn.execute_batch(
             "INSERT INTO event_json (event_id, room_id, room_version, internal_metadata, json)"
             " VALUES (?, ?, ?, ?, ?)",
-            [
+            (  # a generator: each event's JSON is built as its row is sent, not all at once
                 (ev.event_id, ev.room_id, ev.room_version.identifier, _metadata_json(ev),
                  json.dumps(ev.get_pdu_json(), separators=(",", ":")))
                 for ev, _ in new
-            ],
+            ),
         )
         txn.execute_batch(
             "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
