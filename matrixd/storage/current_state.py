@@ -25,6 +25,9 @@ from matrixd.util.clock import Clock
 MEMBER = "m.room.member"
 JOIN = "join"
 
+#: A stream id with more state delta rows than this is not kept among the recent rows.
+_MAX_RECENT_ROWS_PER_ID = 100
+
 
 class CurrentStateStore:
     def __init__(self, db: Database, clock: Clock, event_store: EventStore, *, cache_size: int = 10_000) -> None:
@@ -127,7 +130,12 @@ class CurrentStateStore:
             by_id: dict[int, list[CurrentStateDeltaRow]] = {}
             for row in rows:
                 by_id.setdefault(row.stream_id, []).append(row)
-            self._recent_deltas.record(allocated, by_id)
+            # An id carrying a whole room's state (a resync's) is left unrecorded: readers get it
+            # from the database once, rather than the process holding thousands of rows for it.
+            large = {i for i, id_rows in by_id.items() if len(id_rows) > _MAX_RECENT_ROWS_PER_ID}
+            for i in large:
+                del by_id[i]
+            self._recent_deltas.record((i for i in allocated if i not in large), by_id)
 
     # -- state ------------------------------------------------------------------
 

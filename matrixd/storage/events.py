@@ -110,10 +110,15 @@ class EventStore:
         at a time on a join, which are read back only when needed).
         """
         if self._recent_rows is not None:
+            # Outliers' ids are left unrecorded (readers of a range holding one go to the database):
+            # a remote join stores thousands, and their rows would keep strings of the parsed answer
+            # alive, scattered over memory the answer otherwise gives back.
+            outlier_ids = {row.stream_ordering for row in rows if row.outlier}
             by_id: dict[int, list[EventStreamRow]] = {}
             for row in rows:
-                by_id.setdefault(row.stream_ordering, []).append(row)
-            self._recent_rows.record((i for i in allocated if i > 0), by_id)
+                if row.stream_ordering not in outlier_ids:
+                    by_id.setdefault(row.stream_ordering, []).append(row)
+            self._recent_rows.record((i for i in allocated if i > 0 and i not in outlier_ids), by_id)
             self._recent_rows.clear_ids(moved)
         if self._recent_timeline is not None:
             visible: dict[int, list[tuple[str, TimelineRow]]] = {}

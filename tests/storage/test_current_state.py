@@ -122,6 +122,22 @@ class CurrentStateTestCase(StorageTestCase):
         self.assertEqual((dict(await self.current_state.get_current_state_ids(ROOM)), members),
                          await self._fresh_read())
 
+    async def test_large_delta_not_kept_in_memory(self) -> None:
+        """A stream id carrying a whole room's state (a resync's) is not kept among the recent delta
+        rows; reading it goes to the database and returns every row. A join's one row is kept."""
+        joins = [member_event(f"$m{i:03}", f"@m{i:03}:remote.example", depth=2) for i in range(150)]
+        await self.apply(ROOM, *joins)
+        large = self.stream_ids.get_current_token()
+        await self.apply(ROOM, member_event("$carol", CAROL, depth=3))
+        small = self.stream_ids.get_current_token()
+        recent = self.current_state._recent_deltas
+        assert recent is not None
+        self.assertIsNone(recent.get(large - 1, large))
+        self.assertEqual([r.event_id for _, rows in recent.get(small - 1, small) or [] for r in rows], ["$carol"])
+        rows = await self.current_state.get_current_state_deltas(large - 1, small)
+        self.assertEqual(len(rows), 151)
+        self.assertEqual(rows[-1].event_id, "$carol")
+
     async def test_state_delta_stream(self) -> None:
         """Every change to current state is recorded with its stream id and previous event."""
         await self.apply(

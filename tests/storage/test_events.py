@@ -82,6 +82,21 @@ class EventRoundTripTestCase(StorageTestCase):
         rows = await self.events.get_event_stream_rows(1, 3, 10)
         self.assertEqual([(r.stream_ordering, r.event_id) for r in rows], [(2, "$e2"), (3, "$e3")])
 
+    async def test_outliers_rows_are_read_from_the_database(self) -> None:
+        """The writer keeps recent events-stream rows in memory, but not outliers' (a remote join
+        stores thousands): a range holding one is read from the database, with every row."""
+        await self.persist(make_event("$a", depth=1))
+        await self.persist(make_event("$o1", outlier=True), make_event("$o2", outlier=True))
+        await self.persist(make_event("$b", depth=2))
+        recent = self.events._recent_rows
+        assert recent is not None
+        self.assertEqual([r.event_id for _, rows in recent.get(0, 1) or [] for r in rows], ["$a"])
+        self.assertIsNone(recent.get(0, 4))  # the outliers' ids were not recorded
+        self.assertEqual([r.event_id for _, rows in recent.get(3, 4) or [] for r in rows], ["$b"])
+        rows = await self.events.get_event_stream_rows(0, 4, 10)
+        self.assertEqual([(r.event_id, r.outlier) for r in rows],
+                         [("$a", False), ("$o1", True), ("$o2", True), ("$b", False)])
+
     async def test_duplicates_are_skipped(self) -> None:
         """Persisting an event again (or twice in a batch) writes nothing new."""
         first = await self.persist(make_event("$a"), make_event("$a"))
