@@ -30,7 +30,9 @@ from matrixd.events.event import Event, StateKey
 from matrixd.storage.current_state import CurrentStateStore
 from matrixd.storage.database import Cursor, Database
 from matrixd.storage.events import EventStore
-from matrixd.storage.models import CurrentStateChange, CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta
+from matrixd.storage.models import (
+    CurrentStateChange, CurrentStateDeltaRow, EventContext, EventStreamRow, PersistResult, StateDelta,
+)
 from matrixd.storage.sql import IN_LIST_BATCH, batch_iter, in_list_clause
 from matrixd.storage.streams import StreamIdGenerator
 from matrixd.types import IdentifierError, get_domain_from_id
