@@ -119,13 +119,16 @@ class CoreStreamsTests(_CoreReplicationCase):
         ids = self.core.stores.stream_ids
         pending = ids.get_next()
         held = pending.__enter__()  # a transaction that has its id but has not committed
-        self.run_(self.core.send.send_event(requester(ALICE), room_id, "m.room.message", {"body": "later"}))
+        sent = defer.ensureDeferred(
+            self.core.send.send_event(requester(ALICE), room_id, "m.room.message", {"body": "later"}))
         self.network.pump()
         self.assertEqual(self.worker.dispatcher.position("events"), held - 1)
         self.assertEqual(self.w_notifier.current_token.events, held - 1)
+        self.assertNoResult(sent)  # the reply waits for the event's announcement, held up by the earlier id
         pending.__exit__(None, None, None)  # rolled back: the id carries no row
         self.master.publisher.notify("events")
         self.network.pump()
+        self.successResultOf(sent)
         self.assertEqual(self.worker.dispatcher.position("events"), ids.get_current_token())
         self.assertEqual(self.w_notifier.current_token.events, ids.get_current_token())
 

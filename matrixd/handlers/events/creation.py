@@ -104,16 +104,21 @@ class EventCreationHandler:
         """Build, auth-check and persist ``spec`` in ``room_id`` (taking the room lock).
 
         Message events join the room's group commit (see the module docstring).
+        Returns once the event is announced (after the lock is released), so
+        the sender's next ``/sync`` shows it.
         """
         if spec.state_key is not None:
             async with self._room_lock.queue(room_id):
-                return await self.send_locked(room_id, spec)
-        d: defer.Deferred[PersistedEvent] = defer.Deferred()
-        self._queued.setdefault(room_id, []).append((spec, d))
-        if room_id not in self._draining:
-            self._draining.add(room_id)
-            defer.ensureDeferred(self._drain(room_id))
-        return await d
+                persisted = await self.send_locked(room_id, spec)
+        else:
+            d: defer.Deferred[PersistedEvent] = defer.Deferred()
+            self._queued.setdefault(room_id, []).append((spec, d))
+            if room_id not in self._draining:
+                self._draining.add(room_id)
+                defer.ensureDeferred(self._drain(room_id))
+            persisted = await d
+        await self._persister.wait_announced(persisted.stream_ordering)
+        return persisted
 
     async def _drain(self, room_id: str) -> None:
         """Take the room lock and group-commit what is queued, until nothing is."""

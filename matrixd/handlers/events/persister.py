@@ -13,6 +13,7 @@ from typing import Awaitable, Callable, Mapping, Optional, Sequence
 
 import attrs
 from prometheus_client import Counter
+from twisted.internet import defer
 
 from matrixd.events.event import Event, StateMap
 from matrixd.storage.current_state import CurrentStateStore
@@ -25,6 +26,9 @@ from matrixd.streams.notifier import Notifier
 from matrixd.streams.token import StreamName
 
 logger = logging.getLogger(__name__)
+
+#: How long a reply waits for its event's announcement (push evaluation first) before going out anyway.
+ANNOUNCE_WAIT_SECONDS = 10.0
 
 EVENTS_PERSISTED = Counter(
     "matrixd_events_persisted_total", "Events persisted into room timelines by this process", ["origin"]
@@ -297,6 +301,18 @@ class EventPersister:
             keys = {room_id} | {sk for t, sk in [*delta.to_delete, *delta.to_insert] if t == "m.room.member"}
             self._notifier.on_new_position(StreamName.EVENTS, self._stream_ids.get_current_token(), keys)
         return result.max_stream_ordering
+
+    def wait_announced(self, stream_ordering: int) -> "defer.Deferred[None]":
+        """Fire once this process's notifier has announced events up to ``stream_ordering``.
+
+        State and membership events are announced only after their push
+        actions are stored (see :mod:`matrixd.push.actions`), which is after
+        they are persisted; a client told its event is in the room waits here,
+        so its next ``/sync`` (and an invitee's) shows it.  Bounded, so a slow
+        push evaluation delays a reply but never hangs it.
+        """
+        target = self._notifier.current_token.copy_and_advance(StreamName.EVENTS, stream_ordering)
+        return self._notifier.wait_for_token(target, ANNOUNCE_WAIT_SECONDS)
 
     def _announce(self, events: Sequence[Event]) -> None:
         if self._announcer is not None:

@@ -119,6 +119,7 @@ class RoomCreationHandler:
             for event, state_before in chain:
                 persisted = await self._creation.persister.persist_new_event(event, state_before, group)
                 group = persisted.state_group
+        await self._creation.persister.wait_announced(persisted.stream_ordering)
         for invite in remote_invites:
             assert self._inviter is not None and invite.state_key is not None
             extra = {k: v for k, v in invite.content.items() if k != "membership"}

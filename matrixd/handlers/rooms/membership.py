@@ -210,6 +210,7 @@ class RoomMemberHandler:
                 persisted = await self._creation.persist_built(room_version, invite, state_before, group_before)
             else:
                 persisted = await self._creation.send_locked(room_id, spec)
+        await self._creation.persister.wait_announced(persisted.stream_ordering)
         if membership == JOIN:
             await self._forgotten.unforget(target, room_id)
         return persisted.event.event_id
