@@ -24,9 +24,9 @@ import sys
 
 if __name__ == "__main__" and "--generate-config" not in sys.argv:
     # Before the imports below, which the restarted process does once (matrixd.app.optimise).
-    from matrixd.app.optimise import reexec_optimised
+    from matrixd.app.optimise import prepare_server_process
 
-    reexec_optimised()
+    prepare_server_process()
 
 import argparse  # noqa: E402
 import json

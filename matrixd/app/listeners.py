@@ -10,11 +10,11 @@ the master's TCP replication stream to workers (the role passes its factory).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 import attrs
-from twisted.internet import ssl
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.web.resource import IResource
 
@@ -22,6 +22,7 @@ from matrixd.api.errors import ConfigError
 from matrixd.config.listeners import ListenerConfig
 from matrixd.config.root import RootConfig
 from matrixd.http.request import MatrixRequest, MatrixSite
+from matrixd.http.tls import listen_tls, server_context
 from matrixd.http.server import JsonResource, RestServlet, prefixed_patterns, respond_with_bytes
 from matrixd.metrics.resource import MetricsResource, MetricsServlet
 
@@ -99,17 +100,11 @@ class BoundListener:
         }
 
 
-def _tls_options(config: RootConfig) -> ssl.CertificateOptions:
+def _tls_context(config: RootConfig) -> ssl.SSLContext:
     cert_path = config.listeners.tls_certificate_path
     key_path = config.listeners.tls_private_key_path
     assert cert_path is not None and key_path is not None  # checked when config loaded
-    with open(cert_path, "rb") as f:
-        cert_pem = f.read()
-    with open(key_path, "rb") as f:
-        key_pem = f.read()
-    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)  # type: ignore[no-untyped-call,unused-ignore]
-    options: ssl.CertificateOptions = certificate.options()
-    return options
+    return server_context(cert_path, key_path)
 
 
 def _http_site(reactor: Any, config: RootConfig, groups: ServletGroups, listener: ListenerConfig,
@@ -139,7 +134,7 @@ def start_listeners(
         ConfigError: a replication listener is configured but this role serves none.
     """
     bound: list[BoundListener] = []
-    tls_options: Optional[ssl.CertificateOptions] = None
+    tls: Optional[ssl.SSLContext] = None
     for index, listener in enumerate(config.process_listeners):
         site: IProtocolFactory
         if listener.type == "replication":
@@ -149,10 +144,11 @@ def start_listeners(
         else:
             site = _http_site(reactor, config, groups, listener, index)
         for address in listener.bind_addresses:
+            port: Any
             if listener.tls:
-                if tls_options is None:
-                    tls_options = _tls_options(config)
-                port = reactor.listenSSL(listener.port, site, tls_options, interface=address)
+                if tls is None:
+                    tls = _tls_context(config)
+                port = listen_tls(reactor, listener.port, site, tls, interface=address)
             else:
                 port = reactor.listenTCP(listener.port, site, interface=address)
             actual = port.getHost().port

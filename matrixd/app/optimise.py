@@ -1,4 +1,4 @@
-"""Server processes run under ``python -OO``.
+"""Server processes run under ``python -OO``, without pyOpenSSL.
 
 ``-OO`` drops docstrings and ``assert`` statements from every module the
 process loads. A server never reads either (our asserts only narrow types for
@@ -13,6 +13,10 @@ it loads anything else; the process id stays the same, so supervisors and
 ready files are unaffected. ``MATRIXD_PYTHON_OPTIMIZE=0`` in the environment
 keeps the process as started (to debug with asserts, say); a process started
 with ``-OO`` or ``PYTHONOPTIMIZE=2`` is left alone.
+
+They also never import pyOpenSSL (:func:`hide_pyopenssl`): its import loads
+cryptography's bindings, about 17 MiB resident, and their TLS runs on Python's
+``ssl`` instead (:mod:`matrixd.http.tls`).
 """
 
 from __future__ import annotations
@@ -48,3 +52,19 @@ def reexec_optimised() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, *FLAGS, *sys.orig_argv[1:]])
+
+
+def hide_pyopenssl() -> None:
+    """Make ``import OpenSSL`` fail in this process; call it before Twisted is imported.
+
+    Twisted treats pyOpenSSL as optional: without it, its own TLS (``listenSSL``,
+    ``twisted.internet.ssl``) is unavailable and everything else works.
+    """
+    if "OpenSSL" not in sys.modules:
+        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+
+
+def prepare_server_process() -> None:
+    """What a server command does first: restart under ``-OO`` if needed, then hide pyOpenSSL."""
+    reexec_optimised()
+    hide_pyopenssl()

@@ -26,9 +26,9 @@ import sys
 
 if __name__ == "__main__":
     # Before the imports below, which the restarted process does once (matrixd.app.optimise).
-    from matrixd.app.optimise import reexec_optimised
+    from matrixd.app.optimise import prepare_server_process
 
-    reexec_optimised()
+    prepare_server_process()
 
 import argparse  # noqa: E402
 import json
@@ -38,9 +38,8 @@ from typing import Any, Optional, Sequence
 
 import attrs
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IProtocolFactory
-from twisted.internet.ssl import optionsForClientTLS
 
 from matrixd.metrics.process import install_process_metrics
 from matrixd.api.errors import ConfigError
@@ -54,6 +53,7 @@ from matrixd.app.roles.worker import (
     worker_kind,
 )
 from matrixd.config import RootConfig, load_config
+from matrixd.http.tls import TLSClientEndpoint, default_client_context
 from matrixd.storage.cache import set_cache_factors
 from matrixd.util.gc_tuning import freeze_startup_objects
 from matrixd.util.malloc import limit_malloc_arenas
@@ -85,7 +85,7 @@ def tcp_connector(reactor: Any, host: str, port: int, tls: bool = False) -> Conn
     """Connects to the master's replication listener (TLS when the master's listener uses it)."""
     endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=10)
     if tls:
-        endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        endpoint = TLSClientEndpoint(endpoint, default_client_context(), host)
 
     def connect(factory: IProtocolFactory) -> "defer.Deferred[Any]":
         d: defer.Deferred[Any] = endpoint.connect(factory)

@@ -20,10 +20,11 @@ from urllib.parse import quote, urlencode
 import attrs
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError as TxTimeoutError
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
+from matrixd.http.tls import outbound_agent
 from matrixd.appservice.registration import AppServiceRegistration
 from matrixd.federation.transport.body import BytesProducer
 from matrixd.types import JsonDict
@@ -70,7 +71,7 @@ class AgentTransport:
     def __init__(self, reactor: Any, clock: Clock) -> None:
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 2
-        self._agent = Agent(reactor, connectTimeout=15, pool=self._pool)
+        self._agent = outbound_agent(reactor, connect_timeout=15, pool=self._pool)
         self._clock = clock
 
     async def request(self, method: str, url: str, token: str, body: Optional[JsonDict],

@@ -7,9 +7,10 @@ from io import BytesIO
 from typing import Any, Optional, Protocol
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
+from matrixd.http.tls import outbound_agent
 from matrixd.events.event import Event
 from matrixd.push.evaluator import Actions
 from matrixd.storage.pushers import Pusher
@@ -29,7 +30,7 @@ class HttpPushGatewayClient:
 
     def __init__(self, reactor: Any, timeout: float = 30.0, agent: Optional[Any] = None) -> None:
         self._reactor: IReactorTime = reactor
-        self._agent = agent if agent is not None else Agent(reactor, connectTimeout=timeout)
+        self._agent = agent if agent is not None else outbound_agent(reactor, connect_timeout=timeout)
         self._timeout = timeout
 
     async def post_json(self, url: str, body: JsonDict) -> tuple[int, Any]:

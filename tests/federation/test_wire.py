@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from typing import Any, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.internet import defer, reactor as global_reactor, ssl
+from twisted.internet import defer, reactor as global_reactor
 from twisted.internet.interfaces import IListeningPort
 from twisted.trial import unittest
 
@@ -32,6 +33,7 @@ from matrixd.federation.transport.server import BaseFederationServlet, Federatio
 from matrixd.federation.well_known import WellKnownResolver
 from matrixd.http.request import MatrixRequest, MatrixSite
 from matrixd.http.server import JsonResource, federation_patterns
+from matrixd.http.tls import listen_tls, server_context
 from matrixd.testing.federation import InMemoryKeyStore
 from matrixd.util.clock import Clock
 from tests.federation.fake_dns import FakeDns
@@ -99,11 +101,18 @@ class WireTestCase(unittest.TestCase):
         self.dns.a["fed.test"] = ["127.0.0.1"]
         self.dns.a["wrong.test"] = ["127.0.0.1"]
         self.server_names: list[str] = []
-        options = ssl.PrivateCertificate.loadPEM(key_pem + self.cert_pem).options()
-        options.getContext().set_tlsext_servername_callback(lambda conn: self.sni.append(conn.get_servername()))
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        with open(cert_path, "wb") as f:
+            f.write(self.cert_pem)
+        with open(key_path, "wb") as f:
+            f.write(key_pem)
+        context = server_context(cert_path, key_path)
+        context.sni_callback = lambda _obj, name, _ctx: self.sni.append(name.encode() if name else None)
         self.resource = JsonResource()
         self.site = MatrixSite(self.resource, REACTOR, timeout=None)
-        self.port: IListeningPort = REACTOR.listenSSL(0, self.site, options, interface="127.0.0.1")
+        self.port: IListeningPort = listen_tls(REACTOR, 0, self.site, context, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
         self.port_number = self.port.getHost().port
 
@@ -119,11 +128,11 @@ class WireTestCase(unittest.TestCase):
         keyring = Keyring(clock, server_keys, store, never)
         _EchoServlet(FederationAuthenticator(clock, server_name, keyring), self.sni).register(self.resource)
 
-    def client(self, *, whitelist: bool = True, verify: bool = False, trust_root: Any = None) -> MatrixFederationClient:
+    def client(self, *, whitelist: bool = True, verify: bool = False, ca_pem: Optional[str] = None) -> MatrixFederationClient:
         blacklist = [ipaddress.ip_network(n) for n in DEFAULT_IP_RANGE_BLACKLIST]
         ip_filter = IPRangeFilter(blacklist, [ipaddress.ip_network("127.0.0.1/32")] if whitelist else [])
         lookups = DnsLookups(LazyResolver(lambda: self.dns))  # type: ignore[arg-type,return-value]
-        tls = FederationTLSPolicy(verify=verify, trust_root=trust_root)
+        tls = FederationTLSPolicy(verify=verify, ca_pem=ca_pem)
         connector = TargetConnector(REACTOR, lookups, ip_filter, tls, connect_timeout_s=5)
         clock = Clock(REACTOR)
         well_known = WellKnownResolver(clock, https_agent(REACTOR, connector), timeout_s=5)
@@ -173,15 +182,15 @@ class WireTestCase(unittest.TestCase):
 
     def test_certificate_verification(self) -> None:
         """With verification on, a trusted certificate for the name passes; a wrong name or an unknown CA fails."""
-        trust = ssl.Certificate.loadPEM(self.cert_pem)
+        trust = self.cert_pem.decode()
         good = f"fed.test:{self.port_number}"
         self.serve_as(good)
 
         async def go() -> None:
-            got = await self.client(verify=True, trust_root=trust).get_json(good, "/_matrix/federation/v1/echo")
+            got = await self.client(verify=True, ca_pem=trust).get_json(good, "/_matrix/federation/v1/echo")
             self.assertEqual(got["origin"], ORIGIN)
             with self.assertRaises(RequestSendFailed):
-                await self.client(verify=True, trust_root=trust).get_json(
+                await self.client(verify=True, ca_pem=trust).get_json(
                     f"wrong.test:{self.port_number}", "/_matrix/federation/v1/echo", max_retries=0)
             with self.assertRaises(RequestSendFailed):
                 await self.client(verify=True).get_json(good, "/_matrix/federation/v1/echo", max_retries=0)

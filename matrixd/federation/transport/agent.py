@@ -18,7 +18,7 @@ import logging
 from typing import Any, Optional, Sequence
 
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
@@ -78,7 +78,7 @@ class TargetConnector:
                 tried += 1
                 endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
                 tcp = endpoint_class(self._reactor, address, port, timeout=self._timeout)
-                endpoint = wrapClientTLS(self._tls.creator_for(tls_name), tcp)
+                endpoint = self._tls.wrap(tls_name, tcp)
                 try:
                     protocol: IProtocol = await endpoint.connect(factory)
                     return protocol

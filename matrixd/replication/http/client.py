@@ -28,9 +28,10 @@ from typing import Any, Callable, Collection, Mapping, Optional, Protocol
 import attrs
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError, TimeoutError
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed, readBody
+from twisted.web.client import FileBodyProducer, HTTPConnectionPool, ResponseFailed, readBody
 from twisted.web.http_headers import Headers
 
+from matrixd.http.tls import outbound_agent
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.config.workers import InstanceLocation
 from matrixd.replication.http.auth import authorization_header
@@ -59,7 +60,7 @@ class AgentTransport:
         self._timeout = timeout
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 10
-        self._agent = Agent(reactor, pool=self._pool, connectTimeout=10)
+        self._agent = outbound_agent(reactor, pool=self._pool, connect_timeout=10)
 
     def request(
         self, method: str, location: InstanceLocation, uri: str, headers: Mapping[str, str], body: Optional[bytes]
