@@ -113,6 +113,7 @@ class TLSProtocol(ProtocolWrapper):
         self._close_after_handshake = False
         self._error: Optional[Failure] = None
         self._lost = False
+        self._aborted = False
 
     # -- below: the TCP transport ------------------------------------------------
 
@@ -174,6 +175,14 @@ class TLSProtocol(ProtocolWrapper):
             self._flush()
         self._below.loseConnection()
 
+    def abortConnection(self) -> None:
+        """Close the TCP connection at once: nothing more is sent or delivered."""
+        if self._lost:
+            return
+        self.disconnecting = True
+        self._aborted = True
+        self._below.abortConnection()
+
     def getPeerCertificate(self) -> Optional[bytes]:
         """The peer's certificate (DER), if it sent one and the handshake finished."""
         if not self._handshake_done:
@@ -201,7 +210,8 @@ class TLSProtocol(ProtocolWrapper):
             self.loseConnection()
 
     def _read_plaintext(self) -> None:
-        while not self._lost and self._error is None:
+        # Until the application closes (it wants nothing more) or the connection fails or ends.
+        while not self._lost and self._error is None and not self.disconnecting:
             try:
                 data = self._tls.read(READ_SIZE)
             except ssl.SSLWantReadError:
@@ -223,7 +233,7 @@ class TLSProtocol(ProtocolWrapper):
 
     def _flush(self) -> None:
         data = self._outgoing.read()
-        if data and not self._lost:
+        if data and not self._lost and not self._aborted:
             self._below.write(data)
 
     def _fail(self, error: Exception) -> None:

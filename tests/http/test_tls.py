@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from twisted.internet import defer, reactor as global_reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -32,10 +32,12 @@ BIG = os.urandom(3 * 1024 * 1024)
 class _Peer(Protocol):
     """Collects what it receives; optionally writes on connecting, echoes, or closes after N bytes."""
 
-    def __init__(self, greeting: bytes = b"", echo: bool = False, close_after: Optional[int] = None) -> None:
+    def __init__(self, greeting: bytes = b"", echo: bool = False, close_after: Optional[int] = None,
+                 abort_after: Optional[int] = None) -> None:
         self.greeting = greeting
         self.echo = echo
         self.close_after = close_after
+        self.abort_after = abort_after
         self.received = bytearray()
         self.lost: "defer.Deferred[None]" = defer.Deferred()
         self.reason: Optional[Failure] = None
@@ -54,6 +56,9 @@ class _Peer(Protocol):
             self.transport.write(data)  # type: ignore[union-attr]
         if self.close_after is not None and len(self.received) >= self.close_after:
             self.transport.loseConnection()  # type: ignore[union-attr]
+        if self.abort_after is not None and len(self.received) >= self.abort_after:
+            self.abort_after = None
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
         self.reason = reason
@@ -112,6 +117,18 @@ class TLSTests(unittest.TestCase):
             self.assertTrue(client.secure)
             self.assertTrue(self.server_peers[0].secure)
             self.assertEqual(self.sni, ["localhost"])
+
+        return defer.ensureDeferred(go())  # type: ignore[return-value]
+
+    def test_abort_stops_delivery(self) -> None:
+        """An application that aborts hears nothing more, and the connection goes at once."""
+        async def go() -> None:
+            port = self.listen(echo=True)
+            client = await self.connect(port, "localhost", greeting=BIG, abort_after=1)
+            reason = await _reason(client)
+            reason.trap(ConnectionAborted)
+            self.assertLess(len(client.received), len(BIG))
+            await _reason(self.server_peers[0])
 
         return defer.ensureDeferred(go())  # type: ignore[return-value]
 
