@@ -250,6 +250,7 @@ class TLSFactory(WrappingFactory["TLSProtocol"]):
     """Wraps each connection ``wrapped`` makes or accepts in :class:`TLSProtocol`."""
 
     protocol = TLSProtocol
+    noisy = False  # not a log line per connection
 
     def __init__(self, wrapped: IProtocolFactory, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: Optional[str] = None) -> None:

@@ -65,6 +65,8 @@ class LoopbackRemote:
         remote = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 30  # a connection idle this long (handshake included) is dropped
+
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
@@ -97,7 +99,9 @@ class LoopbackRemote:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        # The handshake happens in each connection's own thread (on its first read), not in the
+        # accept loop, where one connection that never finishes it would stall all the others.
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         d.testcase.addCleanup(self.close)

@@ -267,7 +267,7 @@ class DeploymentTests(unittest.TestCase):
         self.assertEqual(receipt.code, 200, receipt.body)
         for edu_type in ("m.typing", "m.receipt"):
             self.assertTrue(r2.wait_for(lambda t=edu_type: any(e["edu_type"] == t for e in r2.edus())),
-                            (edu_type, r2.transactions))
+                            (edu_type, r2.transactions, _sender_lines(d.log("fedsender1"))))
         sender_metrics, main_metrics = d.metrics("fedsender1"), d.metrics("main")
         self.assertIn(f'matrixd_federation_sender_transactions_total{{destination="{r1.server_name}"}}',
                       sender_metrics)
@@ -367,3 +367,9 @@ def _event_id(pdu: dict[str, Any], like: dict[str, Any]) -> str:
     from matrixd.events.room_versions import KNOWN_ROOM_VERSIONS
 
     return Event(dict(pdu), KNOWN_ROOM_VERSIONS[like["room_version"]]).event_id
+
+
+def _sender_lines(log: str) -> list[str]:
+    """The federation sender's own log lines (not the access log), for a failure message."""
+    return [line for line in log.splitlines()
+            if "matrixd.federation" in line or "Traceback" in line or "Error" in line][-30:]
