@@ -15,7 +15,7 @@ keeps the process as started (to debug with asserts, say); a process started
 with ``-OO`` or ``PYTHONOPTIMIZE=2`` is left alone.
 
 They also never import pyOpenSSL (:func:`hide_pyopenssl`): its import loads
-cryptography's bindings, about 17 MiB resident, and their TLS runs on Python's
+cryptography's bindings, about 13 MiB of an idle server, and their TLS runs on Python's
 ``ssl`` instead (:mod:`matrixd.http.tls`).
 """
 

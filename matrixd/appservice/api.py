@@ -24,9 +24,9 @@ from twisted.web.client import HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
-from matrixd.http.tls import outbound_agent
 from matrixd.appservice.registration import AppServiceRegistration
 from matrixd.federation.transport.body import BytesProducer
+from matrixd.http.tls import outbound_agent
 from matrixd.types import JsonDict
 from matrixd.util.clock import Clock
 

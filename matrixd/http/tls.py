@@ -2,7 +2,7 @@
 
 Why not Twisted's TLS: it is built on pyOpenSSL, and importing pyOpenSSL
 loads cryptography's bindings, a second, statically linked OpenSSL: about
-17 MiB of resident memory in every process, a quarter of an idle homeserver.
+13 MiB of resident memory in every process, a fifth of an idle homeserver.
 Python's ``ssl`` links the system's OpenSSL, which the process loads anyway.
 So the server commands hide pyOpenSSL
 (:func:`matrixd.app.optimise.hide_pyopenssl`, before Twisted is imported;

@@ -10,8 +10,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
-from matrixd.http.tls import outbound_agent
 from matrixd.events.event import Event
+from matrixd.http.tls import outbound_agent
 from matrixd.push.evaluator import Actions
 from matrixd.storage.pushers import Pusher
 from matrixd.types import JsonDict

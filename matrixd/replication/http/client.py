@@ -31,9 +31,9 @@ from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupErro
 from twisted.web.client import FileBodyProducer, HTTPConnectionPool, ResponseFailed, readBody
 from twisted.web.http_headers import Headers
 
-from matrixd.http.tls import outbound_agent
 from matrixd.api.errors import Codes, MatrixError
 from matrixd.config.workers import InstanceLocation
+from matrixd.http.tls import outbound_agent
 from matrixd.replication.http.auth import authorization_header
 from matrixd.replication.http.server import PREFIX, WriteResult
 from matrixd.types import JsonDict
