@@ -435,17 +435,9 @@ async def _wait_until_serving(server: TestHomeserver, sleep: Sleep, timeout: flo
 
 def _insecure_agent(reactor: Any) -> Any:
     """An HTTP agent that accepts the pair's self-signed certificates (for probing the TLS port)."""
-    from twisted.internet import ssl
-    from twisted.web.client import Agent
-    from twisted.web.iweb import IPolicyForHTTPS
-    from zope.interface import implementer
+    from matrixd.http.tls import client_context, outbound_agent
 
-    @implementer(IPolicyForHTTPS)
-    class _NoVerify:
-        def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-            return ssl.CertificateOptions(verify=False)
-
-    return Agent(reactor, contextFactory=_NoVerify())
+    return outbound_agent(reactor, connect_timeout=5, context=client_context(verify=False))
 
 
 async def start_federation_pair(
