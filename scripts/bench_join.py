@@ -157,7 +157,7 @@ def start_profilers(pids: dict[str, int], directory: str, label: str) -> list["s
     os.makedirs(directory, exist_ok=True)
     return [
         subprocess.Popen(
-            [_py_spy(), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
+            [_py_spy(), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking", "--threads",
              "--output", os.path.join(directory, f"{label}-{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

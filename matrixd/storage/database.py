@@ -41,8 +41,9 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python.threadpool import ThreadPool
 
 from matrixd.storage import sql
-from matrixd.storage.engines import BaseEngine, create_engine
+from matrixd.storage.engines import BaseEngine, Sqlite3Engine, create_engine
 from matrixd.storage.metrics import observe_schedule, observe_txn
+from matrixd.storage.wal_checkpoint import SAFETY_NET_PAGES, WalCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +245,18 @@ class Database:
         self._max_retries = max_retries
         self._closed = False
         pool_class = _InlinePool if inline else _ConnectionPool
+        self._checkpointer: Optional[WalCheckpointer] = None
+        if isinstance(self.engine, Sqlite3Engine) and not self.engine.in_memory and not inline:
+            # Before the pool's connection opens: it gets the checkpointer's safety-net threshold.
+            self.engine.wal_autocheckpoint_pages = SAFETY_NET_PAGES
+            self._checkpointer = WalCheckpointer(self.engine, reactor)
         self._pool = pool_class(self.engine, cast(IReactorFromThreads, reactor))
         logger.info("using database %s", self.engine.describe())
+
+    @property
+    def wal_checkpointer(self) -> Optional[WalCheckpointer]:
+        """What checkpoints an SQLite file's write-ahead log (None: PostgreSQL, memory, inline)."""
+        return self._checkpointer
 
     @property
     def name(self) -> str:
@@ -274,10 +285,10 @@ class Database:
             if self._closed:
                 raise DatabaseClosedError(f"database closed; cannot run {desc!r}")
             try:
-                outcome: tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]]] = (
+                outcome: tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]], bool] = (
                     await self._pool.run(self._run_txn, desc, attempt > 0, time.monotonic(), func, args, kwargs)
                 )
-                result, after = outcome
+                result, after, wrote = outcome
             except Exception as e:
                 if attempt < self._max_retries and self.engine.is_retryable(e):
                     attempt += 1
@@ -287,6 +298,8 @@ class Database:
                     await task.deferLater(self._reactor, delay, lambda: None)
                     continue
                 raise
+            if wrote and self._checkpointer is not None:
+                self._checkpointer.wrote()
             for callback, cb_args, cb_kwargs in after:
                 try:
                     callback(*cb_args, **cb_kwargs)
@@ -305,12 +318,16 @@ class Database:
         func: Callable[..., R],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]]]:
-        """The body of one attempt, on a pool thread (``submitted``: when it was queued)."""
+    ) -> tuple[R, list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]], bool]:
+        """The body of one attempt, on a pool thread (``submitted``: when it was queued).
+
+        Returns the function's result, the post-commit callbacks and whether the transaction changed rows.
+        """
         start = time.monotonic()
         if self._metrics is not None:
             observe_schedule(start - submitted)
         cursor = Cursor(conn.cursor(), self.engine, desc)
+        changes_before = self.engine.total_changes(conn)
         try:
             self.engine.begin(conn)
             result = func(cursor, *args, **kwargs)
@@ -331,7 +348,7 @@ class Database:
                 logger.warning("[TXN %s] took %.3fs", desc, duration)
             if self._metrics is not None:
                 self._metrics(desc, duration, retried)
-        return result, cursor._after
+        return result, cursor._after, self.engine.total_changes(conn) != changes_before
 
     async def execute(self, desc: str, sql_text: str, *args: Any) -> list[Row]:
         """Run one statement in its own transaction and return all rows."""
@@ -347,6 +364,8 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._pool.close()
 
     # -- simple helpers (one transaction each; see matrixd.storage.sql for _txn forms) --

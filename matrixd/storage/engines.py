@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 MIN_SQLITE_VERSION = (3, 27, 0)
 MIN_POSTGRES_VERSION = 110000  # server_version_num
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 class BaseEngine(abc.ABC):
@@ -63,6 +64,10 @@ class BaseEngine(abc.ABC):
     def convert_sql(self, sql: str) -> str:
         """Turn our ``?`` placeholder SQL into the driver's paramstyle."""
 
+    def total_changes(self, conn: Any) -> int:
+        """Rows changed through ``conn`` since it opened, where the driver counts them (else 0)."""
+        return 0
+
     def describe(self) -> str:
         """A log-safe description of where the database is (no passwords)."""
         return self.name
@@ -95,6 +100,9 @@ class Sqlite3Engine(BaseEngine):
         self.in_memory = database == ":memory:" or database.startswith("file::memory:")
         self.min_connections = 1
         self.max_connections = 1
+        #: The automatic checkpoint threshold in log pages, when checkpoints run elsewhere
+        #: (``wal_checkpoint.WalCheckpointer``); None: SQLite's default.
+        self.wal_autocheckpoint_pages: Optional[int] = None
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -115,7 +123,14 @@ class Sqlite3Engine(BaseEngine):
             # With WAL, NORMAL is durable against application crashes and only
             # risks the last commits on power loss, like PostgreSQL's async commit.
             conn.execute("PRAGMA synchronous = NORMAL")
+            # After a burst the log is cut back to this size when it restarts (not kept at its peak).
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+            if self.wal_autocheckpoint_pages is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {self.wal_autocheckpoint_pages}")
         return conn
+
+    def total_changes(self, conn: Any) -> int:
+        return int(conn.total_changes)
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")

@@ -178,8 +178,8 @@ class FederationEventHandler:
         signatures are not verified yet, the event to use (redacted if its content hash
         fails) or None if it must be dropped; called when an event is first needed,
         oldest first, so the checks of later events overlap the writes of earlier ones.
-        Large batches are written in chunks of ``OUTLIER_CHUNK``, each while the next is
-        checked.  Returns the stored events.
+        Large batches are written in chunks of ``OUTLIER_CHUNK``, each started once checked,
+        while the next is checked.  Returns the stored events.
         """
         pending = sorted((e for e in events if e.room_id == room_id or e.type == "m.room.create"),
                          key=lambda e: (e.depth, e.event_id))
@@ -195,7 +195,7 @@ class FederationEventHandler:
             return resolved[ev.event_id]
 
         stored: list[Event] = []
-        writes = _ChainedWrites(self._received.persist_outliers)
+        writes = _BackgroundWrites(self._received.persist_outliers)
         try:
             await self._check_outliers(room_id, pending, pool, usable, stored, writes)
         except BaseException:
@@ -206,7 +206,7 @@ class FederationEventHandler:
 
     async def _check_outliers(self, room_id: str, pending: list[Event], pool: Mapping[str, Event],
                               usable: Callable[[Event], Awaitable[Optional[Event]]], stored: list[Event],
-                              writes: "_ChainedWrites") -> None:
+                              writes: "_BackgroundWrites") -> None:
         """``store_outliers``' checks, in order; each full chunk of ``stored`` is handed to ``writes``."""
         checked: dict[str, Event] = {}
         derived_create: object = _UNSET
@@ -349,38 +349,38 @@ def _by_key(events: Iterable[Event]) -> dict[StateKey, Event]:
     return {e.state_key_tuple(): e for e in events if e.is_state()}
 
 
-class _ChainedWrites:
-    """Writes started one after the other in the background, each once the previous one has finished.
+class _BackgroundWrites:
+    """Writes started at once, in order, while the caller goes on.
 
-    The checks of the next chunk of a batch run on the reactor while the database
-    thread writes the previous one; ``wait`` returns once all are written and
-    raises the first failure (later writes are then not started).
+    Each chunk goes to the database as soon as it is added, not when the one
+    before has been reported written: the reactor thread, busy checking the next
+    chunks, would hear of that only when its checks are done, and the writes
+    would then run one after the other at the end. The database runs them in
+    the order given (SQLite has one connection; outliers do not depend on each
+    other's rows on PostgreSQL). ``wait`` returns once all are written and
+    raises the first failure; chunks after a failed one may be stored, and a
+    retry skips them as already seen.
     """
 
     def __init__(self, write: Callable[[list[Event]], Awaitable[None]]) -> None:
         self._write = write
-        self._last: Optional["defer.Deferred[None]"] = None
+        self._pending: list["defer.Deferred[None]"] = []
 
     def add(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        chunk = list(events)
-        previous = self._last
-
-        async def run() -> None:
-            if previous is not None:
-                await previous
-            await self._write(chunk)
-
-        self._last = defer.ensureDeferred(run())
+        if events:
+            self._pending.append(defer.ensureDeferred(self._write(list(events))))
 
     async def wait(self, quietly: bool = False) -> None:
-        """Until every write started has finished (``quietly``: their failure is only logged)."""
-        if self._last is not None:
-            last, self._last = self._last, None
+        """Until every write started has finished (``quietly``: their failures are only logged)."""
+        pending, self._pending = self._pending, []
+        first: Optional[BaseException] = None
+        for d in pending:
             try:
-                await last
-            except Exception:
-                if not quietly:
-                    raise
-                logger.exception("writing outliers failed")
+                await d
+            except Exception as e:
+                if quietly:
+                    logger.exception("writing outliers failed")
+                elif first is None:
+                    first = e
+        if first is not None:
+            raise first
