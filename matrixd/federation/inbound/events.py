@@ -368,7 +368,10 @@ class _BackgroundWrites:
 
     def add(self, events: Sequence[Event]) -> None:
         if events:
-            self._pending.append(defer.ensureDeferred(self._write(list(events))))
+            self._pending.append(defer.ensureDeferred(self._run(list(events))))
+
+    async def _run(self, chunk: list[Event]) -> None:
+        await self._write(chunk)
 
     async def wait(self, quietly: bool = False) -> None:
         """Until every write started has finished (``quietly``: their failures are only logged)."""
