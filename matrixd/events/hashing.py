@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from canonicaljson import encode_canonical_json
 from unpaddedbase64 import decode_base64, encode_base64
@@ -37,6 +37,25 @@ def compute_content_hash(pdu: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(encode_canonical_json(stripped)).digest()
 
 
+def content_hash_and_size(pdu: Mapping[str, Any]) -> tuple[bytes, int]:
+    """``compute_content_hash(pdu)`` and the length of ``pdu``'s whole canonical JSON, from one encoding.
+
+    A received PDU needs both (its hash check and its size limit). The keys the hash leaves out are
+    small; each adds ``"key":value`` and a comma to the encoding of the rest. Raises ValueError or
+    TypeError where ``encode_canonical_json`` would (NaN, lone surrogates, non-JSON values).
+    """
+    stripped = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
+    encoded = encode_canonical_json(stripped)
+    size = len(encoded)
+    entries = len(stripped)
+    for key in _NOT_HASHED:
+        if key in pdu:
+            # b'{"key":value}' less its braces, and a comma if it follows another entry.
+            size += len(encode_canonical_json({key: pdu[key]})) - 2 + (1 if entries else 0)
+            entries += 1
+    return hashlib.sha256(encoded).digest(), size
+
+
 def add_content_hash(pdu: Mapping[str, Any]) -> JsonDict:
     """A shallow copy of ``pdu`` with ``hashes.sha256`` set to its content hash.
 
@@ -50,8 +69,11 @@ def add_content_hash(pdu: Mapping[str, Any]) -> JsonDict:
     return out
 
 
-def check_content_hash(pdu: Mapping[str, Any]) -> bool:
-    """Whether ``hashes.sha256`` matches the content (padded or unpadded base64)."""
+def check_content_hash(pdu: Mapping[str, Any], computed: Optional[bytes] = None) -> bool:
+    """Whether ``hashes.sha256`` matches the content (padded or unpadded base64).
+
+    ``computed``: the content hash, if the caller has it (``content_hash_and_size``).
+    """
     hashes = pdu.get("hashes")
     if not isinstance(hashes, dict):
         return False
@@ -62,7 +84,7 @@ def check_content_hash(pdu: Mapping[str, Any]) -> bool:
         claimed_bytes = decode_base64(claimed.rstrip("="))
     except (binascii.Error, ValueError):
         return False
-    return claimed_bytes == compute_content_hash(pdu)
+    return claimed_bytes == (computed if computed is not None else compute_content_hash(pdu))
 
 
 def redacted_signing_bytes(room_version: RoomVersion, pdu: Mapping[str, Any]) -> bytes:

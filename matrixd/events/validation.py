@@ -51,10 +51,11 @@ class EventTooLargeError(EventFormatError):
         MatrixError.__init__(self, 413, msg, Codes.TOO_LARGE)
 
 
-def validate_pdu(room_version: RoomVersion, pdu: Any) -> None:
+def validate_pdu(room_version: RoomVersion, pdu: Any, size: Optional[int] = None) -> None:
     """Raise EventFormatError unless ``pdu`` is a well-formed event of ``room_version``.
 
-    Size violations raise the subclass EventTooLargeError.
+    Size violations raise the subclass EventTooLargeError. ``size``: the length of ``pdu``'s
+    canonical JSON, if the caller has it (``hashing.content_hash_and_size``).
     """
     if not isinstance(pdu, dict):
         raise EventFormatError("event is not a JSON object")
@@ -93,7 +94,8 @@ def validate_pdu(room_version: RoomVersion, pdu: Any) -> None:
 
     if room_version.strict_canonicaljson:
         check_canonical_json_values(pdu)
-    size = canonical_size(pdu)
+    if size is None:
+        size = canonical_size(pdu)
     if size > MAX_PDU_SIZE:
         raise EventTooLargeError(f"event is {size} bytes of canonical JSON, over the {MAX_PDU_SIZE} limit")
 

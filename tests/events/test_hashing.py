@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from canonicaljson import encode_canonical_json
 from twisted.trial import unittest
 from unpaddedbase64 import encode_base64
 
@@ -17,6 +18,7 @@ from matrixd.events.hashing import (
     compute_event_id,
     compute_reference_hash,
     compute_room_id_for_create_event,
+    content_hash_and_size,
     event_reference,
     room_id_from_create_event_id,
 )
@@ -91,6 +93,27 @@ class ContentHashTest(unittest.TestCase):
         self.assertFalse(check_content_hash(tampered))
         for bad in (None, {}, {"sha256": 5}, {"sha256": "!!!notbase64"}, {"sha256": "é"}, "str"):
             self.assertFalse(check_content_hash(dict(vectors.MINIMAL_EVENT_SIGNED, hashes=bad)), bad)
+
+    def test_content_hash_and_size_match_separate_encodings(self) -> None:
+        """One encoding gives the content hash and the whole PDU's canonical size, whichever of the
+        unhashed keys are there (none, some, all; even with nothing else in the object)."""
+        base = dict(vectors.REDACTABLE_EVENT_SIGNED, content={"body": "héllo ☃ \u2028", "n": [1, {"z": None}]})
+        cases: list[dict[str, Any]] = [
+            base,
+            {k: v for k, v in base.items() if k not in ("unsigned", "signatures", "hashes")},
+            dict(base, unsigned={"age": 5, "x": "ü"}),
+            {k: v for k, v in base.items() if k != "hashes"},
+            {"signatures": {"a": {"ed25519:1": "sig"}}},
+            {"hashes": {"sha256": "abc"}, "unsigned": {}},
+            {},
+        ]
+        for pdu in cases:
+            content_hash, size = content_hash_and_size(pdu)
+            self.assertEqual(content_hash, compute_content_hash(pdu), pdu)
+            self.assertEqual(size, len(encode_canonical_json(pdu)), pdu)
+        self.assertTrue(check_content_hash(base | {"hashes": {"sha256": encode_base64(
+            content_hash_and_size(base)[0])}}, content_hash_and_size(base)[0]))
+        self.assertFalse(check_content_hash(vectors.MINIMAL_EVENT_SIGNED, b"not the hash"))
 
 
 class EventIdTest(unittest.TestCase):

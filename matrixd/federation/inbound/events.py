@@ -224,6 +224,8 @@ class FederationEventHandler:
                     a = await usable(pool[aid])
                 if a is None:
                     a = await self._events.get_event(aid)
+                    if a is not None:
+                        checked[aid] = a  # stored already: the room's create and power levels, cited by many
                 if a is None:
                     missing_auth.append(aid)
                 else:

@@ -26,7 +26,9 @@ from matrixd.api.errors import EventFormatError, SignatureVerifyError
 from matrixd.crypto.keyring import Keyring
 from matrixd.crypto.server_keys import FetchedKey
 from matrixd.events.event import EVENT_ID_LIST_FIELDS, REPEATED_STRING_FIELDS, Event
-from matrixd.events.hashing import check_content_hash, event_id_from_reference_hash, redacted_signing_bytes
+from matrixd.events.hashing import (
+    check_content_hash, content_hash_and_size, event_id_from_reference_hash, redacted_signing_bytes,
+)
 from matrixd.events.redaction import prune_event_dict
 from matrixd.events.room_versions import EventFormat, RoomVersion
 from matrixd.events.signing import SUPPORTED_ALGORITHM, servers_required_to_sign, verify_event_signature
@@ -107,8 +109,8 @@ class PduBatch:
         self._pdus: list[Any] = list(pdus)
         self._results: list[Union[Event, PduDropped, None]] = [None] * len(pdus)
         self._event_ids: list[Optional[str]] = [None] * len(pdus)
-        # index -> (pdu, the bytes its signatures cover, the event, the servers that must sign it)
-        self._prepared: dict[int, tuple[dict[str, Any], bytes, Event, frozenset[str]]] = {}
+        # index -> (pdu, the bytes its signatures cover, its content hash, the event, the servers that must sign it)
+        self._prepared: dict[int, tuple[dict[str, Any], bytes, bytes, Event, frozenset[str]]] = {}
         self._strings: dict[str, str] = {}  # see _share_strings
         # One object per distinct set of required signers (a large room's PDUs share a few).
         self._signer_sets: dict[frozenset[str], frozenset[str]] = {}
@@ -132,7 +134,12 @@ class PduBatch:
         if isinstance(unsigned, dict) and (not self._owned or not _SERVER_ONLY_UNSIGNED.isdisjoint(unsigned)):
             pdu["unsigned"] = {k: v for k, v in unsigned.items() if k not in _SERVER_ONLY_UNSIGNED}
         try:
-            validate_pdu(room_version, pdu)
+            content_hash, size = content_hash_and_size(pdu)
+        except (ValueError, TypeError) as e:  # NaN/Infinity, lone surrogates, non-JSON values
+            self._results[i] = PduDropped(f"invalid PDU: it cannot be encoded as canonical JSON: {e}")
+            return
+        try:
+            validate_pdu(room_version, pdu, size)
         except EventFormatError as e:
             self._results[i] = PduDropped(f"invalid PDU: {e.msg}")
             return
@@ -147,7 +154,7 @@ class PduBatch:
         if not required:
             self._unbatched.append(i)
             return
-        self._prepared[i] = (pdu, signing, event, required)
+        self._prepared[i] = (pdu, signing, content_hash, event, required)
         sigs = pdu["signatures"]
         for server in required:
             server_sigs = sigs.get(server)
@@ -189,7 +196,7 @@ class PduBatch:
             if isinstance(result, Event):
                 out.append((i, result))
             elif result is None and i in self._prepared:
-                out.append((i, self._prepared[i][2]))
+                out.append((i, self._prepared[i][3]))
         return out
 
     async def fetch_keys(self, keyring: Keyring) -> None:
@@ -233,7 +240,7 @@ class PduBatch:
 
     def _usable_keys(self, i: int) -> tuple[bool, dict[str, dict[str, VerifyKey]]]:
         """Whether a key of every signer was found, and the keys valid at PDU ``i``'s time by signer."""
-        pdu, _signing, _event, required = self._prepared[i]
+        pdu, _signing, _content_hash, _event, required = self._prepared[i]
         min_valid = 0
         if self._room_version.enforce_key_validity:
             ts = pdu.get("origin_server_ts")
@@ -253,7 +260,7 @@ class PduBatch:
     def _verify(self, i: int) -> Union[Event, PduDropped, None]:
         """Signatures and content hash of prepared PDU ``i`` (None: left for check_pdu)."""
         room_version = self._room_version
-        pdu, signing, event, required = self._prepared[i]
+        pdu, signing, content_hash, event, required = self._prepared[i]
         known_at_all, usable = self._usable_keys(i)
         result: Union[Event, PduDropped, None]
         if not known_at_all:
@@ -273,7 +280,7 @@ class PduBatch:
         except SignatureVerifyError as e:
             result = PduDropped(f"signature check failed: {e.msg}")
         else:
-            if check_content_hash(pdu):
+            if check_content_hash(pdu, content_hash):
                 result = event
             else:  # redacted: the content was tampered with
                 result = Event(prune_event_dict(room_version, pdu), room_version, event_id=event.event_id)
