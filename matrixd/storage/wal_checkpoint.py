@@ -93,8 +93,10 @@ class WalCheckpointer:
 
     def _failed(self, failure: Failure) -> None:
         self._running = False
-        # Another process's checkpoint holding the lock, say: the next write tries again.
+        # Another process's checkpoint holding the lock, say: tried again after the next write.
         logger.info("SQLite WAL checkpoint failed: %s", failure.getErrorMessage())
+        if self._dirty:
+            self.wrote()
 
     def close(self) -> None:
         """Cancel a pending checkpoint, wait for a running one and close the connection. Idempotent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 
 from twisted.internet import reactor
@@ -98,6 +99,28 @@ class WalCheckpointTestCase(TestCase):
         await self.wait_for_checkpoint()
         self.assertEqual(len(runs), 1)
         self.assertEqual(runs[0][1], runs[0][2])
+
+    async def test_a_failed_checkpoint_is_tried_again_after_writes(self) -> None:
+        """A checkpoint that fails (another process's holding the lock, say) is logged; the writes that
+        came during it schedule the next one, which runs."""
+        checkpointer = self.checkpointer()
+        checkpointer.delay = 0.01
+        await self.db.execute("create", "CREATE TABLE blobs (n INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        original = checkpointer._checkpoint
+        attempts: list[int] = []
+
+        def flaky() -> tuple[int, int, int]:
+            attempts.append(1)
+            if len(attempts) == 1:
+                checkpointer._dirty = True  # a write committed while this one ran
+                raise sqlite3.OperationalError("database is locked")
+            return original()
+
+        checkpointer._checkpoint = flaky  # type: ignore[method-assign]
+        await self.write_pages(transactions=1, rows_each=10)
+        busy, log_frames, checkpointed = await self.wait_for_checkpoint()
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual((busy, checkpointed), (0, log_frames))
 
     async def test_close_cancels_a_pending_checkpoint(self) -> None:
         checkpointer = self.checkpointer()
