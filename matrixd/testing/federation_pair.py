@@ -57,7 +57,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +73,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from matrixd.testing.database import selected_engine
+from matrixd.testing.ports import free_ports
 from matrixd.testing.process import (
     REGISTRATION_SHARED_SECRET, RELAXED_RATELIMITS, REPO_ROOT, PostgresDatabase, ServerProcess,
     create_postgres_database, write_matrixd_config,
@@ -167,14 +167,6 @@ def write_self_signed_certificate(directory: str, ip: str = "127.0.0.1") -> tupl
             serialization.NoEncryption(),
         ))
     return cert_path, key_path
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- Processes ---------------------------------------------------------------------------
@@ -314,8 +306,7 @@ async def start_homeserver(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     os.makedirs(directory, exist_ok=True)
-    federation_port = free_port()
-    client_port = free_port()
+    federation_port, client_port = free_ports(2)
     server_name = f"127.0.0.1:{federation_port}"
     cert_path, key_path = write_self_signed_certificate(directory)
     listeners = [

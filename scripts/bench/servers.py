@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any, Mapping, Optional
 import aiohttp
 import yaml
 
+from matrixd.testing.ports import free_port
 from matrixd.testing.process import (
     RELAXED_RATELIMITS, ServerProcess, create_postgres_database, spawn_logged, start_matrixd,
 )
@@ -72,13 +72,6 @@ def metrics_url(proc: ServerProcess) -> Optional[str]:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def start_synapse(directory: str, engine: str, python_args: tuple[str, ...] = (),
                         extra: Optional[Mapping[str, Any]] = None) -> ServerProcess:
     """Synapse (from the venv) on a free loopback port; ready once /versions answers."""
@@ -92,7 +85,7 @@ async def start_synapse(directory: str, engine: str, python_args: tuple[str, ...
     )
     with open(config_path, encoding="utf-8") as f:
         raw: dict[str, Any] = yaml.safe_load(f)
-    port = _free_port()
+    port = free_port()
     secret = secrets.token_urlsafe(24)
     raw["listeners"] = [{
         "port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from typing import Any, Optional
@@ -20,6 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
+from matrixd.testing.ports import free_port
 from matrixd.testing.process import REPO_ROOT, ServerProcess, start_matrixd_for_test
 
 CONTRIB = os.path.join(REPO_ROOT, "contrib")
@@ -48,13 +48,6 @@ _PROMQL_WORDS = {
     "ignoring", "group_left", "group_right", "histogram_quantile", "label_values", "and", "or", "unless",
     "offset", "bool", "abs", "delta", "deriv", "clamp_min", "clamp_max", "time", "vector", "scalar",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def metric_names_in(expr: str) -> set[str]:

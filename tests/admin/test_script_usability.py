@@ -6,13 +6,13 @@ config or an unreachable server, and the ``register_new_matrix_user`` name (the 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 from twisted.internet import reactor
 from twisted.trial import unittest
 
+from matrixd.testing.ports import free_port
 from matrixd.testing.process import REGISTRATION_SHARED_SECRET, REPO_ROOT, start_matrixd_for_test
 
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
@@ -32,13 +32,6 @@ def run(script: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, os.path.join(SCRIPTS, script), *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=120)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens on it once the socket is closed
 
 
 class ScriptUsabilityTests(unittest.TestCase):
@@ -72,7 +65,7 @@ class ScriptUsabilityTests(unittest.TestCase):
 
     def test_unreachable_server(self) -> None:
         """Registering against a server that is not there says it cannot reach it."""
-        url = f"http://127.0.0.1:{closed_port()}"
+        url = f"http://127.0.0.1:{free_port()}"
         for script in ("register_new_matrixd_user", "register_new_matrix_user"):
             result = run(script, "-k", "secret", "-u", "x", "-p", "y", "--no-admin", url)
             self.assertEqual(result.returncode, 1, result.stderr)
@@ -99,7 +92,7 @@ class RegisterScriptTests(unittest.TestCase):
         bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         elsewhere = os.path.abspath(self.mktemp())
         os.makedirs(elsewhere)
-        url = f"http://127.0.0.1:{closed_port()}"
+        url = f"http://127.0.0.1:{free_port()}"
         module = os.path.join(REPO_ROOT, "matrixd", "cli", "register_new_matrix_user.py")
         for argv in ([os.path.join(SCRIPTS, "register_new_matrix_user")],
                      [sys.executable, os.path.join(SCRIPTS, "register_new_matrix_user")],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from typing import Any, Optional
 
@@ -15,17 +14,12 @@ from twisted.trial import unittest
 
 from matrixd.config.generate import generate_config
 from matrixd.testing.database import selected_engine
+from matrixd.testing.ports import free_port
 from tests.http.test_homeserver_process import REPO_ROOT, _Collect, _postgres_database
 
 AS_TOKEN = "sdk_as_token"
 HS_TOKEN = "sdk_hs_token"
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MautrixBridgeTestCase(unittest.TestCase):
@@ -34,7 +28,7 @@ class MautrixBridgeTestCase(unittest.TestCase):
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.as_port = _free_port()
+        self.as_port = free_port()
         reg_path = os.path.join(self.dir, "bridge.yaml")
         with open(reg_path, "w") as f:
             yaml.safe_dump({

@@ -36,6 +36,8 @@ import signedjson.key
 import yaml
 from twisted.trial.unittest import TestCase
 
+from matrixd.testing.ports import free_ports
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MATRIXDCTL = os.path.join(ROOT, "scripts", "matrixdctl")
 NGINX_TEMPLATE_DIR = os.path.join(ROOT, "contrib", "nginx")
@@ -45,20 +47,6 @@ PG_DSN_ENV = "MATRIXD_TEST_PG_DSN"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 RELAXED = {"per_second": 100000, "burst_count": 100000}
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now (bound together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def find_nginx() -> str:
