@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixd.federation.sender.destination import MAX_EDUS_PER_TXN
@@ -140,6 +141,21 @@ class SyncAreaFeedTestCase(unittest.TestCase):
         self.req("PUT", path, {"typing": True, "timeout": 10000})
         pump(self.hs)
         self.req("PUT", path, {"typing": False})
+        pump(self.hs)
+        self.assertEqual([e["content"]["typing"] for e in self.recorder.edus("m.typing")], [True, False])
+
+    def test_typing_stop_queued_while_start_in_flight_is_sent(self) -> None:
+        """The stop replaces the queued start's entry while the start is in flight: both still go out."""
+        gate: defer.Deferred[None] = defer.Deferred()
+        self.recorder.gate = gate
+        path = f"/rooms/{self.room_id}/typing/{self.alice}"
+        self.req("PUT", path, {"typing": True, "timeout": 10000})
+        pump(self.hs)
+        self.assertEqual(self.recorder.in_flight, 1)
+        self.req("PUT", path, {"typing": False})
+        pump(self.hs)
+        self.recorder.gate = None
+        gate.callback(None)
         pump(self.hs)
         self.assertEqual([e["content"]["typing"] for e in self.recorder.edus("m.typing")], [True, False])
 

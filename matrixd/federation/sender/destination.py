@@ -177,8 +177,8 @@ class DestinationQueue:
 
     async def _send_step(self) -> bool:
         pdus = self._pdus[:MAX_PDUS_PER_TXN]
-        edus = [{"edu_type": t, "content": c} for (t, _k), c in list(self._edus.items())[:MAX_EDUS_PER_TXN]]
-        taken_keys = list(self._edus.keys())[:len(edus)]
+        taken = list(self._edus.items())[:MAX_EDUS_PER_TXN]
+        edus = [{"edu_type": t, "content": c} for (t, _k), c in taken]
         acks: list[Ack] = []
         for source in self._durable:
             room = MAX_EDUS_PER_TXN - len(edus)
@@ -194,8 +194,10 @@ class DestinationQueue:
         if not ok:
             return False
         del self._pdus[:len(pdus)]
-        for key in taken_keys:
-            self._edus.pop(key, None)
+        for key, content in taken:
+            # An entry replaced while the transaction was in flight is newer: it goes in the next one.
+            if self._edus.get(key) is content:
+                del self._edus[key]
         self._update_gauge()
         for ack in acks:
             await ack()
