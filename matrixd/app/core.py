@@ -84,14 +84,16 @@ async def build_room_core(
     default_room_version: RoomVersion = DEFAULT_ROOM_VERSION,
     rc_message: Optional[Mapping[str, Any]] = None,
     notifier: Optional[Notifier] = None,
+    writes_events: bool = True,
 ) -> RoomCore:
+    """The room core of a process; ``writes_events`` is False on workers (see ``EventWriter``'s ``writes_here``)."""
     events = EventStore(db, clock, prune_event_dict=_prune)
     state = StateGroupStore(db, clock)
     current_state = CurrentStateStore(db, clock, events)
     stream_ids, backfill_ids = await create_event_stream_generators(db)
     writer = EventWriter(
         db, clock, server_name=server_name, stream_ids=stream_ids, backfill_ids=backfill_ids,
-        event_store=events, current_state_store=current_state,
+        event_store=events, current_state_store=current_state, writes_here=writes_events,
     )
     stores = CoreStores(
         events=events, state=state, current_state=current_state, rooms=RoomStore(db, clock),

@@ -68,6 +68,9 @@ class EventWriter:
         server_name: this server's name; decides which users are local.
         stream_ids, backfill_ids: from :func:`create_event_stream_generators`.
         event_store, current_state_store: whose caches to invalidate after commit.
+        writes_here: False where the room core is built only to read (a worker): the stores'
+            writer-side caches stay off, so replication's invalidations keep them true, and
+            :meth:`persist_events` refuses, since the master is the only writer.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class EventWriter:
         backfill_ids: StreamIdGenerator,
         event_store: EventStore,
         current_state_store: CurrentStateStore,
+        writes_here: bool = True,
     ) -> None:
         if stream_ids.step != 1 or backfill_ids.step != -1:
             raise ValueError("stream_ids must count up and backfill_ids down")
@@ -90,8 +94,10 @@ class EventWriter:
         self._backfill_ids = backfill_ids
         self._event_store = event_store
         self._current_state = current_state_store
-        event_store.enable_writer_caches()
-        current_state_store.enable_writer_caches()
+        self._writes_here = writes_here
+        if writes_here:
+            event_store.enable_writer_caches()
+            current_state_store.enable_writer_caches()
 
     @property
     def event_store(self) -> EventStore:
@@ -127,6 +133,8 @@ class EventWriter:
                 highest stream id (always called): what must become visible at
                 exactly that position, e.g. the end of a room's partial state.
         """
+        if not self._writes_here:
+            raise RuntimeError("events are written by the master; this process only reads them")
         deltas = {r: d for r, d in (state_delta_by_room or {}).items() if not d.is_empty()}
         if backfilled and deltas:
             raise ValueError("backfilled events cannot change current state")

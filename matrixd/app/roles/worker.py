@@ -215,6 +215,7 @@ async def build_worker_components(
         clock=clock, db=db, server_name=config.server.server_name, signing_key=signing_key,
         default_room_version=get_room_version(config.server.default_room_version),
         rc_message={"per_second": rc.per_second, "burst_count": rc.burst_count},
+        writes_events=False,  # the master writes; replication invalidates what this worker caches
     )
     tokens = TokenStore(db, clock)
     accounts = AccountStores(UserStore(db, clock), DeviceStore(db, clock, tokens=tokens), tokens)
