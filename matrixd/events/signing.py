@@ -76,9 +76,9 @@ def verify_event_signature(
     if not isinstance(server_sigs, dict) or not server_sigs:
         raise SignatureVerifyError(f"event is not signed by {server_name}")
     checkable = [
-        (key_id, sig)
-        for key_id, sig in server_sigs.items()
-        if isinstance(key_id, str) and key_id.startswith(SUPPORTED_ALGORITHM + ":") and key_id in verify_keys
+        (kid, sig)
+        for kid, sig in server_sigs.items()
+        if isinstance(kid, str) and kid.startswith(SUPPORTED_ALGORITHM + ":") and kid in verify_keys
     ]
     if not checkable:
         raise SignatureVerifyError(
@@ -86,14 +86,14 @@ def verify_event_signature(
             f"(signed with {sorted(server_sigs)})"
         )
     message = signing_bytes if signing_bytes is not None else redacted_signing_bytes(room_version, pdu)
-    for key_id, sig in checkable:
+    for kid, sig in checkable:
         if not isinstance(sig, str):
-            raise SignatureVerifyError(f"signature {server_name}/{key_id} is not a string")
+            raise SignatureVerifyError(f"signature {server_name}/{kid} is not a string")
         try:
             sig_bytes = decode_base64(sig)
-            verify_keys[key_id].verify(message, sig_bytes)
+            verify_keys[kid].verify(message, sig_bytes)
         except (binascii.Error, ValueError, nacl.exceptions.CryptoError) as e:
-            raise SignatureVerifyError(f"invalid signature {server_name}/{key_id}: {e}") from None
+            raise SignatureVerifyError(f"invalid signature {server_name}/{kid}: {e}") from None
 
 
 def is_third_party_invite(event: Event) -> bool:

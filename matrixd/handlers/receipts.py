@@ -60,7 +60,7 @@ class ReceiptsHandler:
     ) -> None:
         """Validate and store a receipt (or, for ``m.fully_read``, move the read marker)."""
         if receipt_type not in RECEIPT_TYPES and receipt_type != FULLY_READ:
-            raise InvalidParamError(f"Receipt type must be one of m.read, m.read.private, m.fully_read")
+            raise InvalidParamError("Receipt type must be one of m.read, m.read.private, m.fully_read")
         if thread_id is not None and (not isinstance(thread_id, str) or not thread_id):
             raise InvalidParamError("thread_id field must be a non-empty string")
         if receipt_type == FULLY_READ and thread_id is not None:

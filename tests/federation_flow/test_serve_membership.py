@@ -243,7 +243,7 @@ class ServeOmitMembersTestCase(unittest.TestCase):
         room_id = create_room(self.hs, self.alice, {"preset": "public_chat", "room_version": "10", **extra})
         for user in self.locals:
             join(self.hs, room_id, user)
-        join(self.hs, room_id, f"@zed:other.example")
+        join(self.hs, room_id, "@zed:other.example")
         return room_id
 
     def send_join(self, room_id: str, omit: str = "true") -> tuple[Event, Any]:

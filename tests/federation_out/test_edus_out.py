@@ -93,7 +93,7 @@ class OutboundEduTestCase(unittest.TestCase):
         pump(self.hs)
         updates = [e["content"] for e in self.recorder.edus("m.device_list_update")]
         self.assertEqual([u["device_id"] for u in updates], ["TESTDEVICE", "GONE"])
-        self.assertEqual(updates[0]["keys"]["keys"][f"ed25519:TESTDEVICE"], dev.ed25519)
+        self.assertEqual(updates[0]["keys"]["keys"]["ed25519:TESTDEVICE"], dev.ed25519)
         self.assertEqual(updates[1]["prev_id"], [updates[0]["stream_id"]])
         self.assertTrue(updates[1]["deleted"])
         self.assertGreater(updates[1]["stream_id"], updates[0]["stream_id"])
