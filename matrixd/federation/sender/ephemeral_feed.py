@@ -77,18 +77,19 @@ class EphemeralStreamFeed:
     async def _watch(self, stream: StreamName, current: Callable[[], int],
                      feed: Callable[[int, int], Awaitable[None]]) -> None:
         while not self._stopped:
-            token = self._notifier.current_token
-            target = max(token.get(stream), self._positions[stream]) + 1
-            await self._notifier.wait_for_token(token.copy_and_replace(stream, target), WATCH_TIMEOUT_S)
-            if self._stopped:
-                return
             upto = current()
-            if upto > self._positions[stream]:
-                try:
-                    await feed(self._positions[stream], upto)
-                except Exception:
-                    logger.exception("feeding %s to the federation sender failed", stream.value)
-                self._positions[stream] = upto
+            if upto <= self._positions[stream]:
+                # Nothing new: wait for the stream to move. (Checked first, so that what arrived while
+                # the last batch was being fed goes now, not at the next change or the timeout.)
+                token = self._notifier.current_token
+                target = max(token.get(stream), self._positions[stream]) + 1
+                await self._notifier.wait_for_token(token.copy_and_replace(stream, target), WATCH_TIMEOUT_S)
+                continue
+            try:
+                await feed(self._positions[stream], upto)
+            except Exception:
+                logger.exception("feeding %s to the federation sender failed", stream.value)
+            self._positions[stream] = upto
 
     def _is_mine(self, user_id: str) -> bool:
         return domain_or_none(user_id) == self._server_name
