@@ -7,9 +7,9 @@ could be given one port. It also hands ephemeral ports to every outgoing
 connection, which may take a port between the probe and the server's bind.
 
 So ports come from below the kernel's ephemeral range, a process never hands
-out a port twice, and each is checked bindable before it is returned. Test
-runners with several workers start each at a different random point of the
-range, so they rarely even try the same port.
+out a port twice, and each is checked bindable before it is returned. Each
+process picks at random, so the workers of a parallel test run rarely even try
+the same port.
 """
 
 from __future__ import annotations
